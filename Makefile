@@ -1,0 +1,23 @@
+# The two commands a newcomer needs. Both build the environment on first use
+# (scripts/in-env: a .venv, or a Debian 13 rootfs on hosts with glibc < 2.39).
+IN_ENV := scripts/in-env
+DEMO_DIR ?= _work/demo
+
+.PHONY: test test-fast demo bench accuracy clean-demo
+
+test:  ## the whole suite, the end-to-end pipeline runs included
+	$(IN_ENV) python -m pytest -q tests
+
+test-fast:  ## everything but the marked end-to-end runs
+	$(IN_ENV) python -m pytest -q -m "not e2e" tests
+
+demo:  ## sample data -> TFX pipeline -> pushed model -> one prediction
+	$(IN_ENV) imgcls sample-data --out $(DEMO_DIR)/data
+	$(IN_ENV) imgcls run --data-root $(DEMO_DIR)/data --serving-dir $(DEMO_DIR)/serving --pipeline-root $(DEMO_DIR)/pipeline
+	$(IN_ENV) imgcls predict --model-base-path $(DEMO_DIR)/serving/LenetModel $(DEMO_DIR)/data/test/3
+
+bench:  ## every benchmark at full size; writes docs/benchmarks.md
+	$(IN_ENV) python -m bench
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,2 @@
+"""TFX components for image classification: the class-folder ExampleGen, the
+contract check and the atomic versioned Pusher."""

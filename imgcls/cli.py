@@ -1,0 +1,59 @@
+"""`imgcls`: the console script.
+
+Each package registers its own subcommands (a `register(subparsers)` function
+in its `cli` module), so a command lives next to the code it drives. Handlers
+import TensorFlow and TFX lazily: `imgcls --help` stays instant.
+"""
+import argparse
+import importlib
+import logging
+import sys
+
+from imgcls.errors import UserError
+
+_COMMAND_MODULES = (
+    'trainer.cli',
+    'pipeline.cli',
+    'serving.cli',
+    'retrain.cli',
+    'report.cli',
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='imgcls',
+      description='Train, ship and serve image classifiers with TFX and TF '
+      'Serving.')
+  parser.add_argument('-v', '--verbose', action='store_true',
+                      help='log at INFO level (TensorFlow, TFX, Beam)')
+  subparsers = parser.add_subparsers(dest='command', required=True,
+                                     metavar='COMMAND')
+  for module_name in _COMMAND_MODULES:
+    try:
+      module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+      if e.name != module_name:
+        raise
+      continue
+    module.register(subparsers)
+  return parser
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  logging.basicConfig(
+      level=logging.INFO if args.verbose else logging.WARNING,
+      format='%(levelname)s %(name)s: %(message)s')
+  try:
+    return args.handler(args) or 0
+  except UserError as e:
+    print(f'imgcls {args.command}: error: {e}', file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print(f'imgcls {args.command}: interrupted', file=sys.stderr)
+    return 130
+
+
+if __name__ == '__main__':
+  sys.exit(main())
