@@ -9,7 +9,6 @@ A subclass only builds its layers (`create_model_io`). Subclasses register
 themselves by class name, so `--model-type MyModel` finds any imported
 subclass, and a dotted path `my_pkg.my_module.MyModel` imports it first.
 """
-import abc
 import importlib
 from typing import Dict, List, Sequence, Tuple
 
@@ -27,7 +26,7 @@ OUTPUT_KEYS = ('logits', 'probabilities', 'class_id', 'class_name')
 _REGISTRY: Dict[str, type] = {}
 
 
-class ImageClassifierModel(tf.keras.Model, metaclass=abc.ABCMeta):
+class ImageClassifierModel(tf.keras.Model):
   """The base of every classifier; a subclass implements `create_model_io`.
 
   Args:
@@ -58,7 +57,6 @@ class ImageClassifierModel(tf.keras.Model, metaclass=abc.ABCMeta):
     self._model_options = dict(model_options)
     self._class_name_table = tf.constant(class_names)
 
-  @abc.abstractmethod
   def create_model_io(self, input_shape: Tuple[int, int, int],
                       num_classes: int,
                       **model_options) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -67,7 +65,12 @@ class ImageClassifierModel(tf.keras.Model, metaclass=abc.ABCMeta):
     The inputs are float pixels 0..255 of exactly `input_shape`; rescaling
     belongs inside the architecture. The outputs are unnormalised logits of
     shape (batch, num_classes).
+
+    Abstract, but not through abc: Keras rewrites the bases of functional
+    subclasses, which breaks ABCMeta's instantiation check.
     """
+    raise NotImplementedError(
+        f'{type(self).__name__} must implement create_model_io')
 
   def training_stages(self) -> List[Tuple[str, float]]:
     """(stage name, learning-rate multiplier) pairs, trained in order.
