@@ -12,6 +12,7 @@ import sys
 from imgcls.errors import UserError
 
 _COMMAND_MODULES = (
+    'components.cli',
     'trainer.cli',
     'pipeline.cli',
     'serving.cli',
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     try:
       module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-      if e.name != module_name:
+      if not (module_name + '.').startswith(e.name + '.'):
         raise
       continue
     module.register(subparsers)

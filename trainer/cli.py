@@ -1,0 +1,102 @@
+"""`imgcls train`, `imgcls evaluate` and `imgcls predict`."""
+import argparse
+import os
+
+from imgcls.errors import UserError
+from trainer import config as training_config
+
+
+def register(subparsers) -> None:
+  train = subparsers.add_parser(
+      'train', help='train from class folders without a pipeline',
+      description='Trains with early stopping and a ModelCheckpoint, then '
+      'saves to <model-dir>/<ModelType>/<next integer version>.')
+  train.add_argument('--train-dir', required=True)
+  train.add_argument('--test-dir', required=True)
+  train.add_argument('--model-dir', required=True)
+  training_config.add_training_args(train)
+  train.set_defaults(handler=_train)
+
+  evaluate = subparsers.add_parser(
+      'evaluate', help='accuracy of a SavedModel on a test folder, through '
+      'both predictors')
+  evaluate.add_argument('--test-dir', required=True)
+  evaluate.add_argument('--model-path', required=True,
+                        help='a SavedModel directory (a version)')
+  evaluate.add_argument('--batch-size', type=int, default=256)
+  evaluate.set_defaults(handler=_evaluate)
+
+  predict = subparsers.add_parser(
+      'predict', help='classify image files with a SavedModel')
+  source = predict.add_mutually_exclusive_group(required=True)
+  source.add_argument('--model-path', help='a SavedModel directory')
+  source.add_argument('--model-base-path',
+                      help='a directory of integer versions; the newest is '
+                      'used, as TF Serving would')
+  predict.add_argument('images', nargs='+',
+                       help='image files, or directories of them')
+  predict.set_defaults(handler=_predict)
+
+
+def _train(args: argparse.Namespace) -> int:
+  from trainer import standalone  # pylint: disable=g-import-not-at-top
+  config = training_config.training_config_from_args(args)
+  path = standalone.train(args.train_dir, args.test_dir, args.model_dir,
+                          config)
+  print(f'saved model: {path}')
+  return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+  from trainer import standalone  # pylint: disable=g-import-not-at-top
+  result = standalone.evaluate(args.model_path, args.test_dir, args.batch_size)
+  print(f'{result.count} test images ({result.skipped} skipped)')
+  for signature, scores in result.by_signature.items():
+    print(f'{signature}: accuracy {scores.accuracy:.4f}')
+    for name, accuracy in scores.per_class.items():
+      print(f'  {name:>12}: {accuracy:.4f}')
+  verdict = 'agree' if result.agreement == 1 else 'DISAGREE'
+  print(f'serving_bytes and serving_default {verdict} on '
+        f'{result.agreement:.2%} of the images')
+  return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+  from components import model_versions  # pylint: disable=g-import-not-at-top
+  from trainer import saved_model  # pylint: disable=g-import-not-at-top
+  path = args.model_path or model_versions.latest_version_dir(
+      args.model_base_path)
+  if not path:
+    raise UserError(f'{args.model_base_path}: no integer version directories')
+  files = _expand(args.images)
+  encoded = [_read_image(f) for f in files]
+  model = saved_model.SavedClassifier(path)
+  outputs = model.predict_bytes(encoded)
+  print(f'model: {path}')
+  for f, name, probs in zip(files, outputs['class_name'],
+                            outputs['probabilities']):
+    print(f'{f}: {name.decode()} ({probs.max():.3f})')
+  return 0
+
+
+def _read_image(path: str) -> bytes:
+  from components import class_folders  # pylint: disable=g-import-not-at-top
+  with open(path, 'rb') as f:
+    data = f.read()
+  problem = class_folders.image_problem(data)
+  if problem:
+    raise UserError(f'{path}: {problem}')
+  return data
+
+
+def _expand(paths):
+  files = []
+  for path in paths:
+    if os.path.isdir(path):
+      files += sorted(os.path.join(path, f) for f in os.listdir(path)
+                      if not f.startswith('.'))
+    elif os.path.isfile(path):
+      files.append(path)
+    else:
+      raise UserError(f'{path}: no such file or directory')
+  return files

@@ -1,0 +1,99 @@
+"""Training settings, in one place for `imgcls train`, `imgcls run` and run_fn.
+
+The CLI builds its flags from these defaults; the pipeline passes them to the
+Trainer as `custom_config`, so the standalone command and the TFX Trainer
+train the same way from the same settings.
+"""
+import argparse
+import dataclasses
+from typing import Any, Dict, Tuple
+
+from imgcls.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  model_type: str = 'LenetModel'
+  input_shape: Tuple[int, int, int] = (28, 28, 1)
+  epochs: int = 10
+  batch_size: int = 128
+  learning_rate: float = 1e-3
+  # Epochs without improvement of the validation loss before stopping.
+  early_stopping_patience: int = 3
+  # Decoded training data is cached in memory below this size, else streamed.
+  cache_limit_mb: int = 2048
+  # Architecture options passed to the model class, e.g. {'weights': None}.
+  model_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_custom_config(self) -> Dict[str, Any]:
+    """A JSON-serialisable dict, as TFX's custom_config must be."""
+    config = dataclasses.asdict(self)
+    config['input_shape'] = list(self.input_shape)
+    return config
+
+  @classmethod
+  def from_custom_config(cls, config: Dict[str, Any]) -> 'TrainingConfig':
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in (config or {}).items() if k in known}
+    if 'input_shape' in values:
+      values['input_shape'] = tuple(values['input_shape'])
+    return cls(**values)
+
+
+def parse_input_shape(text: str) -> Tuple[int, int, int]:
+  try:
+    height, width, channels = (int(v) for v in text.split(','))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f'expected HEIGHT,WIDTH,CHANNELS such as 28,28,1, got {text!r}'
+    ) from None
+  return height, width, channels
+
+
+def parse_model_option(text: str) -> Tuple[str, Any]:
+  """KEY=VALUE; 'none' means None, so `--model-option weights=none` works."""
+  key, sep, value = text.partition('=')
+  if not sep or not key:
+    raise argparse.ArgumentTypeError(f'expected KEY=VALUE, got {text!r}')
+  return key, None if value.lower() == 'none' else value
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+  """Adds the TrainingConfig flags, with its defaults, to a subcommand."""
+  d = TrainingConfig()
+  parser.add_argument('--model-type', default=d.model_type,
+                      help='LenetModel, ResnetModel, or my_pkg.my_module.'
+                      'MyModel (a subclass of ImageClassifierModel); '
+                      f'default {d.model_type}')
+  parser.add_argument('--input-shape', type=parse_input_shape,
+                      default=d.input_shape, metavar='H,W,C',
+                      help='the size the model works at; default '
+                      f'{",".join(map(str, d.input_shape))}')
+  parser.add_argument('--epochs', type=int, default=d.epochs,
+                      help=f'per training stage; default {d.epochs}')
+  parser.add_argument('--batch-size', type=int, default=d.batch_size,
+                      help=f'default {d.batch_size}')
+  parser.add_argument('--learning-rate', type=float, default=d.learning_rate,
+                      help=f'Adam; default {d.learning_rate}')
+  parser.add_argument('--early-stopping-patience', type=int,
+                      default=d.early_stopping_patience,
+                      help='epochs without a better validation loss before '
+                      f'stopping; default {d.early_stopping_patience}')
+  parser.add_argument('--model-option', type=parse_model_option,
+                      action='append', default=[], metavar='KEY=VALUE',
+                      help='an architecture option, e.g. weights=imagenet '
+                      'for ResnetModel (repeatable)')
+
+
+def training_config_from_args(args: argparse.Namespace) -> TrainingConfig:
+  config = TrainingConfig(
+      model_type=args.model_type,
+      input_shape=tuple(args.input_shape),
+      epochs=args.epochs,
+      batch_size=args.batch_size,
+      learning_rate=args.learning_rate,
+      early_stopping_patience=args.early_stopping_patience,
+      model_options=dict(args.model_option))
+  if config.epochs < 1 or config.batch_size < 1:
+    raise UserError('--epochs and --batch-size must be at least 1')
+  return config

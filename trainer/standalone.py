@@ -1,0 +1,103 @@
+"""Training and evaluating straight from class folders, without a pipeline.
+
+What the original train_model.py and eval_model.py scripts did; the TFX
+pipeline does the same through its components.
+"""
+import dataclasses
+import os
+from typing import Dict, List, Sequence
+
+import tensorflow as tf
+
+from components import class_folders
+from components import model_versions
+from imgcls.errors import UserError
+from trainer import dataset
+from trainer import saved_model
+from trainer import training
+from trainer.config import TrainingConfig
+
+
+def train(train_dir: str, test_dir: str, model_dir: str,
+          config: TrainingConfig) -> str:
+  """Trains on train_dir, validates on test_dir, and publishes the model as
+  `<model_dir>/<ModelType>/<next integer version>`; returns that path.
+
+  ModelCheckpoint writes the best model so far to `<model_dir>/<ModelType>/
+  checkpoints/`; each checkpoint is a servable SavedModel.
+  """
+  train_split, test_split = class_folders.read_train_test(train_dir, test_dir)
+  strategy = training.distribution_strategy()
+  model = training.build_model(config, train_split.class_names, strategy)
+  train_ds, test_ds = (dataset.files_dataset(
+      [f.path for f in split.files], [f.label for f in split.files],
+      config.input_shape, config.batch_size, shuffle=shuffle,
+      cache_limit_mb=config.cache_limit_mb)
+                       for split, shuffle in ((train_split, True),
+                                              (test_split, False)))
+  base_dir = os.path.join(model_dir, type(model).__name__)
+  checkpoint = tf.keras.callbacks.ModelCheckpoint(
+      os.path.join(base_dir, 'checkpoints', 'best'), monitor='val_loss',
+      save_best_only=True)
+  training.fit(model, config, train_ds, test_ds, [checkpoint], strategy)
+  version = model_versions.publish(base_dir, model.save)
+  return os.path.join(base_dir, str(version))
+
+
+@dataclasses.dataclass
+class SignatureResult:
+  accuracy: float
+  per_class: Dict[str, float]
+  predictions: List[str]
+
+
+@dataclasses.dataclass
+class Evaluation:
+  count: int
+  skipped: int
+  by_signature: Dict[str, SignatureResult]
+  agreement: float  # share of images on which both signatures agree
+
+
+def evaluate(model_path: str, test_dir: str, batch_size: int = 256
+            ) -> Evaluation:
+  """Accuracy overall and per class through serving_bytes and serving_default,
+  and whether the two agree, on the images of test_dir."""
+  if not os.path.isfile(os.path.join(model_path, 'saved_model.pb')):
+    raise UserError(f'{model_path}: not a SavedModel directory')
+  model = saved_model.SavedClassifier(model_path)
+  split = class_folders.read_split(test_dir)
+  unknown = sorted(set(split.class_names) - set(model.class_names))
+  if unknown:
+    raise UserError(f'{test_dir}: classes {unknown} are not among the '
+                    f"model's classes {model.class_names}")
+  truth = [f.class_name for f in split.files]
+  by_bytes: List[str] = []
+  by_pixels: List[str] = []
+  for start in range(0, len(split.files), batch_size):
+    encoded = [_read(f.path) for f in split.files[start:start + batch_size]]
+    by_bytes += [n.decode() for n in model.predict_bytes(encoded)['class_name']]
+    by_pixels += saved_model.predict_pixels_by_size(model, encoded)
+  agree = sum(a == b for a, b in zip(by_bytes, by_pixels))
+  return Evaluation(
+      count=len(truth), skipped=len(split.skipped),
+      by_signature={
+          'serving_bytes': _score(truth, by_bytes, split.class_names),
+          'serving_default': _score(truth, by_pixels, split.class_names),
+      },
+      agreement=agree / len(truth))
+
+
+def _read(path: str) -> bytes:
+  with open(path, 'rb') as f:
+    return f.read()
+
+
+def _score(truth: Sequence[str], predicted: List[str],
+           class_names: Sequence[str]) -> SignatureResult:
+  per_class = {}
+  for name in class_names:
+    hits = [p == t for t, p in zip(truth, predicted) if t == name]
+    per_class[name] = sum(hits) / len(hits)
+  correct = sum(t == p for t, p in zip(truth, predicted))
+  return SignatureResult(correct / len(truth), per_class, predicted)
