@@ -1,0 +1,47 @@
+"""Small real image files for tests, in every format the models serve."""
+import io
+import os
+from typing import Dict, Sequence
+
+import numpy as np
+from PIL import Image
+
+FORMATS = ('PNG', 'JPEG', 'BMP', 'GIF')
+_EXTENSIONS = {'PNG': 'png', 'JPEG': 'jpg', 'BMP': 'bmp', 'GIF': 'gif'}
+
+
+def digit_like(label: int, size=(28, 28), seed: int = 0) -> np.ndarray:
+  """A grayscale image whose bright column band depends on the label, so a
+  model can learn it in one epoch."""
+  rng = np.random.default_rng(seed * 31 + label)
+  image = rng.integers(0, 40, size, dtype=np.uint8)
+  width = size[1]
+  band = slice(label * width // 10, (label + 1) * width // 10 + 1)
+  image[:, band] = 255
+  return image
+
+
+def encode(pixels: np.ndarray, fmt: str = 'PNG') -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(pixels).save(buf, fmt)
+  return buf.getvalue()
+
+
+def animated_gif(frames: Sequence[np.ndarray]) -> bytes:
+  buf = io.BytesIO()
+  images = [Image.fromarray(f) for f in frames]
+  images[0].save(buf, 'GIF', save_all=True, append_images=images[1:])
+  return buf.getvalue()
+
+
+def write_class_folders(root: str, per_class: Dict[str, int], fmt='PNG',
+                        seed: int = 0, classes: Sequence[str] = None) -> str:
+  """root/<class>/<n>.<ext> with digit_like images; class i gets label i."""
+  names = list(classes or sorted(per_class))
+  for label, name in enumerate(names):
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    for n in range(per_class[name]):
+      path = os.path.join(root, name, f'{seed}-{n}.{_EXTENSIONS[fmt]}')
+      with open(path, 'wb') as f:
+        f.write(encode(digit_like(label, seed=seed * 1000 + n), fmt))
+  return root

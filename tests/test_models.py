@@ -1,0 +1,208 @@
+"""The model classes: signatures, inputs of every kind, save/load, lookup."""
+import os
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imgcls.errors import UserError
+from tests import images
+from trainer import models
+from trainer import saved_model
+
+CLASSES = ['zero', 'one', 'two']
+
+
+@pytest.fixture(scope='module')
+def lenet():
+  return models.build_model('LenetModel', (28, 28, 1), CLASSES)
+
+
+@pytest.fixture(scope='module')
+def saved(lenet, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('lenet') / '1')
+  lenet.save(path)
+  return saved_model.SavedClassifier(path)
+
+
+def test_signatures_have_names_dtypes_and_shapes(saved):
+  expected_inputs = {
+      'serving_default': ('input_tensor', tf.float32, [None] * 4),
+      'serving_bytes': ('image_bytes_string', tf.string, [None]),
+      'serving_examples': ('examples', tf.string, [None]),
+  }
+  assert set(saved.signatures) == set(expected_inputs)
+  for name, (input_name, dtype, shape) in expected_inputs.items():
+    signature = saved.signatures[name]
+    spec = signature.structured_input_signature[1][input_name]
+    assert spec.dtype == dtype and spec.shape.as_list() == shape
+    outputs = signature.structured_outputs
+    assert set(outputs) == set(models.OUTPUT_KEYS)
+    assert outputs['logits'].dtype == tf.float32
+    assert outputs['logits'].shape.as_list() == [None, len(CLASSES)]
+    assert outputs['probabilities'].shape.as_list() == [None, len(CLASSES)]
+    assert outputs['class_id'].dtype == tf.int64
+    assert outputs['class_name'].dtype == tf.string
+
+
+def test_number_of_classes_follows_class_names():
+  model = models.build_model('LenetModel', (28, 28, 1), list('abcde'))
+  assert model.output_shape == (None, 5)
+
+
+@pytest.mark.parametrize('fmt', images.FORMATS)
+def test_every_format_decodes_to_same_answer_as_pixels(saved, fmt):
+  pixels = images.digit_like(1)
+  out = saved.predict_bytes([images.encode(pixels, fmt)])
+  reference = saved.predict_pixels(pixels[np.newaxis, :, :, np.newaxis])
+  assert out['class_name'].tolist() == reference['class_name'].tolist()
+  tolerance = 2.0 if fmt == 'JPEG' else 1e-3  # JPEG is lossy
+  np.testing.assert_allclose(out['logits'], reference['logits'],
+                             atol=tolerance)
+
+
+def test_gif_uses_its_first_frame(saved):
+  first, second = images.digit_like(0), images.digit_like(2)
+  out = saved.predict_bytes([images.animated_gif([first, second])])
+  expected = saved.predict_bytes([images.encode(first, 'GIF')])
+  np.testing.assert_allclose(out['logits'], expected['logits'], atol=1e-4)
+
+
+def test_one_request_carries_images_of_mixed_sizes(saved):
+  encoded = [
+      images.encode(images.digit_like(0, size=(28, 28))),
+      images.encode(images.digit_like(1, size=(56, 40))),
+      images.encode(np.stack([images.digit_like(2, size=(17, 9))] * 3, -1)),
+  ]
+  out = saved.predict_bytes(encoded)
+  assert out['logits'].shape == (3, len(CLASSES))
+  assert out['class_name'].shape == (3,)
+  np.testing.assert_allclose(out['probabilities'].sum(axis=1), 1, rtol=1e-5)
+
+
+def test_one_and_three_channel_pixels_agree(saved):
+  gray = images.digit_like(2).astype(np.float32)[np.newaxis, ..., np.newaxis]
+  rgb = np.repeat(gray, 3, axis=-1)
+  np.testing.assert_allclose(
+      saved.predict_pixels(gray)['logits'],
+      saved.predict_pixels(rgb)['logits'], atol=1e-3)
+
+
+def test_pixels_of_any_size_are_resized(saved):
+  big = np.zeros((2, 100, 60, 3), np.float32)
+  assert saved.predict_pixels(big)['logits'].shape == (2, len(CLASSES))
+
+
+def test_two_channel_pixels_are_rejected(saved):
+  with pytest.raises(tf.errors.InvalidArgumentError, match='channels'):
+    saved.predict_pixels(np.zeros((1, 28, 28, 2), np.float32))
+
+
+def test_three_channel_model_takes_grayscale_bytes(tmp_path):
+  model = models.build_model('LenetModel', (32, 32, 3), CLASSES)
+  model.save(str(tmp_path))
+  loaded = saved_model.SavedClassifier(str(tmp_path))
+  out = loaded.predict_bytes([images.encode(images.digit_like(0))])
+  assert out['logits'].shape == (1, len(CLASSES))
+
+
+def test_save_load_round_trip_gives_equal_predictions(lenet, saved):
+  pixels = np.stack([images.digit_like(i) for i in range(3)])[..., None]
+  keras_logits = lenet.predict(pixels.astype(np.float32), verbose=0)
+  np.testing.assert_allclose(
+      saved.predict_pixels(pixels)['logits'], keras_logits, atol=1e-5)
+  assert saved.class_names == CLASSES
+  class_ids = saved.predict_pixels(pixels)['class_id']
+  assert [n.decode() for n in saved.predict_pixels(pixels)['class_name']
+         ] == [CLASSES[i] for i in class_ids]
+
+
+def test_model_checkpoint_output_is_servable(tmp_path):
+  model = models.build_model('LenetModel', (28, 28, 1), CLASSES)
+  model.compile('adam', tf.keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True))
+  x = np.stack([images.digit_like(i % 3, seed=i) for i in range(12)])[..., None]
+  y = np.arange(12) % 3
+  checkpoint_dir = str(tmp_path / 'checkpoint')
+  model.fit(x.astype(np.float32), y, epochs=1, verbose=0,
+            callbacks=[tf.keras.callbacks.ModelCheckpoint(checkpoint_dir)])
+  loaded = saved_model.SavedClassifier(checkpoint_dir)
+  assert set(loaded.signatures) == {
+      'serving_default', 'serving_bytes', 'serving_examples'}
+  assert loaded.predict_bytes([images.encode(x[0, ..., 0])])[
+      'class_name'].shape == (1,)
+
+
+def test_examples_signature_reads_what_the_example_gen_writes(saved):
+  from components import example_format  # pylint: disable=g-import-not-at-top
+  encoded = images.encode(images.digit_like(2))
+  example = example_format.make_example(encoded, 2, 'two', 'two/a.png')
+  by_example = saved.predict_examples([example.SerializeToString()])
+  by_bytes = saved.predict_bytes([encoded])
+  np.testing.assert_allclose(by_example['logits'], by_bytes['logits'])
+
+
+def test_user_subclass_is_found_by_dotted_path(tmp_path, monkeypatch):
+  package = tmp_path / 'my_models'
+  package.mkdir()
+  (package / '__init__.py').write_text('')
+  (package / 'tiny.py').write_text(textwrap.dedent('''
+      import tensorflow as tf
+      from trainer.models import ImageClassifierModel
+
+      class TinyModel(ImageClassifierModel):
+        def create_model_io(self, input_shape, num_classes):
+          inputs = tf.keras.Input(shape=input_shape)
+          x = tf.keras.layers.Flatten()(inputs)
+          return inputs, tf.keras.layers.Dense(num_classes)(x)
+  '''))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  model = models.build_model('my_models.tiny.TinyModel', (8, 8, 1), CLASSES)
+  assert type(model).__name__ == 'TinyModel'
+  # Once imported, the class is known by its name alone.
+  assert models.model_class('TinyModel') is type(model)
+  model.save(str(tmp_path / 'saved'))
+  assert saved_model.SavedClassifier(str(tmp_path / 'saved')).class_names == (
+      CLASSES)
+
+
+@pytest.mark.parametrize('model_type,message', [
+    ('NoSuchModel', 'unknown model type'),
+    ('no_such_module.Model', 'cannot import'),
+    ('os.NoSuchClass', 'no class'),
+    ('tests.images.FORMATS', 'not a subclass'),
+])
+def test_bad_model_types_are_named(model_type, message):
+  with pytest.raises(UserError, match=message):
+    models.model_class(model_type)
+
+
+def test_bad_constructor_arguments_are_named():
+  with pytest.raises(UserError, match='channels'):
+    models.build_model('LenetModel', (28, 28, 2), CLASSES)
+  with pytest.raises(UserError, match='distinct'):
+    models.build_model('LenetModel', (28, 28, 1), ['a', 'a'])
+
+
+def test_resnet_fine_tunes_head_then_top_blocks(tmp_path):
+  model = models.build_model('ResnetModel', (32, 32, 1), CLASSES)
+  backbone = model.get_layer('resnet50v2')
+  assert [s for s, _ in model.training_stages()] == ['head', 'top_blocks']
+  model.enter_stage('head')
+  assert not backbone.trainable
+  assert model.get_layer('logits').trainable
+  model.enter_stage('top_blocks')
+  trainable = {l.name for l in backbone.layers if l.trainable}
+  assert trainable and all(n.startswith('conv5_') for n in trainable)
+  assert not any('_bn' in n for n in trainable)
+  # A local weights file is accepted, for clusters without internet.
+  weights = str(tmp_path / 'backbone.h5')
+  backbone.save_weights(weights)
+  models.build_model('ResnetModel', (32, 32, 3), CLASSES, weights=weights)
+
+
+def test_resnet_rejects_too_small_input():
+  with pytest.raises(UserError, match='at least 32x32'):
+    models.build_model('ResnetModel', (28, 28, 1), CLASSES)

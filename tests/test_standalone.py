@@ -1,0 +1,104 @@
+"""`imgcls train`, `evaluate`, `predict` and the class-folder checks."""
+import os
+
+import pytest
+
+from components import class_folders
+from imgcls import cli
+from imgcls.errors import UserError
+from tests import images
+
+CLASSES = {'a': 6, 'b': 6, 'c': 6}
+
+
+@pytest.fixture
+def data(tmp_path):
+  images.write_class_folders(str(tmp_path / 'train'), CLASSES)
+  images.write_class_folders(str(tmp_path / 'test'), CLASSES, fmt='JPEG',
+                             seed=1)
+  return tmp_path
+
+
+def test_train_saves_numbered_versions_then_evaluate_and_predict(
+    data, capsys):
+  args = ['train', '--train-dir', str(data / 'train'), '--test-dir',
+          str(data / 'test'), '--model-dir', str(data / 'models'),
+          '--epochs', '1', '--batch-size', '8']
+  assert cli.main(args) == 0
+  assert cli.main(args) == 0
+  base = data / 'models' / 'LenetModel'
+  assert sorted(os.listdir(base)) == ['1', '2', 'checkpoints']
+  assert (base / 'checkpoints' / 'best' / 'saved_model.pb').exists()
+  capsys.readouterr()
+
+  assert cli.main(['evaluate', '--test-dir', str(data / 'test'),
+                   '--model-path', str(base / '2')]) == 0
+  out = capsys.readouterr().out
+  assert '18 test images' in out
+  assert 'serving_bytes: accuracy' in out and 'serving_default: accuracy' in out
+  assert 'agree on 100.00%' in out
+
+  assert cli.main(['predict', '--model-base-path', str(base),
+                   str(data / 'test' / 'b')]) == 0
+  out = capsys.readouterr().out
+  assert f'model: {base / "2"}' in out
+  assert out.count('.jpg: ') == 6
+
+
+def test_corrupt_and_non_image_files_are_skipped_and_listed(data, caplog):
+  (data / 'train' / 'a' / 'broken.png').write_bytes(
+      images.encode(images.digit_like(0))[:40])
+  (data / 'train' / 'b' / 'notes.txt').write_text('not an image')
+  listing = class_folders.read_split(str(data / 'train'))
+  assert len(listing.files) == 18
+  assert sorted(os.path.basename(p) for p, _ in listing.skipped) == [
+      'broken.png', 'notes.txt']
+  assert 'broken.png' in caplog.text and 'notes.txt' in caplog.text
+
+
+def test_unsupported_formats_are_skipped(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  images.write_class_folders(str(tmp_path), {'a': 1, 'b': 1})
+  Image.new('L', (8, 8)).save(tmp_path / 'a' / 'x.tiff')
+  skipped = class_folders.read_split(str(tmp_path)).skipped
+  assert len(skipped) == 1 and 'unsupported format TIFF' in skipped[0][1]
+
+
+@pytest.mark.parametrize('breakage,message', [
+    ('missing', 'no such directory'),
+    ('no_classes', 'no class folders'),
+    ('empty_class', 'no readable images: .*c'),
+    ('nothing_readable', 'no readable images'),
+])
+def test_bad_folders_stop_with_the_path(data, breakage, message):
+  train = data / 'train'
+  if breakage == 'missing':
+    train = data / 'nowhere'
+  elif breakage == 'no_classes':
+    train = data / 'flat'
+    train.mkdir()
+    (train / 'x.png').write_bytes(images.encode(images.digit_like(0)))
+  elif breakage == 'empty_class':
+    for f in (train / 'c').iterdir():
+      f.unlink()
+  else:
+    for f in train.glob('*/*'):
+      f.write_text('garbage')
+  with pytest.raises(UserError, match=message) as e:
+    class_folders.read_split(str(train))
+  assert str(train) in str(e.value)
+
+
+def test_train_and_test_with_different_classes_stop(data, capsys):
+  os.rename(data / 'test' / 'c', data / 'test' / 'd')
+  assert cli.main(['train', '--train-dir', str(data / 'train'), '--test-dir',
+                   str(data / 'test'), '--model-dir', str(data / 'm')]) == 2
+  err = capsys.readouterr().err
+  assert str(data / 'test') in err and "['a', 'b', 'd']" in err
+  assert not (data / 'm').exists()
+
+
+def test_evaluate_rejects_a_non_model_directory(data, capsys):
+  assert cli.main(['evaluate', '--test-dir', str(data / 'test'),
+                   '--model-path', str(data)]) == 2
+  assert 'not a SavedModel' in capsys.readouterr().err
