@@ -46,6 +46,10 @@ def main(argv=None) -> int:
   logging.basicConfig(
       level=logging.INFO if args.verbose else logging.WARNING,
       format='%(levelname)s %(name)s: %(message)s')
+  if not args.verbose:
+    # TFX, MLMD and TensorFlow warn about their own internals on every run.
+    for noisy in ('absl', 'tensorflow'):
+      logging.getLogger(noisy).setLevel(logging.ERROR)
   try:
     return args.handler(args) or 0
   except UserError as e:

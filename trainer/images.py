@@ -17,9 +17,11 @@ def to_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
   accepts any; alpha (a 4th channel) is dropped.
   """
   found = tf.shape(images)[-1]
-  tf.debugging.Assert(
+  check = tf.debugging.Assert(
       tf.reduce_any(tf.equal(found, [1, 3, 4])),
       ['images must have 1, 3 or 4 channels, got', found])
+  with tf.control_dependencies([check]):
+    images = tf.identity(images)
   if channels == 3:
     converted = tf.cond(
         tf.equal(found, 1), lambda: tf.tile(images[..., :1], [1, 1, 1, 3]),

@@ -1,0 +1,74 @@
+"""GatedEvaluator: TFX's Evaluator that takes ServingBaseline and says why.
+
+Two additions to the stock executor:
+- a baseline artifact without a model (nothing published yet) is dropped, so
+  TFMA judges the first model by its value thresholds alone;
+- when the model is not blessed, the failed thresholds (metric, value, bound)
+  are logged and recorded on the ModelBlessing as `reason` (tensorflow/tfx#2376:
+  the stock Evaluator does not say).
+"""
+import logging
+from typing import List
+
+import tensorflow_model_analysis as tfma
+from tfx.components import Evaluator
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
+
+from components import serving_baseline
+
+REASON = 'reason'
+
+
+class Executor(evaluator_executor.Executor):
+
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
+    baselines = input_dict.get(standard_component_specs.BASELINE_MODEL_KEY)
+    if baselines and not serving_baseline.has_model(baselines[0]):
+      input_dict = {
+          k: v for k, v in input_dict.items()
+          if k != standard_component_specs.BASELINE_MODEL_KEY
+      }
+    super().Do(input_dict, output_dict, exec_properties)
+    evaluation = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EVALUATION_KEY])
+    reasons = failed_thresholds(tfma.load_validation_result(evaluation.uri))
+    for reason in reasons:
+      logging.warning('model NOT blessed: %s', reason)
+    artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.BLESSING_KEY]
+    ).set_string_custom_property(REASON, '; '.join(reasons) or 'passed')
+
+
+def failed_thresholds(result) -> List[str]:
+  """'metric = value, threshold: bound' lines from a TFMA ValidationResult."""
+  reasons = []
+  for per_slice in result.metric_validations_per_slice:
+    for failure in per_slice.failures:
+      change = ' change against the baseline' if failure.metric_key.is_diff else ''
+      reasons.append(
+          f'{failure.metric_key.name}{change} = '
+          f'{failure.metric_value.double_value.value:.4f}, threshold: '
+          f'{_describe(failure.metric_threshold)}')
+  if result.missing_thresholds:
+    reasons.append('a configured metric was not computed')
+  return reasons
+
+
+def _describe(threshold) -> str:
+  parts = []
+  value = threshold.value_threshold
+  if value.HasField('lower_bound'):
+    parts.append(f'>= {value.lower_bound.value:.4f}')
+  if value.HasField('upper_bound'):
+    parts.append(f'<= {value.upper_bound.value:.4f}')
+  change = threshold.change_threshold
+  if change.HasField('absolute'):
+    parts.append(f'change >= {change.absolute.value:+.4f}')
+  return ', '.join(parts) or str(threshold)
+
+
+class GatedEvaluator(Evaluator):
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)

@@ -1,0 +1,1 @@
+"""An ExampleGen for class-folder image datasets (see component.py)."""

@@ -1,0 +1,33 @@
+"""Resolves the data layout before the executor runs, for caching.
+
+TFX's FileBasedDriver fingerprints the files its split patterns match. Our
+layout (spans, windows, a test split from another span) is resolved by
+components.data_layout, so the driver fingerprints exactly the files that
+resolution picks: new or changed data misses the cache, unchanged data hits
+it. Only LocalDagRunner runs drivers; on Kubeflow the executor resolves the
+same layout itself.
+"""
+from typing import Any, Dict
+
+from tfx.components.example_gen import driver
+from tfx.components.example_gen import utils
+from tfx.types import standard_component_specs
+
+from components import data_layout
+from components.image_example_gen import options as options_lib
+
+
+class Driver(driver.FileBasedDriver):
+
+  def resolve_exec_properties(self, exec_properties: Dict[str, Any],
+                              pipeline_info, component_info) -> Dict[str, Any]:
+    del pipeline_info, component_info
+    options = options_lib.ExampleGenOptions.from_exec_properties(
+        exec_properties)
+    plan = data_layout.resolve(
+        exec_properties[standard_component_specs.INPUT_BASE_KEY],
+        options.span_window)
+    exec_properties[utils.SPAN_PROPERTY_NAME] = plan.span
+    exec_properties[utils.VERSION_PROPERTY_NAME] = None
+    exec_properties[utils.FINGERPRINT_PROPERTY_NAME] = plan.fingerprint()
+    return exec_properties

@@ -1,0 +1,45 @@
+"""The ExampleGen's own settings, carried in FileBasedExampleGen's custom_config.
+
+FileBasedExampleGen's spec has no room for parameters of our own, but its
+`custom_config` is a proto `Any`; a `Struct` packed in it carries them, and it
+compiles for Kubeflow like any other execution property.
+"""
+import dataclasses
+import json
+from typing import Any, Dict
+
+from google.protobuf import json_format
+from google.protobuf import struct_pb2
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleGenOptions:
+  # Train on the newest N spans (span layout only).
+  span_window: int = 1
+  # Fail when more than this share of the files is unreadable.
+  max_bad_fraction: float = 0.05
+
+  def to_custom_config(self) -> example_gen_pb2.CustomConfig:
+    struct = struct_pb2.Struct()
+    struct.update(dataclasses.asdict(self))
+    config = example_gen_pb2.CustomConfig()
+    config.custom_config.Pack(struct)
+    return config
+
+  @classmethod
+  def from_exec_properties(cls, exec_properties: Dict[str, Any]
+                          ) -> 'ExampleGenOptions':
+    text = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if not text:
+      return cls()
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(text, config)
+    struct = struct_pb2.Struct()
+    config.custom_config.Unpack(struct)
+    values = json.loads(json_format.MessageToJson(struct))
+    return cls(span_window=int(values.get('span_window', cls.span_window)),
+               max_bad_fraction=float(
+                   values.get('max_bad_fraction', cls.max_bad_fraction)))

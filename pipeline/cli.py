@@ -1,0 +1,21 @@
+"""`imgcls run`: the pipeline on this machine."""
+import argparse
+
+from pipeline import config as pipeline_config
+
+
+def register(subparsers) -> None:
+  run = subparsers.add_parser(
+      'run', help='run the TFX pipeline locally (LocalDagRunner)',
+      description='ExampleGen -> Trainer -> Evaluator (against the served '
+      'model) -> contract check -> Pusher, with an MLMD SQLite store and '
+      'caching in the pipeline root.')
+  pipeline_config.add_pipeline_args(run)
+  run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+  from pipeline import local  # pylint: disable=g-import-not-at-top
+  result = local.run(pipeline_config.pipeline_config_from_args(args))
+  print(local.summary(result))
+  return 0

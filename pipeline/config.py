@@ -1,0 +1,102 @@
+"""Pipeline settings, in one place; the CLI builds its flags from these defaults."""
+import argparse
+import dataclasses
+import os
+from typing import Tuple
+
+from components.image_example_gen.options import ExampleGenOptions
+from trainer import config as training_config
+from trainer.config import TrainingConfig
+
+# Beam's DirectRunner in one process: a component starts in under 2 s, against
+# about 8 s in multi_processing mode, which pays off only for large data.
+DEFAULT_BEAM_ARGS = ('--direct_running_mode=in_memory',)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  data_root: str
+  serving_dir: str
+  pipeline_root: str
+  pipeline_name: str = 'imgcls'
+  training: TrainingConfig = TrainingConfig()
+  example_gen: ExampleGenOptions = ExampleGenOptions()
+  # The Evaluator's gate: accuracy on the test split must reach min_accuracy
+  # and may not fall more than max_accuracy_drop below the served model's.
+  min_accuracy: float = 0.9
+  max_accuracy_drop: float = 0.01
+  keep_versions: int = 5
+  contract_sample_size: int = 32
+  beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
+  enable_cache: bool = True
+
+  @property
+  def model_name(self) -> str:
+    """The served name: the model class name, also for dotted paths."""
+    return self.training.model_type.rpartition('.')[2]
+
+  @property
+  def model_base_path(self) -> str:
+    return os.path.join(self.serving_dir, self.model_name)
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.pipeline_root, 'metadata.sqlite')
+
+
+def add_pipeline_args(parser: argparse.ArgumentParser,
+                      paths_required: bool = True) -> None:
+  """The PipelineConfig flags (and TrainingConfig's), with their defaults."""
+  d = PipelineConfig('', '', '')
+  parser.add_argument('--data-root', required=paths_required,
+                      help='<root>/train/<class>/*, <root>/test/<class>/*, '
+                      'or <root>/span-<N>/...')
+  parser.add_argument('--serving-dir', required=paths_required,
+                      help='versions go to <serving-dir>/<ModelName>/<N>')
+  parser.add_argument('--pipeline-root',
+                      help='pipeline outputs and the MLMD store (default: '
+                      '<data-root>/../pipeline)')
+  parser.add_argument('--pipeline-name', default=d.pipeline_name)
+  training_config.add_training_args(parser)
+  parser.add_argument('--span-window', type=int,
+                      default=d.example_gen.span_window,
+                      help='train on the newest N spans; default '
+                      f'{d.example_gen.span_window}')
+  parser.add_argument('--max-bad-fraction', type=float,
+                      default=d.example_gen.max_bad_fraction,
+                      help='fail when more than this share of the files is '
+                      f'unreadable; default {d.example_gen.max_bad_fraction}')
+  parser.add_argument('--min-accuracy', type=float, default=d.min_accuracy,
+                      help='blessing needs this test accuracy; default '
+                      f'{d.min_accuracy}')
+  parser.add_argument('--max-accuracy-drop', type=float,
+                      default=d.max_accuracy_drop,
+                      help='and no larger drop against the served model; '
+                      f'default {d.max_accuracy_drop}')
+  parser.add_argument('--keep-versions', type=int, default=d.keep_versions,
+                      help=f'versions kept in the serving directory; default '
+                      f'{d.keep_versions}')
+  parser.add_argument('--beam-arg', action='append', dest='beam_args',
+                      metavar='ARG',
+                      help='a Beam pipeline argument (repeatable), replacing '
+                      f'the default {" ".join(DEFAULT_BEAM_ARGS)}; e.g. '
+                      '--beam-arg=--runner=FlinkRunner')
+
+
+def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
+  data_root = os.path.abspath(args.data_root)
+  pipeline_root = os.path.abspath(
+      args.pipeline_root or
+      os.path.join(os.path.dirname(data_root.rstrip('/')), 'pipeline'))
+  return PipelineConfig(
+      data_root=data_root,
+      serving_dir=os.path.abspath(args.serving_dir),
+      pipeline_root=pipeline_root,
+      pipeline_name=args.pipeline_name,
+      training=training_config.training_config_from_args(args),
+      example_gen=ExampleGenOptions(span_window=args.span_window,
+                                    max_bad_fraction=args.max_bad_fraction),
+      min_accuracy=args.min_accuracy,
+      max_accuracy_drop=args.max_accuracy_drop,
+      keep_versions=args.keep_versions,
+      beam_args=tuple(args.beam_args or DEFAULT_BEAM_ARGS))

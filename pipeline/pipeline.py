@@ -1,0 +1,124 @@
+"""The pipeline definition, shared by LocalDagRunner and Kubeflow Pipelines.
+
+    ImageExampleGen -> Trainer -> GatedEvaluator (against ServingBaseline)
+                                -> ContractCheck -> Pusher (versioned, atomic)
+
+No Resolver node: self-hosted Kubeflow Pipelines cannot run one, so the
+baseline is the model the serving directory publishes (ServingBaseline).
+"""
+import os
+from typing import List, Optional, Union
+
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+from tfx.orchestration import data_types
+
+from components import example_format
+from components import versioned_pusher
+from components.contract_check import ContractCheck
+from components.gated_evaluator import GatedEvaluator
+from components.image_example_gen.component import ImageExampleGen
+from components.serving_baseline import ServingBaseline
+from pipeline.config import PipelineConfig
+from trainer import models
+
+TRAINER_MODULE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'trainer',
+    'task.py')
+ACCURACY = 'sparse_categorical_accuracy'
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+  """Accuracy, gated by a floor and by no regression against the baseline;
+  per-class accuracy (a slice per label name) and a confusion matrix."""
+  threshold = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(
+          lower_bound={'value': config.min_accuracy}),
+      change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+          absolute={'value': -config.max_accuracy_drop}))
+  return tfma.EvalConfig(
+      model_specs=[
+          tfma.ModelSpec(
+              signature_name=models.SERVING_EXAMPLES,
+              label_key=example_format.LABEL_KEY,
+              prediction_key='probabilities')
+      ],
+      slicing_specs=[
+          tfma.SlicingSpec(),
+          tfma.SlicingSpec(feature_keys=[example_format.LABEL_NAME_KEY]),
+      ],
+      metrics_specs=[
+          tfma.MetricsSpec(metrics=[
+              tfma.MetricConfig(class_name='ExampleCount'),
+              tfma.MetricConfig(
+                  class_name='SparseCategoricalAccuracy',
+                  # The gate is on the whole test split, not on each class.
+                  per_slice_thresholds=[
+                      config_pb2.PerSliceMetricThreshold(
+                          slicing_specs=[tfma.SlicingSpec()],
+                          threshold=threshold)
+                  ]),
+              tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
+          ])
+      ])
+
+
+def create_pipeline(config: PipelineConfig,
+                    data_root: Optional[Union[str,
+                                              data_types.RuntimeParameter]] = None,
+                    published_hint: str = '',
+                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
+  """Builds the pipeline.
+
+  Args:
+    config: every setting of the run.
+    data_root: overrides config.data_root, e.g. with a Kubeflow runtime
+      parameter.
+    published_hint: the newest published version, so that ServingBaseline's
+      cache key changes with the serving directory.
+    metadata_connection_config: MLMD store for LocalDagRunner; None on
+      Kubeflow.
+  """
+  example_gen = ImageExampleGen(
+      input_base=data_root or config.data_root, options=config.example_gen)
+  trainer = tfx.components.Trainer(
+      module_file=TRAINER_MODULE,
+      examples=example_gen.outputs['examples'],
+      train_args=tfx.proto.TrainArgs(splits=['train']),
+      eval_args=tfx.proto.EvalArgs(splits=['test']),
+      custom_config=config.training.to_custom_config())
+  baseline = ServingBaseline(
+      model_base_path=config.model_base_path, published_hint=published_hint)
+  evaluator = GatedEvaluator(
+      examples=example_gen.outputs['examples'],
+      model=trainer.outputs['model'],
+      baseline_model=baseline.outputs['baseline'],
+      example_splits=['test'],
+      eval_config=eval_config(config))
+  contract = ContractCheck(
+      model=trainer.outputs['model'],
+      examples=example_gen.outputs['examples'],
+      sample_size=config.contract_sample_size)
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      infra_blessing=contract.outputs['infra_blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.model_base_path)),
+      custom_config={versioned_pusher.KEEP_VERSIONS: config.keep_versions},
+      custom_executor_spec=executor_spec.ExecutorClassSpec(
+          versioned_pusher.Executor))
+  components: List = [
+      example_gen, trainer, baseline, evaluator, contract, pusher
+  ]
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=components,
+      enable_cache=config.enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(config.beam_args))

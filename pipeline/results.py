@@ -1,0 +1,154 @@
+"""What a pipeline run produced, read back from MLMD and the artifacts.
+
+`imgcls run` prints a summary from it and `imgcls report` draws from it, for
+the latest run or any past one.
+"""
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+import ml_metadata as mlmd
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
+
+from components.image_example_gen import executor as example_gen_executor
+from imgcls.errors import UserError
+from trainer import task
+
+ACCURACY = 'sparse_categorical_accuracy'
+_OUTPUT = metadata_store_pb2.Event.OUTPUT
+
+
+@dataclasses.dataclass
+class RunResult:
+  run_id: str
+  artifacts: Dict[str, metadata_store_pb2.Artifact]  # by output key
+  dataset_info: Dict[str, Any]
+  accuracy: Optional[float]
+  baseline_accuracy: Optional[float]
+  baseline_version: Optional[int]
+  per_class_accuracy: Dict[str, float]
+  blessed: Optional[bool]
+  blessing_reason: str
+  contract_passed: Optional[bool]
+  contract_reason: str
+  pushed_version: Optional[str]
+  pushed_destination: Optional[str]
+  already_published: Optional[str]
+  history: Dict[str, List[float]]
+
+  def uri(self, key: str) -> Optional[str]:
+    artifact = self.artifacts.get(key)
+    return artifact.uri if artifact else None
+
+
+def open_store(pipeline_root: str) -> mlmd.MetadataStore:
+  path = os.path.join(pipeline_root, 'metadata.sqlite')
+  if not os.path.exists(path):
+    raise UserError(f'{path}: no pipeline metadata here (has `imgcls run` '
+                    f'used --pipeline-root {pipeline_root}?)')
+  return mlmd.MetadataStore(metadata.sqlite_metadata_connection_config(path))
+
+
+def run_ids(store: mlmd.MetadataStore) -> List[str]:
+  """Pipeline run IDs, oldest first."""
+  runs = store.get_contexts_by_type('pipeline_run')
+  return [c.name for c in sorted(runs, key=lambda c: c.create_time_since_epoch)]
+
+
+def load_run(pipeline_root: str, run_id: str = 'latest') -> RunResult:
+  store = open_store(pipeline_root)
+  ids = run_ids(store)
+  if not ids:
+    raise UserError(f'{pipeline_root}: no pipeline runs recorded')
+  if run_id == 'latest':
+    run_id = ids[-1]
+  elif run_id not in ids:
+    raise UserError(f'no run {run_id!r}; runs: {", ".join(ids)}')
+  context = store.get_context_by_type_and_name('pipeline_run', run_id)
+  artifacts = _outputs_by_key(store, context.id)
+  return _result(run_id, artifacts)
+
+
+def _outputs_by_key(store, context_id: int
+                   ) -> Dict[str, metadata_store_pb2.Artifact]:
+  executions = store.get_executions_by_context(context_id)
+  events = store.get_events_by_execution_ids([e.id for e in executions])
+  keys = {
+      e.artifact_id: e.path.steps[0].key
+      for e in events
+      if e.type == _OUTPUT and e.path.steps
+  }
+  return {
+      keys[a.id]: a for a in store.get_artifacts_by_id(list(keys))
+  }
+
+
+def _prop(artifact, name: str):
+  if artifact is None or name not in artifact.custom_properties:
+    return None
+  value = artifact.custom_properties[name]
+  return value.string_value or value.int_value
+
+
+def _result(run_id: str, artifacts) -> RunResult:
+  examples = artifacts.get('examples')
+  info = (example_gen_executor.read_dataset_info(examples.uri)
+          if examples else {})
+  evaluation = artifacts.get('evaluation')
+  overall, baseline, per_class = (_accuracies(evaluation.uri) if evaluation
+                                  else (None, None, {}))
+  blessing = artifacts.get('blessing')
+  contract = artifacts.get('infra_blessing')
+  pushed = artifacts.get('pushed_model')
+  model_run = artifacts.get('model_run')
+  return RunResult(
+      run_id=run_id,
+      artifacts=artifacts,
+      dataset_info=info,
+      accuracy=overall,
+      baseline_accuracy=baseline,
+      baseline_version=_prop(artifacts.get('baseline'), 'serving_version'),
+      per_class_accuracy=per_class,
+      blessed=None if blessing is None else _prop(blessing, 'blessed') == 1,
+      blessing_reason=_prop(blessing, 'reason') or '',
+      contract_passed=None if contract is None else
+      _prop(contract, 'blessed') == 1,
+      contract_reason=_prop(contract, 'reason') or '',
+      pushed_version=_prop(pushed, 'pushed_version') if _prop(
+          pushed, 'pushed') == 1 else None,
+      pushed_destination=_prop(pushed, 'pushed_destination') if _prop(
+          pushed, 'pushed') == 1 else None,
+      already_published=_prop(pushed, 'already_published'),
+      history=_history(model_run.uri) if model_run else {})
+
+
+def _accuracies(evaluation_uri: str):
+  """(candidate accuracy, baseline accuracy, {class name: accuracy})."""
+  overall = baseline = None
+  per_class = {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    slice_key = metrics.slice_key.single_slice_keys
+    for item in metrics.metric_keys_and_values:
+      if item.key.name != ACCURACY or item.key.is_diff:
+        continue
+      value = item.value.double_value.value
+      is_baseline = item.key.model_name == 'baseline'
+      if not slice_key:
+        if is_baseline:
+          baseline = value
+        else:
+          overall = value
+      elif not is_baseline:
+        per_class[slice_key[0].bytes_value.decode()] = value
+  return overall, baseline, dict(sorted(per_class.items()))
+
+
+def _history(model_run_uri: str) -> Dict[str, List[float]]:
+  try:
+    with open(os.path.join(model_run_uri, task.HISTORY_FILE)) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return {}
