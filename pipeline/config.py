@@ -25,6 +25,9 @@ class PipelineConfig:
   # and may not fall more than max_accuracy_drop below the served model's.
   min_accuracy: float = 0.9
   max_accuracy_drop: float = 0.01
+  # Off only to publish a new label set on purpose: the served model's
+  # accuracy is no yardstick for a model with other classes.
+  compare_with_baseline: bool = True
   keep_versions: int = 5
   contract_sample_size: int = 32
   beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
@@ -58,7 +61,7 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
                       '<data-root>/../pipeline)')
   parser.add_argument('--pipeline-name', default=d.pipeline_name)
   training_config.add_training_args(parser)
-  parser.add_argument('--span-window', type=int,
+  parser.add_argument('--span-window', '--window', type=int,
                       default=d.example_gen.span_window,
                       help='train on the newest N spans; default '
                       f'{d.example_gen.span_window}')
@@ -73,6 +76,10 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
                       default=d.max_accuracy_drop,
                       help='and no larger drop against the served model; '
                       f'default {d.max_accuracy_drop}')
+  parser.add_argument('--no-baseline', dest='compare_with_baseline',
+                      action='store_false',
+                      help='judge by --min-accuracy alone, not against the '
+                      'served model (for a new label set)')
   parser.add_argument('--keep-versions', type=int, default=d.keep_versions,
                       help=f'versions kept in the serving directory; default '
                       f'{d.keep_versions}')
@@ -98,5 +105,6 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
                                     max_bad_fraction=args.max_bad_fraction),
       min_accuracy=args.min_accuracy,
       max_accuracy_drop=args.max_accuracy_drop,
+      compare_with_baseline=args.compare_with_baseline,
       keep_versions=args.keep_versions,
       beam_args=tuple(args.beam_args or DEFAULT_BEAM_ARGS))

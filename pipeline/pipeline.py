@@ -7,7 +7,7 @@ No Resolver node: self-hosted Kubeflow Pipelines cannot run one, so the
 baseline is the model the serving directory publishes (ServingBaseline).
 """
 import os
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
@@ -90,12 +90,13 @@ def create_pipeline(config: PipelineConfig,
       train_args=tfx.proto.TrainArgs(splits=['train']),
       eval_args=tfx.proto.EvalArgs(splits=['test']),
       custom_config=config.training.to_custom_config())
-  baseline = ServingBaseline(
+  baseline = (ServingBaseline(
       model_base_path=config.model_base_path, published_hint=published_hint)
+              if config.compare_with_baseline else None)
   evaluator = GatedEvaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
-      baseline_model=baseline.outputs['baseline'],
+      baseline_model=baseline.outputs['baseline'] if baseline else None,
       example_splits=['test'],
       eval_config=eval_config(config))
   contract = ContractCheck(
@@ -112,13 +113,11 @@ def create_pipeline(config: PipelineConfig,
       custom_config={versioned_pusher.KEEP_VERSIONS: config.keep_versions},
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           versioned_pusher.Executor))
-  components: List = [
-      example_gen, trainer, baseline, evaluator, contract, pusher
-  ]
+  components = [example_gen, trainer, baseline, evaluator, contract, pusher]
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
-      components=components,
+      components=[c for c in components if c is not None],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(config.beam_args))

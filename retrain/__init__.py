@@ -1,0 +1,1 @@
+"""Automated retraining when new data lands (imgcls retrain)."""

@@ -1,0 +1,57 @@
+"""`imgcls retrain`: watch the data root and retrain on new data."""
+import argparse
+
+from imgcls.errors import UserError
+from pipeline import config as pipeline_config
+
+
+def register(subparsers) -> None:
+  parser = subparsers.add_parser(
+      'retrain', help='retrain when new data lands (a new span, or new files)',
+      description='Detects new data in --data-root and, for at least '
+      '--min-new-images new images, runs the pipeline (locally, or on '
+      'Kubeflow with --kfp-host). State: <pipeline-root>/retrain_state.json.')
+  pipeline_config.add_pipeline_args(parser)
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument('--once', action='store_true',
+                    help='one round, then exit (the default; for cron)')
+  mode.add_argument('--watch', action='store_true',
+                    help='a round every --interval seconds until stopped')
+  parser.add_argument('--interval', type=float, default=300,
+                      help='seconds between rounds with --watch; default 300')
+  parser.add_argument('--min-new-images', type=int, default=1,
+                      help='trigger only from this many new images; default 1')
+  parser.add_argument('--max-tries', type=int, default=3,
+                      help='runs for the same data before giving up; default 3')
+  parser.add_argument('--kfp-host',
+                      help='submit the run to this Kubeflow Pipelines host '
+                      'instead of running it here')
+  parser.set_defaults(handler=_retrain)
+
+
+def _retrain(args: argparse.Namespace) -> int:
+  from retrain import state  # pylint: disable=g-import-not-at-top
+  from retrain import watcher  # pylint: disable=g-import-not-at-top
+  if args.min_new_images < 1 or args.max_tries < 1 or args.interval <= 0:
+    raise UserError('--min-new-images, --max-tries and --interval must be '
+                    'positive')
+  options = watcher.RetrainOptions(
+      pipeline=pipeline_config.pipeline_config_from_args(args),
+      min_new_images=args.min_new_images,
+      max_tries=args.max_tries,
+      kfp_host=args.kfp_host)
+  if args.watch:
+    watcher.watch(options, args.interval)
+    return 0
+  with state.exclusive(options.pipeline.pipeline_root):
+    attempt = watcher.tick(options)
+  if attempt is None:
+    print('no retraining: no new data, or fewer new images than '
+          '--min-new-images')
+    return 0
+  print(f'{attempt.data_key}: {attempt.outcome}'
+        f'{" version " + attempt.version if attempt.version else ""}'
+        f'{": " + attempt.detail if attempt.detail else ""}')
+  # Failures, giving up and refusals need a person: a non-zero exit tells cron.
+  return 1 if attempt.outcome in (state.FAILED, state.GAVE_UP,
+                                  state.REFUSED) else 0
