@@ -16,6 +16,9 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
   from pipeline import local  # pylint: disable=g-import-not-at-top
-  result = local.run(pipeline_config.pipeline_config_from_args(args))
+  from report import write_report  # pylint: disable=g-import-not-at-top
+  config = pipeline_config.pipeline_config_from_args(args)
+  result = local.run(config)
   print(local.summary(result))
+  print(f'report: {write_report(config.pipeline_root, result.run_id)}')
   return 0

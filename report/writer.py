@@ -1,0 +1,76 @@
+"""Writes a run's report: `<pipeline_root>/reports/<run id>/report.html`.
+
+Everything is read back from MLMD and the run's artifacts, so a report can be
+(re)made for any past run, by `imgcls run` right after the run or later by
+`imgcls report`.
+"""
+import os
+import re
+import shutil
+
+from pipeline import results
+from report import evaluation
+from report import figures
+from report import page
+
+REPORTS_DIR = 'reports'
+REPORT_FILE = 'report.html'
+# Enough misclassified images to see a pattern, few enough to look at.
+MAX_MISCLASSIFIED = 32
+
+
+def report_dir(pipeline_root: str, run_id: str) -> str:
+  """Run IDs are timestamps with ':'; the directory name keeps it portable."""
+  return os.path.join(pipeline_root, REPORTS_DIR,
+                      re.sub(r'[^A-Za-z0-9._-]', '-', run_id))
+
+
+def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
+  """Writes (or rewrites) the report of a run; returns the page's path.
+
+  Raises:
+    UserError: no metadata under pipeline_root, or no such run.
+  """
+  result = results.load_run(pipeline_root, run_id)
+  out = report_dir(pipeline_root, result.run_id)
+  # A fresh directory: a rewritten report never keeps stale figures.
+  shutil.rmtree(out, ignore_errors=True)
+  os.makedirs(out)
+  errors = _test_errors(result)
+  drawn = _draw(result, errors, out)
+  path = os.path.join(out, REPORT_FILE)
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(page.render(page.Report(pipeline_root, result, drawn, errors)))
+  return path
+
+
+def _test_errors(result: results.RunResult):
+  model, examples = result.uri('model'), result.uri('examples')
+  if not (model and examples):
+    return None
+  return evaluation.test_errors(model, examples,
+                                result.dataset_info['class_names'],
+                                MAX_MISCLASSIFIED)
+
+
+def _draw(result: results.RunResult, errors, out: str):
+  """Draws the figures the run has data for; returns their file names."""
+  drawn = []
+
+  def draw(name, function, *args):
+    function(*args, os.path.join(out, name))
+    drawn.append(name)
+
+  if result.history:
+    draw(page.TRAINING, figures.training_curves, result.history)
+  evaluation_uri = result.uri('evaluation')
+  if evaluation_uri:
+    class_names = result.dataset_info['class_names']
+    counts = evaluation.confusion_matrix(evaluation_uri, len(class_names))
+    if counts is not None:
+      draw(page.CONFUSION, figures.confusion_matrix, counts, class_names)
+  if result.per_class_accuracy:
+    draw(page.PER_CLASS, figures.per_class_accuracy, result.per_class_accuracy)
+  if errors and errors.examples:
+    draw(page.MISCLASSIFIED, figures.misclassified_grid, errors.examples)
+  return drawn

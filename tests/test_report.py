@@ -1,0 +1,162 @@
+"""Run reports: written after `imgcls run`, and again by `imgcls report`."""
+import collections
+import os
+import re
+
+import pytest
+from PIL import Image
+
+from components import sample_data
+from imgcls import cli
+from pipeline import local
+from pipeline import results
+from pipeline.config import PipelineConfig
+from report import page
+from report import writer
+from trainer.config import TrainingConfig
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+PER_CLASS = {'train': 30, 'test': 10}
+BROKEN = 'train/3/broken.png'
+
+
+def _write_digits(root: str) -> None:
+  """The first 30 train and 10 test digits of each class, and a broken file."""
+  written = collections.Counter()
+  for split, label, pixels in sample_data.digits_images():
+    n = written[split, label]
+    if n >= PER_CLASS[split]:
+      continue
+    written[split, label] += 1
+    class_dir = os.path.join(root, split, str(label))
+    os.makedirs(class_dir, exist_ok=True)
+    Image.fromarray(pixels).save(os.path.join(class_dir, f'{n}.png'))
+  with open(os.path.join(root, BROKEN), 'wb') as f:
+    f.write(PNG_MAGIC + b'truncated')
+
+
+def _config_args(paths) -> list:
+  return ['--data-root', paths['data'], '--serving-dir', paths['serving'],
+          '--pipeline-root', paths['pipeline'], '--epochs', '1',
+          '--min-accuracy', '0']
+
+
+@pytest.fixture(scope='module')
+def first_run(tmp_path_factory):
+  """One real pipeline run on 400 digits; (paths, its RunResult)."""
+  root = tmp_path_factory.mktemp('report')
+  paths = {name: str(root / name) for name in ('data', 'serving', 'pipeline')}
+  _write_digits(paths['data'])
+  result = local.run(
+      PipelineConfig(paths['data'], paths['serving'], paths['pipeline'],
+                     training=TrainingConfig(epochs=1), min_accuracy=0.0))
+  return paths, result
+
+
+def _images_of(report_path: str) -> list:
+  with open(report_path, encoding='utf-8') as f:
+    sources = re.findall(r'<img src="([^"]+)"', f.read())
+  return [os.path.join(os.path.dirname(report_path), s) for s in sources]
+
+
+def _assert_valid_png(path: str) -> None:
+  with open(path, 'rb') as f:
+    assert f.read(len(PNG_MAGIC)) == PNG_MAGIC, path
+  with Image.open(path) as image:
+    assert image.format == 'PNG'
+    image.verify()
+
+
+@pytest.mark.e2e
+def test_report_shows_the_run_with_valid_figures(first_run):
+  paths, result = first_run
+  path = writer.write_report(paths['pipeline'], result.run_id)
+  assert path == os.path.join(
+      writer.report_dir(paths['pipeline'], result.run_id), 'report.html')
+  images = _images_of(path)
+  assert sorted(map(os.path.basename, images)) == sorted(page.FIGURES)
+  for image in images:
+    _assert_valid_png(image)
+  with open(path, encoding='utf-8') as f:
+    html = f.read()
+  assert result.pushed_version == '1'
+  assert 'version 1</span> to' in html
+  assert os.path.join(paths['serving'], 'LenetModel', '1') in html
+  assert BROKEN in html  # the skipped file, with its reason
+  assert 'blessed' in html and 'Served model (baseline)' in html
+
+
+@pytest.mark.e2e
+def test_imgcls_run_prints_the_report_of_its_run(first_run, capsys):
+  paths, first = first_run
+  assert cli.main(['run', *_config_args(paths)]) == 0
+  out = capsys.readouterr().out
+  latest = results.load_run(paths['pipeline'])
+  assert latest.run_id != first.run_id
+  expected = os.path.join(writer.report_dir(paths['pipeline'], latest.run_id),
+                          'report.html')
+  assert f'report: {expected}\n' in out
+  assert os.path.isfile(expected)
+
+
+@pytest.mark.e2e
+def test_imgcls_report_recreates_the_latest_report(first_run, capsys):
+  paths, _ = first_run
+  latest = results.load_run(paths['pipeline'])
+  expected = os.path.join(writer.report_dir(paths['pipeline'], latest.run_id),
+                          'report.html')
+  if os.path.exists(expected):
+    os.remove(expected)
+  assert cli.main(['report', '--pipeline-root', paths['pipeline'],
+                   '--run', 'latest']) == 0
+  assert capsys.readouterr().out == f'report: {expected}\n'
+  for image in _images_of(expected):
+    _assert_valid_png(image)
+
+
+@pytest.mark.e2e
+def test_imgcls_report_for_a_run_id(first_run, capsys):
+  paths, first = first_run
+  assert cli.main(['report', '--pipeline-root', paths['pipeline'],
+                   '--run', first.run_id]) == 0
+  path = capsys.readouterr().out.removeprefix('report: ').strip()
+  assert path == os.path.join(
+      writer.report_dir(paths['pipeline'], first.run_id), 'report.html')
+  with open(path, encoding='utf-8') as f:
+    assert f'Pipeline run {first.run_id}' in f.read()
+
+
+@pytest.mark.e2e
+def test_an_unknown_run_id_is_a_clean_error(first_run, capsys):
+  paths, first = first_run
+  assert cli.main(['report', '--pipeline-root', paths['pipeline'],
+                   '--run', 'no-such-run']) == 2
+  err = capsys.readouterr().err
+  assert "imgcls report: error: no run 'no-such-run'" in err
+  assert first.run_id in err  # the runs there are listed
+  assert 'Traceback' not in err
+
+
+def test_a_pipeline_root_without_metadata_is_a_clean_error(tmp_path, capsys):
+  assert cli.main(['report', '--pipeline-root', str(tmp_path)]) == 2
+  assert 'no pipeline metadata here' in capsys.readouterr().err
+
+
+def test_a_run_that_stopped_early_renders_what_it_has():
+  """A run that failed after the ExampleGen: no model, no evaluation."""
+  info = {'data_root': '/d', 'class_names': ['a', 'b'],
+          'examples': {'train': 3, 'test': 1},
+          'examples_per_class': {'train': {'a': 2, 'b': 1},
+                                 'test': {'a': 1, 'b': 0}},
+          'test_source': 'folder', 'skipped': [['train/a/<x>.png', 'bad']]}
+  result = results.RunResult(
+      run_id='r1', artifacts={}, dataset_info=info, accuracy=None,
+      baseline_accuracy=None, baseline_version=None, per_class_accuracy={},
+      blessed=None, blessing_reason='', contract_passed=None,
+      contract_reason='', pushed_version=None, pushed_destination=None,
+      already_published=None, history={})
+  html = page.render(page.Report('/p', result, [], None))
+  assert 'train/a/&lt;x&gt;.png' in html  # escaped
+  assert 'This run produced no evaluation' in html
+  assert 'This run produced no trained model' in html
+  assert 'nothing pushed' in html and '<img' not in html
