@@ -7,12 +7,14 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from imgcls.errors import UserError
 from serving import testing
 from serving.client import GrpcClient, RestClient
 from serving.server import ModelServer, ServerConfig
@@ -276,7 +278,8 @@ URLSAFE = base64.urlsafe_b64encode(b'\xfb\xff\xfe' + IMAGES[0]).decode()
     (f'/v1/models/{NAME}:classify', {
         'examples': []
     }, 501, 'classify is not implemented'),
-    (f'/v1/models/{NAME}', {}, 400, f'Malformed request: POST /v1/models/{NAME}'),
+    (f'/v1/models/{NAME}', {}, 400,
+     f'Malformed request: POST /v1/models/{NAME}'),
 ])
 def test_rest_errors(server, path, body, status, message):
   answer_status, answer = _http(server, 'POST', path, body)
@@ -286,8 +289,10 @@ def test_rest_errors(server, path, body, status, message):
 
 @pytest.mark.parametrize('path, message', [
     ('/v1/models/other', 'Could not find any versions of model other'),
-    (f'/v1/models/{NAME}/versions/9', f'Could not find version 9 of model {NAME}'),
-    ('/v1/models/other/metadata', 'Servable not found for request: Latest(other)'),
+    (f'/v1/models/{NAME}/versions/9',
+     f'Could not find version 9 of model {NAME}'),
+    ('/v1/models/other/metadata',
+     'Servable not found for request: Latest(other)'),
     (f'/v1/models/{NAME}/versions/9/metadata',
      f'Servable not found for request: Specific({NAME}, 9)'),
 ])
@@ -381,7 +386,19 @@ def test_grpc_metadata_and_status_errors(grpc_channel):
 
 
 def test_grpc_classify_is_unimplemented(grpc_channel):
-  from tensorflow_serving.apis import classification_pb2  # pylint: disable=g-import-not-at-top
   stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_channel)
   error = _grpc_error(stub.Classify, classification_pb2.ClassificationRequest())
   assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_ports_in_use_stop_a_second_server_with_a_message(server, base_path):
+  for ports in ({'rest_port': server.rest_port, 'grpc_port': 0},
+                {'rest_port': 0, 'grpc_port': server.grpc_port}):
+    with pytest.raises(UserError, match='cannot serve .* on 127.0.0.1:'):
+      ModelServer(ServerConfig(base_path, NAME, **ports)).start()
+
+
+@pytest.mark.parametrize('name', ['a/b', 'a:b', '..', ''])
+def test_model_names_that_paths_cannot_carry_are_refused(base_path, name):
+  with pytest.raises(UserError, match='model name'):
+    ModelServer(ServerConfig(base_path, name))

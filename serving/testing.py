@@ -1,0 +1,76 @@
+"""Helpers for the serving tests: a small servable model, images, pushes.
+
+The model is untrained (its answers need only be consistent, not right), and
+saving one takes seconds, so tests save it once and push copies of it.
+"""
+import io
+import os
+import shutil
+import socket
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from components import model_versions
+
+CLASS_NAMES = ('cat', 'dog', 'fox')
+MODEL_NAME = 'Lenet'
+
+
+def save_model(path: str, class_names: Sequence[str] = CLASS_NAMES) -> str:
+  """A LenetModel SavedModel, with all serving signatures, at `path`."""
+  from trainer import models  # pylint: disable=g-import-not-at-top  (slow)
+  models.build_model('LenetModel', (28, 28, 1), class_names).save(path)
+  return path
+
+
+def push_version(saved_model_dir: str, base_path: str, version: int) -> str:
+  """Copies a SavedModel in as `version` the way the pipeline pushes: to a
+  hidden temporary directory, renamed to the version number once complete."""
+  pushed = model_versions.publish(
+      base_path, lambda tmp_dir: shutil.copytree(saved_model_dir, tmp_dir),
+      min_version=version)
+  assert pushed == version, f'{base_path} already has versions >= {version}'
+  return os.path.join(base_path, str(version))
+
+
+def png(size=(28, 28), mode='L', seed=0) -> bytes:
+  """A random image of `size` (width, height), PNG-encoded."""
+  rng = np.random.default_rng(seed)
+  shape = (size[1], size[0]) + ((3,) if mode == 'RGB' else ())
+  buffer = io.BytesIO()
+  Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8),
+                  mode).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def write_class_folders(root: str, class_names: Sequence[str] = CLASS_NAMES,
+                        per_class: int = 4) -> str:
+  """`root/<class>/<n>.png`: grayscale and colour images, of two sizes."""
+  for label, name in enumerate(class_names):
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    for n in range(per_class):
+      size, mode = ((28, 28), 'L') if n % 2 else ((32, 30), 'RGB')
+      with open(os.path.join(root, name, f'{n}.png'), 'wb') as f:
+        f.write(png(size, mode, seed=label * per_class + n))
+  return root
+
+
+def free_port() -> int:
+  """A port nothing listens on (for tests of unreachable servers)."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0,
+             interval_s: float = 0.05) -> bool:
+  """Whether `condition()` became true within `timeout_s`."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    if condition():
+      return True
+    time.sleep(interval_s)
+  return condition()
