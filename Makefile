@@ -12,7 +12,7 @@ test-fast:  ## everything but the marked end-to-end runs
 	$(IN_ENV) python -m pytest -q -m "not e2e" tests
 
 demo:  ## sample data -> TFX pipeline -> pushed model -> one prediction
-	$(IN_ENV) imgcls sample-data --out $(DEMO_DIR)/data
+	test -d $(DEMO_DIR)/data || $(IN_ENV) imgcls sample-data --out $(DEMO_DIR)/data
 	$(IN_ENV) imgcls run --data-root $(DEMO_DIR)/data --serving-dir $(DEMO_DIR)/serving --pipeline-root $(DEMO_DIR)/pipeline
 	$(IN_ENV) imgcls predict --model-base-path $(DEMO_DIR)/serving/LenetModel $(DEMO_DIR)/data/test/3
 
