@@ -4,6 +4,7 @@ import logging
 import signal
 import threading
 
+from imgcls.errors import UserError
 from serving import defaults
 
 
@@ -13,38 +14,27 @@ def register(subparsers) -> None:
   _register_verify(subparsers)
 
 
-def _port(text: str) -> int:
-  port = _integer(text)
-  if not 0 <= port <= 65535:
-    raise argparse.ArgumentTypeError(f'{text} is not a port (0..65535)')
-  return port
-
-
-def _positive(convert):
+def _parsed(convert, accept, what: str):
+  """An argparse type: `convert`, then refuse values `accept` rejects."""
   def parse(text: str):
-    value = convert(text)
-    if value <= 0:
-      raise argparse.ArgumentTypeError(f'{text} is not positive')
+    try:
+      value = convert(text)
+    except ValueError:
+      value = None
+    if value is None or not accept(value):
+      raise argparse.ArgumentTypeError(f'{text} is not {what}')
     return value
-  parse.__name__ = convert.__name__  # argparse names the type in errors
   return parse
 
 
-def _integer(text: str) -> int:
-  try:
-    return int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f'{text} is not an integer') from None
-
-
-def _non_negative_float(text: str) -> float:
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f'{text} is not a number') from None
-  if not value >= 0:
-    raise argparse.ArgumentTypeError(f'{text} is negative')
-  return value
+_INFINITY = float('inf')
+_port = _parsed(int, lambda v: 0 <= v <= 65535, 'a port (0..65535)')
+_positive_int = _parsed(int, lambda v: v > 0, 'a positive integer')
+_version = _parsed(int, lambda v: v >= 0, 'a version (an integer >= 0)')
+_positive_seconds = _parsed(float, lambda v: 0 < v < _INFINITY,
+                            'a positive number of seconds')
+_seconds = _parsed(float, lambda v: 0 <= v < _INFINITY,
+                   'a number of seconds >= 0')
 
 
 def _add_server_address(parser, host_default=None) -> None:
@@ -73,9 +63,9 @@ def _register_serve(subparsers) -> None:
   parser.add_argument('--model-name', required=True,
                       help='the name clients use in /v1/models/NAME')
   _add_server_address(parser, host_default='127.0.0.1')
-  parser.add_argument('--poll-seconds', type=_positive(float), default=1.0,
+  parser.add_argument('--poll-seconds', type=_positive_seconds, default=1.0,
                       help='how often to look for new versions (default 1)')
-  parser.add_argument('--max-request-bytes', type=_positive(_integer),
+  parser.add_argument('--max-request-bytes', type=_positive_int,
                       default=defaults.MAX_REQUEST_BYTES,
                       help='the largest REST body or gRPC message accepted '
                       f'(default {defaults.MAX_REQUEST_BYTES})')
@@ -98,10 +88,10 @@ def _register_evaluate(subparsers) -> None:
                       default='both')
   parser.add_argument('--signature', choices=defaults.IMAGE_SIGNATURES,
                       help='one signature only (default: both)')
-  parser.add_argument('--version', type=_positive(_integer),
+  parser.add_argument('--version', type=_version,
                       help='the version to evaluate (default: the latest '
                       'AVAILABLE one when the run starts)')
-  parser.add_argument('--batch-size', type=_positive(_integer), default=32)
+  parser.add_argument('--batch-size', type=_positive_int, default=32)
   parser.add_argument('--model-path',
                       help='a local SavedModel (the same version) to compare '
                       'the served answers with')
@@ -117,8 +107,9 @@ def _register_verify(subparsers) -> None:
       'checks the answers. Exits non-zero, saying why, if anything is wrong.')
   _add_server_address(parser)
   parser.add_argument('--model-name', required=True)
-  parser.add_argument('--version', type=_positive(_integer))
-  parser.add_argument('--timeout', type=_non_negative_float, default=60.0,
+  parser.add_argument('--version', type=_version,
+                      help='the version to check (default: the latest)')
+  parser.add_argument('--timeout', type=_seconds, default=60.0,
                       help='seconds to wait for AVAILABLE (default 60)')
   parser.add_argument('--image',
                       help='an image to send (default: a generated PNG)')
@@ -129,6 +120,7 @@ def _register_verify(subparsers) -> None:
 
 
 def _serve(args) -> int:
+  from serving.client import address  # pylint: disable=g-import-not-at-top
   from serving.server import ModelServer, ServerConfig  # pylint: disable=g-import-not-at-top
   logging.getLogger('serving').setLevel(logging.INFO)  # version changes
   config = ServerConfig(args.model_base_path, args.model_name, args.host,
@@ -138,16 +130,12 @@ def _serve(args) -> int:
   signal.signal(signal.SIGTERM, lambda *_: stop.set())
   with ModelServer(config) as server:
     print(f'Serving model {config.model_name} from {config.model_base_path}'
-          f'\n  REST: http://{_url_host(config.host)}:{server.rest_port}'
+          f'\n  REST: http://{address(config.host, server.rest_port)}'
           f'/v1/models/{config.model_name}'
-          f'\n  gRPC: {_url_host(config.host)}:{server.grpc_port}'
+          f'\n  gRPC: {address(config.host, server.grpc_port)}'
           f'\nCtrl-C to stop.', flush=True)
     stop.wait()
   return 0
-
-
-def _url_host(host: str) -> str:
-  return f'[{host}]' if ':' in host else host
 
 
 def _clients(args, protocols):
@@ -170,19 +158,24 @@ def _evaluate(args) -> int:
 
 
 def _verify(args) -> int:
-  from imgcls.errors import UserError  # pylint: disable=g-import-not-at-top
   from serving import image_inputs  # pylint: disable=g-import-not-at-top
   from serving.verify import verify_serving  # pylint: disable=g-import-not-at-top
-  if args.image:
-    try:
-      with open(args.image, 'rb') as f:
-        image = f.read()
-    except OSError as e:
-      raise UserError(f'cannot read --image: {e}') from e
-  else:
-    image = image_inputs.demo_png()
+  image = _read_image(args.image) if args.image else image_inputs.demo_png()
   class_names = ([name.strip() for name in args.class_names.split(',')]
                  if args.class_names else None)
   rest, grpc = _clients(args, ('rest', 'grpc'))
   return verify_serving(rest, grpc, args.version, args.timeout, image,
                         class_names)
+
+
+def _read_image(path: str) -> bytes:
+  from components import class_folders  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, 'rb') as f:
+      image = f.read()
+  except OSError as e:
+    raise UserError(f'cannot read --image: {e}') from e
+  problem = class_folders.image_problem(image)
+  if problem:
+    raise UserError(f'--image {path}: {problem}')
+  return image

@@ -12,6 +12,7 @@ raises `RequestFailed`, which callers may count and go on.
 import base64
 import dataclasses
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,6 +33,7 @@ from imgcls.errors import UserError
 from serving.errors import code_from_number
 
 DEFAULT_TIMEOUT_S = 30.0
+_POLL_INTERVAL_S = 0.5
 # gRPC clients default to 4 MB messages; image batches need more.
 MAX_GRPC_MESSAGE_BYTES = 1 << 30
 _B64 = 'b64'
@@ -143,7 +145,8 @@ class RestClient:
   def _single_output(self, signature, version) -> str:
     key = (signature, version)
     if key not in self._single_outputs:
-      self._single_outputs[key], = self.signatures(version)[signature].outputs
+      outputs = list(self.signatures(version)[signature].outputs)
+      self._single_outputs[key] = outputs[0]
     return self._single_outputs[key]
 
   def _model_url(self, version: Optional[int]) -> str:
@@ -157,7 +160,7 @@ class RestClient:
         url, data=data, headers={'Content-Type': 'application/json'})
     try:
       with urllib.request.urlopen(request, timeout=self._timeout) as reply:
-        return json.loads(reply.read())
+        body = reply.read()
     except urllib.error.HTTPError as e:
       raise RequestFailed(self.protocol, f'HTTP {e.code}',
                           _error_message(e.read())) from None
@@ -166,6 +169,11 @@ class RestClient:
       raise ServerUnreachable(
           f'cannot reach the model server over REST at {self.base_url}: '
           f'{reason}') from None
+    try:
+      return json.loads(body)
+    except ValueError:
+      raise RequestFailed(self.protocol, 'invalid reply',
+                          _error_message(body)) from None
 
 
 def _error_message(body: bytes) -> str:
@@ -185,8 +193,7 @@ def _instances(inputs: Dict[str, np.ndarray]) -> list:
   count = len(inputs[names[0]])
   if len(names) == 1:
     return [_json_value(inputs[names[0]][i]) for i in range(count)]
-  return [{name: _json_value(inputs[name][i])
-           for name in names}
+  return [{name: _json_value(inputs[name][i]) for name in names}
           for i in range(count)]
 
 
@@ -298,3 +305,38 @@ class GrpcClient:
             f'cannot reach the model server over gRPC at {self.target}: '
             f'{e.code().name}: {e.details()}') from None
       raise RequestFailed(self.protocol, e.code().name, e.details()) from None
+
+
+def wait_until_available(client, version: Optional[int],
+                         timeout_s: float) -> int:
+  """The version (or the latest) once AVAILABLE; UserError after the timeout.
+
+  Only AVAILABLE counts: TF Serving answers status calls for failed loads too.
+  """
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      statuses = client.status(version)
+      last = _describe(statuses)
+    except ServerUnreachable as e:
+      if time.monotonic() >= deadline:
+        raise  # says more than "not AVAILABLE"
+      statuses, last = [], str(e)
+    except RequestFailed as e:
+      statuses, last = [], str(e)
+    available = [s.version for s in statuses if s.state == 'AVAILABLE']
+    if available:
+      return max(available)
+    if time.monotonic() >= deadline:
+      what = (f'model {client.model_name}' +
+              ('' if version is None else f' version {version}'))
+      waited = f' after {timeout_s:g} s' if timeout_s else ''
+      raise UserError(f'{what} is not AVAILABLE{waited}; last answer: {last}')
+    time.sleep(max(0.0, min(_POLL_INTERVAL_S, deadline - time.monotonic())))
+
+
+def _describe(statuses: List[VersionStatus]) -> str:
+  return '; '.join(
+      f'version {s.version} {s.state}' +
+      ('' if s.error_code == 'OK' else f' ({s.error_code}: {s.error_message})')
+      for s in statuses)

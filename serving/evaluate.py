@@ -22,7 +22,8 @@ import tqdm
 from components import class_folders
 from imgcls.errors import UserError
 from serving import image_inputs
-from serving.client import Prediction, RequestFailed, SignatureInfo
+from serving.client import (Prediction, RequestFailed, SignatureInfo,
+                            wait_until_available)
 from serving.defaults import CLASS_NAME_OUTPUT
 
 
@@ -91,23 +92,13 @@ def evaluate_serving(test_dir: str,
 
 def _served_model(clients, version, signatures):
   """(version, its signatures), once every protocol has answered."""
-  if version is None:
-    version = _latest_version(clients[0])
-  for client in clients:
-    client.status(version)
+  version = wait_until_available(clients[0], version, timeout_s=0)
+  for client in clients[1:]:
+    wait_until_available(client, version, timeout_s=0)
   served = clients[0].signatures(version)
   for name in signatures:
     _check_signature(name, served)
   return version, served
-
-
-def _latest_version(client) -> int:
-  statuses = client.status()
-  available = [s.version for s in statuses if s.state == 'AVAILABLE']
-  if not available:
-    raise UserError(f'model {client.model_name} has no AVAILABLE version '
-                    f'(states: {[(s.version, s.state) for s in statuses]})')
-  return max(available)
 
 
 def _check_signature(name: str, served: Dict[str, SignatureInfo]) -> None:

@@ -17,6 +17,7 @@ import http.server
 import logging
 import os
 import re
+import socket
 import threading
 from typing import Optional
 
@@ -57,7 +58,7 @@ class ServerConfig:
     if os.path.exists(self.model_base_path) and not os.path.isdir(
         self.model_base_path):
       raise UserError(f'{self.model_base_path} is not a directory')
-    if self.poll_seconds <= 0:
+    if not 0 < self.poll_seconds < float('inf'):
       raise UserError(f'poll seconds must be positive, got '
                       f'{self.poll_seconds}')
     if not 0 < self.max_request_bytes < _MAX_GRPC_MESSAGE_BYTES:
@@ -66,8 +67,8 @@ class ServerConfig:
                       f'{self.max_request_bytes}')
 
 
-class _RestServer(http.server.ThreadingHTTPServer):
-  daemon_threads = True
+class _RestServerV6(http.server.ThreadingHTTPServer):
+  address_family = socket.AF_INET6
 
 
 class ModelServer:
@@ -81,7 +82,7 @@ class ModelServer:
     self._core = ServingCore(config.model_name, self.versions)
     self._stopping = threading.Event()
     self._threads = []
-    self._rest: Optional[_RestServer] = None
+    self._rest: Optional[http.server.ThreadingHTTPServer] = None
     self._grpc: Optional[grpc.Server] = None
     # The bound ports, once started.
     self.rest_port: Optional[int] = None
@@ -127,9 +128,11 @@ class ModelServer:
         'api': RestApi(self._core),
         'max_body': self.config.max_request_bytes,
     })
+    server_class = (_RestServerV6 if ':' in self.config.host else
+                    http.server.ThreadingHTTPServer)
     try:
-      self._rest = _RestServer((self.config.host, self.config.rest_port),
-                               handler)
+      self._rest = server_class((self.config.host, self.config.rest_port),
+                                handler)
     except OSError as e:
       raise UserError(f'cannot serve REST on '
                       f'{address(self.config.host, self.config.rest_port)}: '

@@ -10,44 +10,16 @@ Waiting for AVAILABLE matters: TF Serving answers the status call with 200 even
 for a version whose load failed, so "the server answers" proves nothing.
 """
 import sys
-import time
 from typing import Dict, List, Optional, Sequence, TextIO
-
-import numpy as np
 
 from imgcls.errors import UserError
 from serving import image_inputs
-from serving.client import (Prediction, RequestFailed, ServerUnreachable,
-                            SignatureInfo)
+from serving.client import (Prediction, RequestFailed, SignatureInfo,
+                            wait_until_available)
 from serving.defaults import CLASS_NAME_OUTPUT as _CLASS_NAME
 from serving.defaults import IMAGE_SIGNATURES, SERVING_BYTES
 
 _CLASS_ID, _PROBABILITIES = 'class_id', 'probabilities'
-_POLL_INTERVAL_S = 0.5
-
-
-def wait_until_available(client, version: Optional[int],
-                         timeout_s: float) -> int:
-  """The version (or the latest) once AVAILABLE; UserError after the timeout."""
-  what = (f'model {client.model_name}' +
-          ('' if version is None else f' version {version}'))
-  deadline = time.monotonic() + timeout_s
-  while True:
-    try:
-      statuses = client.status(version)
-      available = [s.version for s in statuses if s.state == 'AVAILABLE']
-      if available:
-        return max(available)
-      last = '; '.join(
-          f'version {s.version} {s.state}' +
-          (f' ({s.error_code}: {s.error_message})' if s.error_code != 'OK'
-           else '') for s in statuses)
-    except (ServerUnreachable, RequestFailed) as e:
-      last = str(e)
-    if time.monotonic() >= deadline:
-      raise UserError(f'{what} is not AVAILABLE after {timeout_s:g} s; last '
-                      f'answer: {last}')
-    time.sleep(max(0.0, min(_POLL_INTERVAL_S, deadline - time.monotonic())))
 
 
 def verify_serving(rest, grpc, version: Optional[int], timeout_s: float,
@@ -55,8 +27,8 @@ def verify_serving(rest, grpc, version: Optional[int], timeout_s: float,
                    out: Optional[TextIO] = None) -> int:
   """Checks the served model; returns 0, or raises UserError saying why not."""
   version = wait_until_available(rest, version, timeout_s)
+  wait_until_available(grpc, version, timeout_s=0)
   try:
-    wait_until_available(grpc, version, 0)
     served = rest.signatures(version)
   except RequestFailed as e:
     raise UserError(f'version {version} of {rest.model_name}: {e}') from e
@@ -109,7 +81,7 @@ def _problems(prediction: Prediction, signature: SignatureInfo, version: int,
                       f'one image was sent')
   if problems or _CLASS_NAME not in prediction.outputs:
     return problems or [f'no {_CLASS_NAME} output']
-  return _class_problems(prediction.outputs, class_names)
+  return _class_problems(prediction, class_names)
 
 
 def _shape_fits(shape, declared: Optional[List[int]]) -> bool:
@@ -120,15 +92,15 @@ def _shape_fits(shape, declared: Optional[List[int]]) -> bool:
       e in (-1, s) for s, e in zip(shape, expected))
 
 
-def _class_problems(outputs: Dict[str, np.ndarray],
+def _class_problems(prediction: Prediction,
                     class_names: Optional[Sequence[str]]) -> List[str]:
-  class_name = outputs[_CLASS_NAME][0].decode('utf-8', errors='replace')
+  class_name, outputs = _class_name(prediction), prediction.outputs
   if not class_name:
     return [f'empty {_CLASS_NAME}']
   problems = []
   if _CLASS_ID in outputs and _PROBABILITIES in outputs:
-    class_id, num_classes = int(outputs[_CLASS_ID][0]), outputs[
-        _PROBABILITIES].shape[-1]
+    class_id = int(outputs[_CLASS_ID][0])
+    num_classes = outputs[_PROBABILITIES].shape[-1]
     if not 0 <= class_id < num_classes:
       problems.append(f'{_CLASS_ID} {class_id} is not one of the '
                       f'{num_classes} classes')

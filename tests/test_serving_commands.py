@@ -130,3 +130,25 @@ def test_verify_fails_when_nothing_listens(capsys):
   port = testing.free_port()
   assert _verify(port, port, '--timeout', '0') != 0
   assert 'cannot reach the model server over REST' in capsys.readouterr().err
+
+
+def test_verify_refuses_an_unreadable_image(tmp_path, capsys):
+  image = tmp_path / 'image.png'
+  image.write_bytes(b'not an image')
+  port = testing.free_port()
+  assert _verify(port, port, '--image', str(image)) == 2
+  assert f'--image {image}: not a readable image' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('argument', [
+    ['--rest-port', '70000'],
+    ['--timeout', '-1'],
+    ['--timeout', 'nan'],
+    ['--version', 'latest'],
+])
+def test_bad_arguments_are_refused_by_the_parser(argument, capsys):
+  with pytest.raises(SystemExit) as raised:
+    _verify(8501, 8500, *argument)
+  assert raised.value.code == 2
+  assert f'argument {argument[0]}: {argument[1]} is not' in (
+      capsys.readouterr().err)
