@@ -67,7 +67,12 @@ class ServerConfig:
                       f'{self.max_request_bytes}')
 
 
-class _RestServerV6(http.server.ThreadingHTTPServer):
+class _RestServer(http.server.ThreadingHTTPServer):
+  # socketserver's default backlog of 5 refuses bursts of new connections.
+  request_queue_size = 128
+
+
+class _RestServerV6(_RestServer):
   address_family = socket.AF_INET6
 
 
@@ -82,7 +87,7 @@ class ModelServer:
     self._core = ServingCore(config.model_name, self.versions)
     self._stopping = threading.Event()
     self._threads = []
-    self._rest: Optional[http.server.ThreadingHTTPServer] = None
+    self._rest: Optional[_RestServer] = None
     self._grpc: Optional[grpc.Server] = None
     # The bound ports, once started.
     self.rest_port: Optional[int] = None
@@ -128,8 +133,7 @@ class ModelServer:
         'api': RestApi(self._core),
         'max_body': self.config.max_request_bytes,
     })
-    server_class = (_RestServerV6 if ':' in self.config.host else
-                    http.server.ThreadingHTTPServer)
+    server_class = _RestServerV6 if ':' in self.config.host else _RestServer
     try:
       self._rest = server_class((self.config.host, self.config.rest_port),
                                 handler)
