@@ -7,12 +7,15 @@ renamed into place: the server sees nothing, or a complete SavedModel.
 """
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
 from typing import Callable, List
 
 TMP_PREFIX = '.tmp-'
+# TF Serving takes ASCII digits only ('٣'.isdigit() is true in Python).
+_VERSION_NAME = re.compile('[0-9]+')
 # A temporary directory this old was left by a writer that died.
 _STALE_AFTER_S = 3600
 
@@ -22,7 +25,7 @@ def versions(base_dir: str) -> List[int]:
   if not os.path.isdir(base_dir):
     return []
   return sorted(int(e.name) for e in os.scandir(base_dir)
-                if e.is_dir() and e.name.isdigit())
+                if e.is_dir() and _VERSION_NAME.fullmatch(e.name))
 
 
 def latest_version_dir(base_dir: str):
