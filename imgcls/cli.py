@@ -15,6 +15,7 @@ _COMMAND_MODULES = (
     'components.cli',
     'trainer.cli',
     'pipeline.cli',
+    'pipeline.kubeflow_cli',
     'serving.cli',
     'retrain.cli',
     'report.cli',

@@ -1,0 +1,91 @@
+"""`imgcls compile` and `imgcls submit`: the pipeline on Kubeflow Pipelines."""
+import argparse
+
+from imgcls.errors import UserError
+from pipeline import kubeflow_config
+
+_PATHS = ('--data-root and --serving-dir are paths in the pipeline\'s pods: '
+          f'the data PVC is mounted at {kubeflow_config.DATA_MOUNT}, the '
+          f'serving PVC at {kubeflow_config.SERVING_MOUNT}.')
+DEFAULT_CRON = '0 3 * * *'
+
+
+def register(subparsers) -> None:
+  compile_parser = subparsers.add_parser(
+      'compile', conflict_handler='resolve',
+      help='compile the pipeline for Kubeflow Pipelines (a KFP 2 package)',
+      description='Writes the YAML package that `imgcls submit --package` or '
+      'the KFP UI uploads. ' + _PATHS)
+  compile_parser.add_argument('--output', default='pipeline.yaml',
+                              help='default pipeline.yaml')
+  kubeflow_config.add_kubeflow_args(compile_parser)
+  compile_parser.set_defaults(handler=_compile)
+
+  submit = subparsers.add_parser(
+      'submit', conflict_handler='resolve',
+      help='upload the pipeline to Kubeflow Pipelines and start a run',
+      description='Compiles (unless given --package), uploads the pipeline, '
+      'or a new version of it when its name exists, and starts a run or a '
+      'recurring run; prints its ID and URL. ' + _PATHS)
+  submit.add_argument('--host',
+                      help='KFP\'s API, e.g. http://localhost:8080 after '
+                      '`kubectl port-forward -n kubeflow svc/ml-pipeline-ui '
+                      '8080:80`; without it, KFP is reached through the kube '
+                      'context\'s API server')
+  submit.add_argument('--token',
+                      help='bearer token for KFP\'s API (multi-user '
+                      'installs), e.g. $(kubectl create token SA -n NS)')
+  submit.add_argument('--kube-context',
+                      help='kubeconfig context to use when there is no --host')
+  submit.add_argument('--namespace',
+                      help='the KFP profile namespace (multi-user installs)')
+  submit.add_argument('--experiment', default='imgcls',
+                      help='created if missing; default imgcls')
+  submit.add_argument('--run-name', help='default "<pipeline> <UTC time>"')
+  submit.add_argument('--param', action='append', default=[],
+                      type=kubeflow_config.parse_key_value, metavar='KEY=VALUE',
+                      help='a pipeline parameter of this run, e.g. '
+                      'data_root=/data/2024-06 (repeatable)')
+  submit.add_argument('--recurring', action='store_true',
+                      help='create a recurring run on --cron instead of a run')
+  submit.add_argument('--cron',
+                      help='when the recurring run starts: five cron fields, '
+                      'in the KFP controller\'s time zone (normally UTC); '
+                      f'default "{DEFAULT_CRON}"')
+  submit.add_argument('--package',
+                      help='a package from `imgcls compile`, instead of '
+                      'compiling (the compile flags are then unused)')
+  kubeflow_config.add_kubeflow_args(submit)
+  submit.set_defaults(handler=_submit)
+
+
+def _compile(args: argparse.Namespace) -> int:
+  from pipeline import kubeflow  # pylint: disable=g-import-not-at-top
+  print(kubeflow.compile_pipeline(*kubeflow_config.from_args(args),
+                                  args.output))
+  return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+  from pipeline import kubeflow  # pylint: disable=g-import-not-at-top
+  if args.cron and not args.recurring:
+    raise UserError('--cron schedules a recurring run: add --recurring')
+  submit_args = dict(
+      host=args.host,
+      experiment=args.experiment,
+      run_name=args.run_name,
+      params=dict(args.param),
+      cron=(args.cron or DEFAULT_CRON) if args.recurring else None,
+      token=args.token,
+      namespace=args.namespace,
+      kube_context=args.kube_context)
+  if args.package:
+    run_id = kubeflow.submit(args.package, **submit_args)
+  else:
+    config, options = kubeflow_config.from_args(args)
+    run_id = kubeflow.submit_pipeline(config, options=options, **submit_args)
+  kind = 'recurring run' if args.recurring else 'run'
+  where = (kubeflow.run_url(args.host, run_id, args.recurring)
+           if args.host else 'see the Kubeflow Pipelines UI')
+  print(f'{kind} {run_id}: {where}')
+  return 0

@@ -1,0 +1,100 @@
+"""Kubeflow settings in one place; the CLI builds its flags from these defaults.
+
+PipelineConfig says what the pipeline does; KubeflowOptions how its steps run
+on the cluster. This module imports no TFX, so `imgcls --help` stays instant.
+"""
+import argparse
+import dataclasses
+from typing import Optional, Tuple
+
+from pipeline import config as pipeline_config
+
+# Where the PVCs are mounted in the steps' pods: the same paths as in the
+# retrain CronJob (kubernetes/retrain), so a path means the same in both.
+DATA_MOUNT = '/data'
+SERVING_MOUNT = '/serving'
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowOptions:
+  # The project's image (the repository's Dockerfile), for every step.
+  image: str = 'imgcls:latest'
+  # The artifacts' object store; KFP's launcher handles gs://, s3:// and
+  # minio:// only. A standard KFP install has this MinIO bucket.
+  pipeline_root: str = 'minio://mlpipeline/imgcls'
+  # GPUs of the Trainer; 0 trains on CPU.
+  gpus: int = 1
+  # The Trainer's requests and limits, as Kubernetes quantities.
+  trainer_cpu: str = '4'
+  trainer_memory: str = '16Gi'
+  # (label, value) of GPU nodes, or None. This label is put on GPU nodes by
+  # NVIDIA's GPU feature discovery (GPU Operator), as kubernetes/overlays/gpu
+  # expects.
+  gpu_node_selector: Optional[Tuple[str, str]] = ('nvidia.com/gpu.present',
+                                                  'true')
+  data_pvc: str = 'imgcls-data'
+  serving_pvc: str = 'imgcls-serving'
+
+
+def add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
+  """The PipelineConfig flags with defaults for the pods, and KubeflowOptions.
+
+  The parser needs conflict_handler='resolve': --pipeline-root is a bucket
+  here, not the local runner's directory.
+  """
+  d = KubeflowOptions()
+  pipeline_config.add_pipeline_args(parser, paths_required=False)
+  parser.set_defaults(data_root=DATA_MOUNT, serving_dir=SERVING_MOUNT)
+  parser.add_argument('--pipeline-root', default=d.pipeline_root,
+                      help='object store for the artifacts: gs://, s3:// or '
+                      'minio://, which KFP\'s launcher has credentials for; '
+                      f'default {d.pipeline_root}')
+  parser.add_argument('--image', default=d.image,
+                      help='the project\'s image, for every step; default '
+                      f'{d.image}')
+  parser.add_argument('--gpus', type=int, default=d.gpus,
+                      help=f'GPUs for the Trainer (0: CPU); default {d.gpus}')
+  parser.add_argument('--trainer-cpu', default=d.trainer_cpu,
+                      help='CPU request and limit of the Trainer; default '
+                      f'{d.trainer_cpu}')
+  parser.add_argument('--trainer-memory', default=d.trainer_memory,
+                      help='memory request and limit of the Trainer; default '
+                      f'{d.trainer_memory}')
+  parser.add_argument('--gpu-node-selector', type=_node_selector,
+                      default=d.gpu_node_selector, metavar='LABEL=VALUE',
+                      help='the label of GPU nodes, "" for none; default '
+                      f'{"=".join(d.gpu_node_selector)}')
+  parser.add_argument('--data-pvc', default=d.data_pvc,
+                      help=f'PVC with the data, mounted at {DATA_MOUNT}; '
+                      f'default {d.data_pvc}')
+  parser.add_argument('--serving-pvc', default=d.serving_pvc,
+                      help='PVC of the serving directory, mounted at '
+                      f'{SERVING_MOUNT}; default {d.serving_pvc}')
+
+
+def parse_key_value(text: str) -> Tuple[str, str]:
+  key, sep, value = text.partition('=')
+  if not sep or not key:
+    raise argparse.ArgumentTypeError(f'expected KEY=VALUE, got {text!r}')
+  return key, value
+
+
+def _node_selector(text: str) -> Optional[Tuple[str, str]]:
+  return parse_key_value(text) if text else None
+
+
+def from_args(
+    args: argparse.Namespace
+) -> Tuple[pipeline_config.PipelineConfig, KubeflowOptions]:
+  # The pipeline root is KubeflowOptions'; PipelineConfig's is a local one.
+  config = pipeline_config.pipeline_config_from_args(
+      argparse.Namespace(**{**vars(args), 'pipeline_root': None}))
+  return config, KubeflowOptions(
+      image=args.image,
+      pipeline_root=args.pipeline_root,
+      gpus=args.gpus,
+      trainer_cpu=args.trainer_cpu,
+      trainer_memory=args.trainer_memory,
+      gpu_node_selector=args.gpu_node_selector,
+      data_pvc=args.data_pvc,
+      serving_pvc=args.serving_pvc)

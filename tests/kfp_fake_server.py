@@ -1,0 +1,232 @@
+"""A stand-in for the Kubeflow Pipelines 2 API server, on 127.0.0.1.
+
+It answers the v2beta1 REST calls kfp.Client makes to upload a pipeline and
+start runs, with the JSON field names of kfp_server_api's models, and records
+what it was sent. Uploads are checked the way KFP 2.16.1's API server checks
+them (backend/src/apiserver/template/v2_template.go, NewV2SpecTemplate): each
+YAML document must parse strictly as a PipelineSpec or a PlatformSpec, the
+schema version must be 2.1.0, and the pipeline must have a name and a root.
+It is a protocol-level check of the client side, not a KFP backend: nothing
+is scheduled or run.
+"""
+import email.parser
+import email.policy
+import http.server
+import itertools
+import json
+import threading
+import urllib.parse
+from typing import Any, Dict, List, Optional
+
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
+import yaml
+
+_API = '/apis/v2beta1'
+
+
+class SpecError(ValueError):
+  pass
+
+
+def check_package(data: bytes) -> Dict[str, Any]:
+  """The pipeline spec document of a package, or SpecError as KFP says it."""
+  spec = None
+  for document in yaml.safe_load_all(data):
+    if not document:
+      continue
+    if 'pipelineInfo' in document or 'root' in document:
+      if spec is not None:
+        raise SpecError('multiple pipeline specs provided')
+      try:
+        parsed = json_format.ParseDict(document,
+                                       pipeline_spec_pb2.PipelineSpec())
+      except json_format.ParseError as e:
+        raise SpecError(f'invalid v2 pipeline spec: {e}') from e
+      if parsed.schema_version != '2.1.0':
+        raise SpecError('KFP only supports schema version 2.1.0, but the '
+                        f'pipeline spec has version {parsed.schema_version}')
+      if not parsed.pipeline_info.name:
+        raise SpecError('invalid v2 pipeline spec: name is empty')
+      if not parsed.HasField('root'):
+        raise SpecError('invalid v2 pipeline spec: root component is empty')
+      spec = document
+    else:
+      try:
+        platform = json_format.ParseDict(document,
+                                         pipeline_spec_pb2.PlatformSpec())
+        for config in platform.platforms[
+            'kubernetes'].deployment_spec.executors.values():
+          json_format.ParseDict(
+              json_format.MessageToDict(config),
+              kubernetes_executor_config_pb2.KubernetesExecutorConfig())
+      except json_format.ParseError as e:
+        raise SpecError(f'cannot unmarshal platform specific configs: {e}'
+                       ) from e
+  if spec is None:
+    raise SpecError('no pipeline spec is provided')
+  return spec
+
+
+class FakeKfp:
+  """Serves until stop(); `host` is its URL. With `token`, every call needs
+  `Authorization: Bearer <token>` or gets 401."""
+
+  def __init__(self, token: Optional[str] = None):
+    self.token = token
+    self.pipelines: List[Dict[str, Any]] = []
+    # pipeline_id -> versions, oldest first; each with the uploaded bytes.
+    self.versions: Dict[str, List[Dict[str, Any]]] = {}
+    self.experiments: List[Dict[str, Any]] = []
+    self.runs: List[Dict[str, Any]] = []
+    self.recurring_runs: List[Dict[str, Any]] = []
+    self.calls: List[str] = []
+    self._ids = itertools.count(1)
+    self._server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                                   self._handler())
+    self._thread = threading.Thread(target=self._server.serve_forever,
+                                    kwargs={'poll_interval': 0.05},
+                                    daemon=True)
+    self._thread.start()
+
+  @property
+  def host(self) -> str:
+    return f'http://127.0.0.1:{self._server.server_address[1]}'
+
+  def stop(self) -> None:
+    self._server.shutdown()
+    self._server.server_close()
+
+  def uploaded(self, pipeline_id: str) -> List[bytes]:
+    return [v['package'] for v in self.versions[pipeline_id]]
+
+  def _new_id(self, kind: str) -> str:
+    return f'{kind}-{next(self._ids)}'
+
+  def _handler(self):
+    fake = self
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+
+      def log_message(self, *args):  # pylint: disable=arguments-differ
+        del args
+
+      def do_GET(self):  # pylint: disable=invalid-name
+        self._dispatch('GET')
+
+      def do_POST(self):  # pylint: disable=invalid-name
+        self._dispatch('POST')
+
+      def _dispatch(self, method: str) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        fake.calls.append(f'{method} {url.path}')
+        if fake.token and self.headers.get(
+            'Authorization') != f'Bearer {fake.token}':
+          return self._send(401, {'code': 16, 'message': 'Unauthenticated: '
+                                  'request is not authenticated'})
+        body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
+        route = (method, url.path.removeprefix(_API))
+        try:
+          status, answer = fake._route(route, query, body,
+                                       self.headers.get('Content-Type', ''))
+        except SpecError as e:
+          status, answer = 400, {'error_message': str(e),
+                                 'error_details': str(e)}
+        self._send(status, answer)
+
+      def _send(self, status: int, answer: Dict[str, Any]) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    return Handler
+
+  def _route(self, route, query, body: bytes, content_type: str):
+    method, path = route
+    if route == ('GET', '/healthz'):
+      return 200, {'multi_user': False, 'pipeline_store': 'database'}
+    if route == ('GET', '/pipelines'):
+      return 200, _listing('pipelines', self.pipelines, query)
+    if route == ('POST', '/pipelines/upload'):
+      package = _uploaded_file(body, content_type)
+      check_package(package)
+      pipeline = {'pipeline_id': self._new_id('pipeline'),
+                  'display_name': query['name']}
+      self.pipelines.append(pipeline)
+      self.versions[pipeline['pipeline_id']] = []
+      self._add_version(pipeline['pipeline_id'], query['name'], package)
+      return 200, pipeline
+    if route == ('POST', '/pipelines/upload_version'):
+      package = _uploaded_file(body, content_type)
+      check_package(package)
+      if query['pipelineid'] not in self.versions:
+        return 404, {'error_message': 'pipeline not found'}
+      return 200, self._add_version(query['pipelineid'], query['name'],
+                                    package)
+    if method == 'GET' and path.startswith('/pipelines/') and path.endswith(
+        '/versions'):
+      versions = [{k: v for k, v in version.items() if k != 'package'}
+                  for version in self.versions[path.split('/')[2]]]
+      if query.get('sort_by') == 'created_at desc':
+        versions.reverse()
+      return 200, {'pipeline_versions':
+                       versions[:int(query.get('page_size', 10))],
+                   'total_size': len(versions)}
+    if route == ('GET', '/experiments'):
+      return 200, _listing('experiments', self.experiments, query)
+    if route == ('POST', '/experiments'):
+      experiment = {**json.loads(body),
+                    'experiment_id': self._new_id('experiment')}
+      self.experiments.append(experiment)
+      return 200, experiment
+    if route == ('POST', '/runs'):
+      run = json.loads(body)
+      self._check_reference(run)
+      run['run_id'] = self._new_id('run')
+      self.runs.append(run)
+      return 200, run
+    if route == ('POST', '/recurringruns'):
+      recurring = json.loads(body)
+      self._check_reference(recurring)
+      recurring['recurring_run_id'] = self._new_id('recurring')
+      self.recurring_runs.append(recurring)
+      return 200, recurring
+    return 404, {'code': 5, 'message': f'no route {method} {path}'}
+
+  def _add_version(self, pipeline_id: str, name: str, package: bytes):
+    version = {'pipeline_id': pipeline_id,
+               'pipeline_version_id': self._new_id('version'),
+               'display_name': name, 'package': package}
+    self.versions[pipeline_id].append(version)
+    return {k: v for k, v in version.items() if k != 'package'}
+
+  def _check_reference(self, run: Dict[str, Any]) -> None:
+    reference = run['pipeline_version_reference']
+    ids = [v['pipeline_version_id']
+           for v in self.versions.get(reference['pipeline_id'], [])]
+    if reference['pipeline_version_id'] not in ids:
+      raise SpecError(f'pipeline version {reference} not found')
+
+
+def _listing(kind: str, items: List[Dict[str, Any]], query) -> Dict[str, Any]:
+  """Items whose display_name equals the filter's, as KFP lists them."""
+  names = [p['stringValue']
+           for p in json.loads(query.get('filter', '{}')).get('predicates', [])
+           if p['key'] == 'display_name']
+  found = [i for i in items if not names or i['display_name'] in names]
+  return {kind: found, 'total_size': len(found)} if found else {}
+
+
+def _uploaded_file(body: bytes, content_type: str) -> bytes:
+  """The `uploadfile` part of a multipart/form-data body."""
+  message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+      f'Content-Type: {content_type}\r\n\r\n'.encode() + body)
+  for part in message.iter_parts():
+    if part.get_param('name', header='content-disposition') == 'uploadfile':
+      return part.get_payload(decode=True)
+  raise SpecError('no uploadfile in the request')

@@ -1,0 +1,680 @@
+"""Kubeflow Pipelines: the compiled package, the step entrypoint, submitting.
+
+There is no KFP backend here. The package is checked as kfp's own loaders
+read it and as KFP 2.16.1's API server validates uploads (tests/
+kfp_fake_server.py). Steps are run the way KFP 2.16.1's driver and launcher
+hand them over (executor input, artifact URIs and types, local paths), read
+from the KFP sources, not observed on a cluster. Submitting is checked at the
+protocol level: kfp.Client against a local HTTP server that answers the
+v2beta1 REST calls and records them.
+
+Each known trap of TFX on self-hosted KFP 2 has a test that shows it in what
+TFX alone produces and that it is handled in what `imgcls compile` produces.
+"""
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import time
+
+from kfp.client import client as kfp_client
+import kfp.components
+from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
+from google.protobuf import json_format
+import pytest
+from tfx import v1 as tfx
+from tfx.components.util import udf_utils
+from tfx.orchestration import data_types
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+import yaml
+
+from imgcls import cli
+from imgcls.errors import UserError
+from pipeline import kubeflow
+from pipeline import kubeflow_cli
+from pipeline import kubeflow_config
+from pipeline import kubeflow_entrypoint
+from pipeline import pipeline as pipeline_def
+from pipeline.config import PipelineConfig
+from tests import images
+from tests import kfp_fake_server
+
+IMAGE = 'registry.example.com/imgcls:1.2.3'
+TASKS = ('ImageExampleGen', 'ServingBaseline', 'Trainer', 'GatedEvaluator',
+         'ContractCheck', 'Pusher')
+ResourceSpec = (pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
+                .ResourceSpec)
+
+
+def _compile(path, *flags):
+  assert cli.main(['compile', '--output', str(path), *flags]) == 0
+  return path
+
+
+def _load(path):
+  """(PipelineSpec, PlatformSpec) as kfp.Client reads a package."""
+  doc = kfp_client._extract_pipeline_yaml(str(path))  # pylint: disable=protected-access
+  return doc.pipeline_spec, doc.platform_spec
+
+
+def _k8s(platform, label):
+  configs = platform.platforms['kubernetes'].deployment_spec.executors
+  if label not in configs:
+    return None
+  return json_format.ParseDict(
+      json_format.MessageToDict(configs[label]),
+      k8s_pb2.KubernetesExecutorConfig())
+
+
+@pytest.fixture(scope='module')
+def package(tmp_path_factory):
+  return _compile(tmp_path_factory.mktemp('kfp') / 'pipeline.yaml',
+                  '--image', IMAGE, '--gpus', '2', '--trainer-cpu', '8',
+                  '--trainer-memory', '30Gi', '--data-root', '/data/mnist')
+
+
+@pytest.fixture(scope='module')
+def compiled(package):
+  spec, platform = _load(package)
+  return spec, kubeflow.deployment_config(spec), platform
+
+
+@pytest.fixture(scope='module')
+def tfx_alone(tmp_path_factory):
+  """What TFX's KubeflowV2DagRunner makes of the same pipeline by itself,
+  with a GPU asked for the ExampleGen too."""
+  root = tmp_path_factory.mktemp('tfx_root')
+  config = PipelineConfig(data_root='/data', serving_dir='/serving',
+                          pipeline_root=str(root))
+  pipeline = pipeline_def.create_pipeline(
+      config, data_root=data_types.RuntimeParameter(
+          name='data_root', ptype=str, default='/data'))
+  for node in pipeline.components:
+    if node.id == 'ImageExampleGen':
+      node.with_platform_config(ResourceSpec(
+          accelerator=ResourceSpec.AcceleratorConfig(
+              type='nvidia.com/gpu', count=1)))
+  job = tfx.orchestration.experimental.KubeflowV2DagRunner(
+      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+          default_image=IMAGE)).run(pipeline, write_out=False)
+  spec = json_format.ParseDict(job['pipelineSpec'],
+                               pipeline_spec_pb2.PipelineSpec())
+  return spec, kubeflow.deployment_config(spec), root
+
+
+# ------------------------------------------------------------- the package --
+
+
+def test_loads_as_a_kfp_component_and_passes_kfps_upload_checks(package):
+  component = kfp.components.load_component_from_file(str(package))
+  assert component.name == 'imgcls'
+  assert component.component_spec.inputs['data_root'].default == '/data/mnist'
+  kfp_fake_server.check_package(package.read_bytes())
+
+
+def test_tasks_and_their_dependencies(compiled):
+  spec, _, _ = compiled
+  tasks = spec.root.dag.tasks
+  assert sorted(tasks) == sorted(TASKS)
+  deps = {name: set(task.dependent_tasks) for name, task in tasks.items()}
+  assert deps == {
+      'ImageExampleGen': set(),
+      'ServingBaseline': set(),
+      'Trainer': {'ImageExampleGen'},
+      'GatedEvaluator': {'ImageExampleGen', 'Trainer', 'ServingBaseline'},
+      'ContractCheck': {'ImageExampleGen', 'Trainer'},
+      'Pusher': {'Trainer', 'GatedEvaluator', 'ContractCheck'},
+  }
+  sources = {
+      (name, key): (a.task_output_artifact.producer_task,
+                    a.task_output_artifact.output_artifact_key)
+      for name, task in tasks.items()
+      for key, a in task.inputs.artifacts.items()
+  }
+  assert sources[('GatedEvaluator', 'baseline_model')] == ('ServingBaseline',
+                                                           'baseline')
+  assert sources[('GatedEvaluator', 'model')] == ('Trainer', 'model')
+  assert sources[('Pusher', 'model_blessing')] == ('GatedEvaluator',
+                                                   'blessing')
+  assert sources[('Pusher', 'infra_blessing')] == ('ContractCheck',
+                                                   'infra_blessing')
+
+
+def test_no_resolver_or_importer_only_containers(compiled):
+  # KFP's Argo backend rejects resolver executors; ServingBaseline replaces
+  # TFX's usual LatestBlessedModel Resolver.
+  spec, deployment, _ = compiled
+  assert not any('resolver' in name.lower()
+                 for name in list(spec.root.dag.tasks) + list(
+                     deployment.executors))
+  assert all(e.WhichOneof('spec') == 'container'
+             for e in deployment.executors.values())
+
+
+def test_every_step_runs_the_image_through_the_entrypoint(compiled):
+  _, deployment, _ = compiled
+  for executor in deployment.executors.values():
+    assert executor.container.image == IMAGE
+    assert tuple(executor.container.command) == kubeflow.ENTRYPOINT
+  assert importlib.util.find_spec(kubeflow.ENTRYPOINT[-1])
+
+
+def test_gpu_resources_on_the_trainer_only(compiled):
+  spec, deployment, platform = compiled
+  trainer = kubeflow.executor_label(spec, 'Trainer')
+  assert deployment.executors[trainer].container.resources == ResourceSpec(
+      resource_cpu_request='8', resource_cpu_limit='8',
+      resource_memory_request='30Gi', resource_memory_limit='30Gi',
+      accelerator=ResourceSpec.AcceleratorConfig(
+          resource_type='nvidia.com/gpu', resource_count='2'))
+  placement = _k8s(platform, trainer)
+  assert dict(placement.node_selector.labels) == {
+      'nvidia.com/gpu.present': 'true'}
+  assert [(t.key, t.operator, t.effect) for t in placement.tolerations] == [
+      ('nvidia.com/gpu', 'Exists', 'NoSchedule')]
+  for task in TASKS:
+    if task != 'Trainer':
+      label = kubeflow.executor_label(spec, task)
+      assert not deployment.executors[label].container.HasField('resources')
+      assert not (_k8s(platform, label) or k8s_pb2.KubernetesExecutorConfig()
+                 ).HasField('node_selector')
+
+
+def test_gpus_0_trains_on_cpu_nodes(tmp_path):
+  spec, platform = _load(_compile(tmp_path / 'cpu.yaml', '--gpus', '0'))
+  trainer = kubeflow.executor_label(spec, 'Trainer')
+  resources = kubeflow.deployment_config(spec).executors[
+      trainer].container.resources
+  assert not resources.HasField('accelerator')
+  assert resources.resource_memory_limit == '16Gi'
+  assert _k8s(platform, trainer) is None
+
+
+def test_example_gen_ignores_platform_config_so_it_stays_on_cpu(
+    tfx_alone, compiled):
+  # tensorflow/tfx#6146: FileBasedExampleGens' container spec is built
+  # without the node's platform_config.
+  _, tfx_deployment, _ = tfx_alone
+  assert not tfx_deployment.executors[
+      'ImageExampleGen_executor'].container.HasField('resources')
+  spec, deployment, platform = compiled
+  label = kubeflow.executor_label(spec, 'ImageExampleGen')
+  assert not deployment.executors[label].container.HasField('resources')
+  assert not _k8s(platform, label).tolerations
+
+
+def test_pvcs_mounted_where_needed(compiled):
+  spec, _, platform = compiled
+  mounts = {}
+  for task in TASKS:
+    config = _k8s(platform, kubeflow.executor_label(spec, task))
+    mounts[task] = [(m.pvc_name_parameter.runtime_value.constant.string_value,
+                     m.constant, m.mount_path)
+                    for m in (config.pvc_mount if config else [])]
+  assert mounts == {
+      'ImageExampleGen': [('imgcls-data', 'imgcls-data', '/data')],
+      'ServingBaseline': [('imgcls-serving', 'imgcls-serving', '/serving')],
+      'Pusher': [('imgcls-serving', 'imgcls-serving', '/serving')],
+      'Trainer': [], 'GatedEvaluator': [], 'ContractCheck': []}
+  tasks = spec.root.dag.tasks
+  constant = lambda t, p: tasks[t].inputs.parameters[p].runtime_value.constant
+  assert constant('ServingBaseline', 'model_base_path').string_value == (
+      '/serving/LenetModel')
+  assert json.loads(constant('Pusher', 'push_destination').string_value) == {
+      'filesystem': {'base_directory': '/serving/LenetModel'}}
+
+
+def test_without_baseline_nothing_mounts_the_serving_dir_but_the_pusher(
+    tmp_path):
+  spec, platform = _load(_compile(tmp_path / 'nb.yaml', '--no-baseline'))
+  assert 'ServingBaseline' not in spec.root.dag.tasks
+  assert 'baseline_model' not in spec.root.dag.tasks[
+      'GatedEvaluator'].inputs.artifacts
+  assert sorted(platform.platforms['kubernetes'].deployment_spec.executors) == [
+      'ImageExampleGen_executor', 'Pusher_executor', 'Trainer_executor']
+
+
+def test_paths_outside_the_mounts_are_refused(tmp_path, capsys):
+  for flags, message in (
+      (['--data-root', '/mnt/data'], 'not under /data'),
+      (['--serving-dir', '/models'], 'not under /serving'),
+      (['--pipeline-root', '/pipeline'], 'gs://, s3:// or minio://'),
+      (['--trainer-memory', '16 GB'], 'not a Kubernetes quantity')):
+    assert cli.main(['compile', '--output', str(tmp_path / 'x.yaml'),
+                     *flags]) == 2
+    assert message in capsys.readouterr().err
+  assert not (tmp_path / 'x.yaml').exists()
+
+
+def test_data_root_is_a_runtime_parameter_with_its_default(tfx_alone,
+                                                           compiled):
+  # TFX leaves the RuntimeParameter's default out of the PipelineSpec.
+  tfx_spec, _, _ = tfx_alone
+  assert not tfx_spec.root.input_definitions.parameters[
+      'data_root'].HasField('default_value')
+  spec, _, _ = compiled
+  parameter = spec.root.input_definitions.parameters['data_root']
+  assert parameter.parameter_type == (
+      pipeline_spec_pb2.ParameterType.STRING)
+  assert parameter.default_value.string_value == '/data/mnist'
+  assert parameter.is_optional
+  assert spec.root.dag.tasks['ImageExampleGen'].inputs.parameters[
+      'input_base'].component_input_parameter == 'data_root'
+
+
+def test_caching_off(compiled):
+  spec, _, _ = compiled
+  assert not any(task.caching_options.enable_cache
+                 for task in spec.root.dag.tasks.values())
+
+
+def test_schema_2_1_which_kfps_api_server_requires(tfx_alone, compiled,
+                                                   tmp_path):
+  tfx_spec, _, _ = tfx_alone
+  assert tfx_spec.schema_version == '2.0.0'
+  # TFX's own YAML writer cannot even write it.
+  with pytest.raises(KeyError, match='parameterType'):
+    kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # pylint: disable=protected-access
+        {'pipelineSpec': json_format.MessageToDict(tfx_spec)}, '',
+        str(tmp_path / 'tfx.yaml'))
+  with pytest.raises(kfp_fake_server.SpecError, match='only supports schema'):
+    kfp_fake_server.check_package(
+        yaml.safe_dump(json_format.MessageToDict(tfx_spec)).encode())
+  assert compiled[0].schema_version == '2.1.0'
+
+
+def test_no_pre_cache_check_hook(tfx_alone, compiled):
+  _, tfx_deployment, _ = tfx_alone
+  assert tfx_deployment.executors[
+      'ImageExampleGen_executor'].container.lifecycle.HasField(
+          'pre_cache_check')
+  _, deployment, _ = compiled
+  assert not any(e.container.HasField('lifecycle')
+                 for e in deployment.executors.values())
+
+
+def test_trainer_imports_its_module_from_the_image(tfx_alone, compiled):
+  tfx_spec, _, tfx_root = tfx_alone
+  module = tfx_spec.root.dag.tasks['Trainer'].inputs.parameters[
+      'module_path'].runtime_value.constant_value.string_value  # schema 2.0
+  assert module.startswith('task@') and os.listdir(tfx_root / '_wheels')
+  spec, _, _ = compiled
+  module = spec.root.dag.tasks['Trainer'].inputs.parameters[
+      'module_path'].runtime_value.constant.string_value
+  run_fn = udf_utils.get_fn({'module_path': module}, 'run_fn')
+  assert (run_fn.__module__, run_fn.__name__) == ('trainer.task', 'run_fn')
+
+
+def test_pipeline_root_recorded(compiled):
+  assert compiled[0].default_pipeline_root == 'minio://mlpipeline/imgcls'
+
+
+def test_cli_defaults_are_the_options_defaults():
+  parser = cli.build_parser()
+  args = parser.parse_args(['compile'])
+  config, options = kubeflow_config.from_args(args)
+  assert options == kubeflow_config.KubeflowOptions()
+  assert (config.data_root, config.serving_dir) == ('/data', '/serving')
+
+
+# ---------------------------------------------------- the step entrypoint --
+
+
+class Launcher:
+  """Hands compiled steps their executor input as KFP 2.16.1 does.
+
+  From backend/src/v2: output artifacts get URIs under
+  <root>/<pipeline>/<run>/<task>/<salt>/ and their declared type, plus the
+  launcher's own `executor-logs` (system.Artifact); the output metadata file
+  lies in the task root's local path; input artifacts are rebuilt from MLMD
+  without a type (empty instance_schema), their properties as metadata. The
+  object store and /minio are one local folder (local_store), so the
+  launcher's downloads and uploads are no-ops. `mounts` stands in for
+  the PVCs.
+  """
+
+  def __init__(self, spec, mounts, params=None,
+               run_root='minio://mlpipeline/imgcls/imgcls/run-1'):
+    self.spec = spec
+    self.deployment = kubeflow.deployment_config(spec)
+    self.mounts = mounts
+    self.params = params or {}
+    self.run_root = run_root
+    self.outputs = {}  # task -> output key -> RuntimeArtifact dict, as in MLMD
+
+  def uri(self, task, key=''):
+    return os.path.join(self.run_root, task, 'salt', key).rstrip('/')
+
+  def executor_input(self, task_name):
+    task = self.spec.root.dag.tasks[task_name]
+    component = self.spec.components[task.component_ref.name]
+    parameters = {}
+    for name, p in task.inputs.parameters.items():
+      value = (self.params[p.component_input_parameter]
+               if p.component_input_parameter else
+               json_format.MessageToDict(p.runtime_value.constant))
+      if isinstance(value, str):
+        for mount, path in self.mounts.items():
+          value = value.replace(mount + '/', path + '/')
+      parameters[name] = value
+    inputs = {}
+    for name, a in task.inputs.artifacts.items():
+      recorded = self.outputs[a.task_output_artifact.producer_task][
+          a.task_output_artifact.output_artifact_key]
+      inputs[name] = {
+          'artifacts': [{**recorded, 'type': {'instanceSchema': ''}}]}
+    outputs = {
+        name: {'artifacts': [{
+            'name': name, 'uri': self.uri(task_name, name),
+            'type': json_format.MessageToDict(spec.artifact_type)}]}
+        for name, spec in component.output_definitions.artifacts.items()}
+    outputs['executor-logs'] = {'artifacts': [{
+        'name': 'executor-logs', 'uri': self.uri(task_name, 'executor-logs'),
+        'type': {'schemaTitle': 'system.Artifact'}}]}
+    return {
+        'inputs': {'parameterValues': parameters, 'artifacts': inputs},
+        'outputs': {'artifacts': outputs, 'outputFile': os.path.join(
+            kubeflow_entrypoint.to_local(self.uri(task_name)),
+            'output_metadata.json')}}
+
+  def run(self, task_name, execute=None):
+    """Runs the step's command line; records its outputs as the launcher."""
+    executor_input = self.executor_input(task_name)
+    container = self.deployment.executors[
+        kubeflow.executor_label(self.spec, task_name)].container
+    (execute or _in_process)(
+        list(container.command) +
+        [json.dumps(executor_input) if a == '{{$}}' else a
+         for a in container.args])
+    with open(executor_input['outputs']['outputFile']) as f:
+      reported = json.load(f)['artifacts']
+    self.outputs[task_name] = {}
+    for key, a in executor_input['outputs']['artifacts'].items():
+      if key == 'executor-logs':
+        continue
+      (mine,) = reported[key]['artifacts']
+      # The launcher keeps a reported URI; it must be the remote one.
+      assert mine['uri'] == a['artifacts'][0]['uri']
+      self.outputs[task_name][key] = {
+          'name': f'{task_name}.{key}', 'uri': mine['uri'],
+          'metadata': {**mine.get('metadata', {}), 'display_name': key}}
+    return self.outputs[task_name]
+
+
+def _in_process(command, main=kubeflow_entrypoint.main):
+  """`python -m MODULE ARGS` in this process (argv[0] is the module)."""
+  main(kubeflow_v2_run_executor._parse_flags(command[2:]))  # pylint: disable=protected-access
+
+
+def _tfx_alone(command):
+  _in_process(command, kubeflow_v2_run_executor.main)
+
+
+@pytest.fixture
+def local_store(tmp_path, monkeypatch):
+  """The launcher's local paths of minio:// URIs, under tmp_path."""
+  monkeypatch.setattr(kubeflow_entrypoint, 'LOCAL_ROOTS',
+                      {'minio://': f'{tmp_path}/store/'})
+
+
+def _pusher_launcher(compiled, tmp_path):
+  spec, _, _ = compiled
+  launcher = Launcher(spec, {'/serving': str(tmp_path / 'srv')})
+  model = launcher.uri('Trainer', 'model')
+  saved = os.path.join(kubeflow_entrypoint.to_local(model), 'Format-Serving')
+  os.makedirs(os.path.join(saved, 'variables'))
+  with open(os.path.join(saved, 'saved_model.pb'), 'wb') as f:
+    f.write(b'a SavedModel')
+  launcher.outputs = {
+      'Trainer': {'model': {'name': '7', 'uri': model, 'metadata': {}}},
+      'GatedEvaluator': {'blessing': {
+          'name': '8', 'uri': launcher.uri('GatedEvaluator', 'blessing'),
+          'metadata': {'blessed': 1.0, 'reason': 'passed'}}},
+      'ContractCheck': {'infra_blessing': {
+          'name': '9', 'uri': launcher.uri('ContractCheck', 'infra_blessing'),
+          'metadata': {'blessed': 1.0}}},
+  }
+  return launcher
+
+
+@pytest.mark.usefixtures('local_store')
+def test_tfx_entrypoint_alone_fails_on_kfps_untyped_inputs(compiled, tmp_path):
+  launcher = _pusher_launcher(compiled, tmp_path)
+  with pytest.raises(AttributeError, match="'NoneType' object has no "
+                     "attribute 'get'"):
+    launcher.run('Pusher', execute=_tfx_alone)
+
+
+@pytest.mark.usefixtures('local_store')
+def test_tfx_entrypoint_alone_fails_on_kfps_log_output(compiled, tmp_path):
+  # ServingBaseline has no inputs; the launcher's executor-logs output is
+  # typed system.Artifact, which TFX takes for a class path.
+  launcher = Launcher(compiled[0], {'/serving': str(tmp_path / 'srv')})
+  with pytest.raises(ImportError, match='system'):
+    launcher.run('ServingBaseline', execute=_tfx_alone)
+  assert launcher.run('ServingBaseline')['baseline']['metadata'][
+      'has_model'] == 0
+
+
+def test_entrypoint_runs_as_the_steps_command(compiled, tmp_path):
+  # The command line as KFP runs it, in a process of its own. The artifacts
+  # are plain paths here (no object store to map).
+  launcher = Launcher(compiled[0], {'/serving': str(tmp_path / 'srv')},
+                      run_root=str(tmp_path / 'run'))
+  outputs = launcher.run(
+      'ServingBaseline',
+      execute=lambda command: subprocess.run(command, check=True))
+  assert outputs['baseline']['uri'] == str(
+      tmp_path / 'run' / 'ServingBaseline' / 'salt' / 'baseline')
+
+
+@pytest.mark.usefixtures('local_store')
+def test_entrypoint_types_inputs_drops_kfp_outputs_and_uses_local_paths(
+    compiled, tmp_path):
+  launcher = _pusher_launcher(compiled, tmp_path)
+  pushed = launcher.run('Pusher')['pushed_model']
+  # The Pusher read the blessings' custom properties and the Model's files
+  # at the launcher's local path, and reported the remote URI.
+  assert pushed['metadata']['pushed'] == 1.0
+  assert pushed['metadata']['pushed_destination'] == str(
+      tmp_path / 'srv' / 'LenetModel' / '1')
+  assert (tmp_path / 'srv' / 'LenetModel' / '1' / 'saved_model.pb').exists()
+
+
+def test_reconcile_unit():
+  executor_input = json_format.ParseDict({
+      'inputs': {'artifacts': {'examples': {'artifacts': [{
+          'uri': 's3://b/x/examples', 'type': {'instanceSchema': ''}}]}}},
+      'outputs': {'artifacts': {
+          'model': {'artifacts': [{'uri': 'gs://b/x/model', 'type': {
+              'instanceSchema': 'title: tfx.Model\ntype: object\n'}}]},
+          'executor-logs': {'artifacts': [{
+              'uri': 'gs://b/x/executor-logs',
+              'type': {'schemaTitle': 'system.Artifact'}}]}}}},
+      pipeline_spec_pb2.ExecutorInput())
+  inputs_spec = json_format.ParseDict(
+      {'artifacts': {'examples': {'artifactType': {
+          'instanceSchema': 'title: tfx.Examples\ntype: object\n'}}}},
+      pipeline_spec_pb2.ComponentInputsSpec())
+  kubeflow_entrypoint.reconcile(executor_input, inputs_spec)
+  (examples,) = executor_input.inputs.artifacts['examples'].artifacts
+  assert examples.type.instance_schema.startswith('title: tfx.Examples')
+  assert examples.uri == '/s3/b/x/examples'
+  assert list(executor_input.outputs.artifacts) == ['model']
+  assert executor_input.outputs.artifacts['model'].artifacts[0].uri == (
+      '/gcs/b/x/model')
+  assert kubeflow_entrypoint.to_remote('/gcs/b/x/model') == 'gs://b/x/model'
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures('local_store')
+def test_every_step_runs_as_kfp_hands_it_over(tmp_path):
+  """The whole compiled pipeline, step by step through the entrypoint."""
+  classes = {'circle': 40, 'square': 40, 'triangle': 40}
+  data = tmp_path / 'data'
+  images.write_class_folders(str(data / 'train'), classes)
+  images.write_class_folders(str(data / 'test'), {k: 12 for k in classes},
+                             seed=1)
+  spec, _ = _load(_compile(tmp_path / 'p.yaml', '--epochs', '1',
+                           '--batch-size', '32', '--min-accuracy', '0.5'))
+  serving = tmp_path / 'serving'
+  launcher = Launcher(spec, {'/serving': str(serving)},
+                      params={'data_root': str(data)})
+  for task in TASKS:
+    launcher.run(task)
+  examples = launcher.outputs['ImageExampleGen']['examples']
+  assert examples['uri'].startswith('minio://mlpipeline/imgcls/')
+  assert json.loads(examples['metadata']['split_names']) == ['train', 'test']
+  assert launcher.outputs['ServingBaseline']['baseline']['metadata'][
+      'has_model'] == 0
+  assert launcher.outputs['GatedEvaluator']['blessing']['metadata'][
+      'blessed'] == 1
+  pushed = launcher.outputs['Pusher']['pushed_model']['metadata']
+  assert pushed['pushed_destination'] == str(serving / 'LenetModel' / '1')
+  assert (serving / 'LenetModel' / '1' / 'saved_model.pb').exists()
+
+
+# -------------------------------------------------------------- submitting --
+
+
+@pytest.fixture
+def kfp_server():
+  server = kfp_fake_server.FakeKfp()
+  yield server
+  server.stop()
+
+
+def _submit(*flags):
+  return cli.main(['submit', *flags])
+
+
+def test_submit_uploads_the_package_and_starts_a_run(package, kfp_server,
+                                                     capsys):
+  assert _submit('--host', kfp_server.host, '--package', str(package),
+                 '--param', 'data_root=/data/2024-06', '--run-name',
+                 'nightly', '--experiment', 'mnist') == 0
+  (pipeline,) = kfp_server.pipelines
+  assert pipeline['display_name'] == 'imgcls'
+  assert kfp_server.uploaded(pipeline['pipeline_id']) == [package.read_bytes()]
+  assert [e['display_name'] for e in kfp_server.experiments] == ['mnist']
+  (run,) = kfp_server.runs
+  (version,) = kfp_server.versions[pipeline['pipeline_id']]
+  assert run['display_name'] == 'nightly'
+  assert run['experiment_id'] == kfp_server.experiments[0]['experiment_id']
+  assert run['pipeline_version_reference'] == {
+      'pipeline_id': pipeline['pipeline_id'],
+      'pipeline_version_id': version['pipeline_version_id']}
+  assert run['runtime_config'] == {
+      'parameters': {'data_root': '/data/2024-06'},
+      'pipeline_root': 'minio://mlpipeline/imgcls'}
+  out = capsys.readouterr().out
+  assert out == (f'run {run["run_id"]}: {kfp_server.host}/#/runs/details/'
+                 f'{run["run_id"]}\n')
+
+
+def test_submit_again_adds_a_version_and_a_recurring_run(package, kfp_server,
+                                                         capsys):
+  assert _submit('--host', kfp_server.host, '--package', str(package)) == 0
+  assert _submit('--host', kfp_server.host, '--package', str(package),
+                 '--recurring', '--cron', '0 3 * * *') == 0
+  (pipeline,) = kfp_server.pipelines
+  versions = kfp_server.versions[pipeline['pipeline_id']]
+  assert len(versions) == 2
+  assert 'upload_version' in ' '.join(kfp_server.calls)
+  (recurring,) = kfp_server.recurring_runs
+  assert recurring['pipeline_version_reference'][
+      'pipeline_version_id'] == versions[1]['pipeline_version_id']
+  # KFP's cron has a seconds field first: 03:00, not minute 3 of every hour.
+  assert recurring['trigger'] == {'cron_schedule': {'cron': '0 0 3 * * *'}}
+  assert int(recurring['max_concurrency']) == 1
+  assert recurring['no_catchup'] is True
+  assert recurring['mode'] == 'ENABLE'
+  assert recurring['runtime_config']['pipeline_root'] == (
+      'minio://mlpipeline/imgcls')
+  assert capsys.readouterr().out.splitlines()[-1] == (
+      f'recurring run {recurring["recurring_run_id"]}: {kfp_server.host}'
+      f'/#/recurringrun/details/{recurring["recurring_run_id"]}')
+
+
+def test_submit_compiles_when_given_no_package(kfp_server):
+  assert _submit('--host', kfp_server.host, '--gpus', '0', '--image',
+                 IMAGE) == 0
+  (pipeline,) = kfp_server.pipelines
+  (uploaded,) = kfp_server.uploaded(pipeline['pipeline_id'])
+  spec = kfp_fake_server.check_package(uploaded)
+  assert spec['deploymentSpec']['executors']['Trainer_executor'][
+      'container']['image'] == IMAGE
+  assert len(kfp_server.runs) == 1
+
+
+def test_submit_sends_the_token(package):
+  server = kfp_fake_server.FakeKfp(token='s3cret')
+  try:
+    assert _submit('--host', server.host, '--package', str(package),
+                   '--token', 's3cret') == 0
+    assert len(server.runs) == 1
+  finally:
+    server.stop()
+
+
+def test_refused_credentials_fail_fast_and_clearly(package, capsys):
+  server = kfp_fake_server.FakeKfp(token='s3cret')
+  try:
+    start = time.monotonic()
+    assert _submit('--host', server.host, '--package', str(package),
+                   '--token', 'wrong') == 2
+    # kfp.Client alone retries its health check 5 times, 5 s apart.
+    assert time.monotonic() - start < 5
+  finally:
+    server.stop()
+  err = capsys.readouterr().err
+  assert 'refused the credentials (HTTP 401)' in err
+  assert 'Traceback' not in err
+  assert not server.runs
+
+
+def test_unreachable_host(package, capsys):
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  assert _submit('--host', f'http://127.0.0.1:{port}', '--package',
+                 str(package)) == 2
+  err = capsys.readouterr().err
+  assert f'cannot reach Kubeflow Pipelines at http://127.0.0.1:{port}' in err
+  assert 'Traceback' not in err
+
+
+def test_rejected_package(tfx_alone, kfp_server, tmp_path, capsys):
+  # A package straight from TFX (schema 2.0.0) is refused by KFP's server.
+  tfx_spec, _, _ = tfx_alone
+  path = tmp_path / 'tfx.yaml'
+  path.write_text(yaml.safe_dump(json_format.MessageToDict(tfx_spec)))
+  assert _submit('--host', kfp_server.host, '--package', str(path)) == 2
+  err = capsys.readouterr().err
+  assert 'rejected the request (HTTP 400)' in err
+  assert 'KFP only supports schema version 2.1.0' in err
+  assert not kfp_server.runs
+
+
+def test_unknown_parameter_and_stray_cron(package, capsys):
+  assert _submit('--host', 'http://127.0.0.1:1', '--package', str(package),
+                 '--param', 'data_rot=/x') == 2
+  assert "unknown pipeline parameter(s) ['data_rot']" in capsys.readouterr().err
+  assert _submit('--host', 'http://127.0.0.1:1', '--package', str(package),
+                 '--cron', '0 3 * * *') == 2
+  assert 'add --recurring' in capsys.readouterr().err
+
+
+def test_kfp_cron():
+  assert kubeflow.kfp_cron('30 2 * * 1-5') == '0 30 2 * * 1-5'
+  assert kubeflow.kfp_cron('15 30 2 * * *') == '15 30 2 * * *'
+  assert kubeflow.kfp_cron('@daily') == '@daily'
+  with pytest.raises(UserError):
+    kubeflow.kfp_cron('daily')
+
+
+def test_default_cron_is_five_fields():
+  assert kubeflow.kfp_cron(kubeflow_cli.DEFAULT_CRON) == '0 0 3 * * *'
