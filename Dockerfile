@@ -17,6 +17,14 @@ ENV PYTHONUNBUFFERED=1 \
 COPY requirements.txt /tmp/imgcls/requirements.txt
 RUN pip install -r /tmp/imgcls/requirements.txt
 
+# NVIDIA's CUDA libraries as wheels, at the TensorFlow version pinned above, so
+# the Trainer uses the GPUs of the nodes it is scheduled on (about 3 GB). For
+# a CPU-only image: docker build --build-arg TENSORFLOW_EXTRA= .
+ARG TENSORFLOW_EXTRA=and-cuda
+RUN if [ -n "$TENSORFLOW_EXTRA" ]; then \
+      pip install -c /tmp/imgcls/requirements.txt "tensorflow[$TENSORFLOW_EXTRA]"; \
+    fi
+
 # Then the project itself; .dockerignore keeps the build context to sources.
 COPY . /tmp/imgcls
 RUN pip install --no-deps /tmp/imgcls && rm -rf /tmp/imgcls

@@ -3,6 +3,7 @@ import argparse
 
 from imgcls.errors import UserError
 from pipeline import config as pipeline_config
+from pipeline import kubeflow_config
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,17 @@ def register(subparsers) -> None:
   parser.add_argument('--kfp-host',
                       help='submit the run to this Kubeflow Pipelines host '
                       'instead of running it here')
+  kfp_defaults = kubeflow_config.KubeflowOptions()
+  parser.add_argument('--kfp-image', default=kfp_defaults.image,
+                      help='with --kfp-host: the project image for the '
+                      f'steps; default {kfp_defaults.image}')
+  parser.add_argument('--kfp-pipeline-root',
+                      default=kfp_defaults.pipeline_root,
+                      help='with --kfp-host: the artifacts\' object store; '
+                      f'default {kfp_defaults.pipeline_root}')
+  parser.add_argument('--kfp-gpus', type=int, default=kfp_defaults.gpus,
+                      help='with --kfp-host: GPUs for the Trainer; default '
+                      f'{kfp_defaults.gpus}')
   parser.set_defaults(handler=_retrain)
 
 
@@ -39,7 +51,10 @@ def _retrain(args: argparse.Namespace) -> int:
       pipeline=pipeline_config.pipeline_config_from_args(args),
       min_new_images=args.min_new_images,
       max_tries=args.max_tries,
-      kfp_host=args.kfp_host)
+      kfp_host=args.kfp_host,
+      kfp_options=kubeflow_config.KubeflowOptions(
+          image=args.kfp_image, pipeline_root=args.kfp_pipeline_root,
+          gpus=args.kfp_gpus))
   if args.watch:
     watcher.watch(options, args.interval)
     return 0

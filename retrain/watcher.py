@@ -29,6 +29,7 @@ from components import data_layout
 from components import model_versions
 from imgcls.errors import UserError
 from pipeline.config import PipelineConfig
+from pipeline.kubeflow_config import KubeflowOptions
 from retrain import state as state_lib
 
 _log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class RetrainOptions:
   min_new_images: int = 1
   max_tries: int = 3
   kfp_host: Optional[str] = None
+  kfp_options: KubeflowOptions = KubeflowOptions()
 
 
 @dataclasses.dataclass
@@ -166,7 +168,8 @@ def _trigger(options: RetrainOptions, attempt: state_lib.Attempt,
   """Runs the pipeline and fills in the attempt's outcome."""
   if options.kfp_host:
     from pipeline import kubeflow  # pylint: disable=g-import-not-at-top
-    run_id = kubeflow.submit_pipeline(options.pipeline, options.kfp_host)
+    run_id = kubeflow.submit_pipeline(options.pipeline, options.kfp_host,
+                                      options.kfp_options)
     attempt.outcome, attempt.detail = state_lib.SUBMITTED, f'KFP run {run_id}'
     return
   if run_pipeline is None:

@@ -92,6 +92,15 @@ def test_installs_pinned_requirements_then_the_project_without_deps():
   assert 'requirements.txt' in _copy_sources()
 
 
+def test_gpu_libraries_follow_the_pinned_tensorflow():
+  runs = ' && '.join(_all('RUN'))
+  cuda = re.search(r'pip install -c (\S+) "tensorflow\[\$TENSORFLOW_EXTRA\]"',
+                   runs)
+  assert cuda, 'tensorflow[and-cuda] is not constrained by the pinned file'
+  assert pathlib.PurePosixPath(cuda[1]).name == 'requirements.txt'
+  assert 'ARG TENSORFLOW_EXTRA=and-cuda' in (_REPO / 'Dockerfile').read_text()
+
+
 def test_keras_mode_matches_the_local_environment():
   in_env = (_REPO / 'scripts' / 'in-env').read_text()
   (local,) = re.findall(r'^export TF_USE_LEGACY_KERAS=(\S+)$', in_env,

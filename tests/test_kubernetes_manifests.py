@@ -384,10 +384,19 @@ def test_retrain_cronjob_runs_one_round_against_kfp():
   assert container['image'] == 'imgcls:latest'
   assert container['command'] + container['args'] == [
       'imgcls', 'retrain', '--once', '--data-root', '/data', '--serving-dir',
-      '/serving', '--kfp-host', '$(KFP_HOST)']
-  ref = _env(container)['KFP_HOST']['valueFrom']['configMapKeyRef']
-  config_map = _one('retrain', 'ConfigMap', ref['name'])
-  assert config_map['data'][ref['key']].startswith('http')
+      '/serving', '--pipeline-root', '/data/.imgcls-retrain', '--kfp-host',
+      '$(KFP_HOST)', '--kfp-image', '$(IMGCLS_IMAGE)']
+  env = _env(container)
+  values = {}
+  for name in ('KFP_HOST', 'IMGCLS_IMAGE'):
+    ref = env[name]['valueFrom']['configMapKeyRef']
+    values[name] = _one('retrain', 'ConfigMap', ref['name'])['data'][ref['key']]
+  assert values['KFP_HOST'].startswith('http')
+  assert values['IMGCLS_IMAGE'] == container['image']
+  # The arguments are ones `imgcls retrain` accepts.
+  from imgcls import cli  # pylint: disable=g-import-not-at-top
+  args = cli.build_parser().parse_args(container['args'])
+  assert args.kfp_image == '$(IMGCLS_IMAGE)' and args.once
   assert _effective_security(pod_spec, container).items() >= (
       _RESTRICTED.items())
 
