@@ -32,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
   subparsers = parser.add_subparsers(dest='command', required=True,
                                      metavar='COMMAND')
   for module_name in _COMMAND_MODULES:
-    try:
-      module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-      if not (module_name + '.').startswith(e.name + '.'):
-        raise
-      continue
-    module.register(subparsers)
+    importlib.import_module(module_name).register(subparsers)
   return parser
 
 
