@@ -3,16 +3,13 @@
 FileBasedExampleGen's spec has no room for parameters of our own, but its
 `custom_config` is a proto `Any`; a `Struct` packed in it carries them, and it
 compiles for Kubeflow like any other execution property.
+
+TFX is imported inside the methods: the CLI builds its flags from these
+defaults, and `imgcls --help` should not wait for TFX to load.
 """
 import dataclasses
 import json
 from typing import Any, Dict
-
-from google.protobuf import json_format
-from google.protobuf import struct_pb2
-from tfx.proto import example_gen_pb2
-from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +19,10 @@ class ExampleGenOptions:
   # Fail when more than this share of the files is unreadable.
   max_bad_fraction: float = 0.05
 
-  def to_custom_config(self) -> example_gen_pb2.CustomConfig:
+  def to_custom_config(self):
+    """An example_gen_pb2.CustomConfig holding these options."""
+    from google.protobuf import struct_pb2  # pylint: disable=g-import-not-at-top
+    from tfx.proto import example_gen_pb2  # pylint: disable=g-import-not-at-top
     struct = struct_pb2.Struct()
     struct.update(dataclasses.asdict(self))
     config = example_gen_pb2.CustomConfig()
@@ -32,6 +32,13 @@ class ExampleGenOptions:
   @classmethod
   def from_exec_properties(cls, exec_properties: Dict[str, Any]
                           ) -> 'ExampleGenOptions':
+    # pylint: disable=g-import-not-at-top
+    from google.protobuf import json_format
+    from google.protobuf import struct_pb2
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_component_specs
+    from tfx.utils import proto_utils
+    # pylint: enable=g-import-not-at-top
     text = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
     if not text:
       return cls()
