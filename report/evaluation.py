@@ -12,6 +12,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.utils import path_utils
 
 from components import data_layout
@@ -57,6 +58,38 @@ def confusion_matrix(evaluation_uri: str,
             entry.num_weighted_examples)
       return counts
   return None
+
+
+def gate(evaluation_uri: str) -> List[str]:
+  """The blessing's conditions, as the Evaluator was configured for the run
+  (the ModelBlessing's reason names only the failed ones)."""
+  eval_config = eval_config_writer.load_eval_run(evaluation_uri)[0]
+  conditions = []
+  for spec in eval_config.metrics_specs:
+    for metric in spec.metrics:
+      thresholds = [t.threshold for t in metric.per_slice_thresholds]
+      if metric.HasField('threshold'):
+        thresholds.append(metric.threshold)
+      for threshold in thresholds:
+        conditions += _conditions(metric.class_name, threshold)
+  return conditions
+
+
+def _conditions(name: str, threshold) -> List[str]:
+  conditions = []
+  value = threshold.value_threshold
+  if value.HasField('lower_bound'):
+    conditions.append(f'{name} >= {value.lower_bound.value:.4g}')
+  if value.HasField('upper_bound'):
+    conditions.append(f'{name} <= {value.upper_bound.value:.4g}')
+  change = threshold.change_threshold
+  if change.HasField('absolute'):
+    lower_is_better = (
+        change.direction == tfma.MetricDirection.LOWER_IS_BETTER)
+    sign = '<=' if lower_is_better else '>='
+    conditions.append(f'{name} change against the served model {sign} '
+                      f'{change.absolute.value:+.4g}')
+  return conditions
 
 
 def test_errors(model_uri: str, examples_uri: str, class_names: Sequence[str],

@@ -43,12 +43,13 @@ class Report:
   result: RunResult
   figures: List[str]  # the FIGURES drawn, as files beside the page
   errors: Optional[TestErrors]  # None when the run trained no model
+  gate: List[str]  # the Evaluator's conditions for blessing
 
 
 def render(report: Report) -> str:
   result = report.result
   sections = [
-      _outcome(result),
+      _outcome(report),
       _data(result),
       _training(report),
       _evaluation(report),
@@ -63,16 +64,20 @@ def render(report: Report) -> str:
       f'<style>{_STYLE}</style></head><body>',
       f'<h1>Pipeline run {_e(result.run_id)}</h1>',
       f'<p class="note">Pipeline root <code>{_e(report.pipeline_root)}'
-      f'</code>; report generated {generated} by '
-      f'<code>imgcls report</code>.</p>',
+      f'</code>. Generated {generated}; <code>imgcls report --pipeline-root '
+      f'{_e(report.pipeline_root)} --run {_e(result.run_id)}</code> makes it '
+      f'again.</p>',
       *sections,
       '</body></html>',
   ])
 
 
-def _outcome(result: RunResult) -> str:
+def _outcome(report: Report) -> str:
+  result = report.result
   rows = [
-      ('Blessing', _blessing(result)),
+      ('Blessing', _verdict(result.blessed, 'blessed', 'NOT blessed',
+                            result.blessing_reason)),
+      ('Blessed when', '; '.join(map(_e, report.gate)) or '-'),
       ('Test accuracy', _percent(result.accuracy)),
       ('Served model (baseline)', _baseline(result)),
       ('Contract check', _verdict(result.contract_passed, 'passed', 'failed',
@@ -80,11 +85,6 @@ def _outcome(result: RunResult) -> str:
       ('Pushed', _pushed(result)),
   ]
   return _section('Outcome', _table(None, rows))
-
-
-def _blessing(result: RunResult) -> str:
-  return _verdict(result.blessed, 'blessed', 'NOT blessed',
-                  result.blessing_reason)
 
 
 def _verdict(passed: Optional[bool], yes: str, no: str, reason: str) -> str:
@@ -101,8 +101,8 @@ def _baseline(result: RunResult) -> str:
     return 'none: the first model of this name (judged by its accuracy alone)'
   change = ''
   if result.accuracy is not None:
-    change = (f'; this model is {_points(result.accuracy - result.baseline_accuracy)}'
-              ' against it')
+    difference = result.accuracy - result.baseline_accuracy
+    change = f'; this model is {_points(difference)} against it'
   return (f'version {_e(result.baseline_version)}, accuracy '
           f'{_percent(result.baseline_accuracy)}{change}')
 

@@ -2,11 +2,12 @@
 
 Everything is read back from MLMD and the run's artifacts, so a report can be
 (re)made for any past run, by `imgcls run` right after the run or later by
-`imgcls report`.
+`imgcls report`. A run that stopped early gets a report of what it has.
 """
 import os
 import re
 import shutil
+from typing import List, Optional
 
 from pipeline import results
 from report import evaluation
@@ -37,14 +38,20 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   shutil.rmtree(out, ignore_errors=True)
   os.makedirs(out)
   errors = _test_errors(result)
-  drawn = _draw(result, errors, out)
+  evaluation_uri = result.uri('evaluation')
+  report = page.Report(
+      pipeline_root, result,
+      figures=_draw(result, evaluation_uri, errors, out),
+      errors=errors,
+      gate=evaluation.gate(evaluation_uri) if evaluation_uri else [])
   path = os.path.join(out, REPORT_FILE)
   with open(path, 'w', encoding='utf-8') as f:
-    f.write(page.render(page.Report(pipeline_root, result, drawn, errors)))
+    f.write(page.render(report))
   return path
 
 
-def _test_errors(result: results.RunResult):
+def _test_errors(result: results.RunResult
+                ) -> Optional[evaluation.TestErrors]:
   model, examples = result.uri('model'), result.uri('examples')
   if not (model and examples):
     return None
@@ -53,7 +60,8 @@ def _test_errors(result: results.RunResult):
                                 MAX_MISCLASSIFIED)
 
 
-def _draw(result: results.RunResult, errors, out: str):
+def _draw(result: results.RunResult, evaluation_uri: Optional[str],
+          errors: Optional[evaluation.TestErrors], out: str) -> List[str]:
   """Draws the figures the run has data for; returns their file names."""
   drawn = []
 
@@ -63,7 +71,6 @@ def _draw(result: results.RunResult, errors, out: str):
 
   if result.history:
     draw(page.TRAINING, figures.training_curves, result.history)
-  evaluation_uri = result.uri('evaluation')
   if evaluation_uri:
     class_names = result.dataset_info['class_names']
     counts = evaluation.confusion_matrix(evaluation_uri, len(class_names))

@@ -84,6 +84,7 @@ def test_report_shows_the_run_with_valid_figures(first_run):
   assert os.path.join(paths['serving'], 'LenetModel', '1') in html
   assert BROKEN in html  # the skipped file, with its reason
   assert 'blessed' in html and 'Served model (baseline)' in html
+  assert 'SparseCategoricalAccuracy &gt;= 0' in html  # the gate
 
 
 @pytest.mark.e2e
@@ -155,7 +156,7 @@ def test_a_run_that_stopped_early_renders_what_it_has():
       blessed=None, blessing_reason='', contract_passed=None,
       contract_reason='', pushed_version=None, pushed_destination=None,
       already_published=None, history={})
-  html = page.render(page.Report('/p', result, [], None))
+  html = page.render(page.Report('/p', result, [], None, []))
   assert 'train/a/&lt;x&gt;.png' in html  # escaped
   assert 'This run produced no evaluation' in html
   assert 'This run produced no trained model' in html

@@ -1,0 +1,91 @@
+"""`python -m bench [--quick] [--only NAME] [--out PATH]`: see bench/__init__."""
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import traceback
+
+from bench import accuracy
+from bench import doc
+from bench import ingest
+from bench import input_pipeline
+from bench import serve_latency
+from bench import whole_pipeline
+from bench.common import Session, fmt
+from components import sample_data
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOC = os.path.join(_REPO, 'docs', 'benchmarks.md')
+# In the order of the page.
+BENCHMARKS = {
+    module.NAME: module for module in (ingest, input_pipeline, whole_pipeline,
+                                       serve_latency, accuracy)
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='python -m bench',
+      description='Benchmarks of the pipeline against their floors; full '
+      f'size writes {os.path.relpath(DOC, _REPO)}.')
+  parser.add_argument('--quick', action='store_true',
+                      help='tiny data (bundled digits) and 1-2 epochs, to '
+                      'check that the scripts work; writes to --out or a '
+                      'temporary file, never to the docs')
+  parser.add_argument('--only', action='append', choices=list(BENCHMARKS),
+                      metavar='NAME',
+                      help='run this benchmark only (repeatable); the page '
+                      'keeps the others\' earlier figures. One of: ' +
+                      ', '.join(BENCHMARKS))
+  parser.add_argument('--out', help='the Markdown page to write (default: '
+                      'docs/benchmarks.md, or a temporary file with --quick)')
+  parser.add_argument('--work-dir',
+                      help='data and outputs (default: _work/bench, or '
+                      '_work/bench-quick with --quick)')
+  parser.add_argument('--mnist-dir', default=sample_data.default_mnist_dir(),
+                      help='the MNIST IDX .gz files (default: %(default)s)')
+  return parser
+
+
+def main(argv=None) -> int:
+  args = _parser().parse_args(argv)
+  for noisy in ('absl', 'tensorflow'):
+    logging.getLogger(noisy).setLevel(logging.ERROR)
+  out = args.out or (os.path.join(tempfile.mkdtemp(prefix='imgcls-bench-'),
+                                  'benchmarks.md') if args.quick else DOC)
+  session = Session(
+      quick=args.quick,
+      work_dir=os.path.abspath(args.work_dir or os.path.join(
+          _REPO, '_work', 'bench-quick' if args.quick else 'bench')),
+      mnist_dir=args.mnist_dir)
+  results = {
+      name: result for name, result in doc.load_results(out).items()
+      if result.quick == args.quick and name in BENCHMARKS
+  }
+  failed = []
+  for name in args.only or BENCHMARKS:
+    print(f'bench: {name} ...', flush=True)
+    try:
+      results[name] = BENCHMARKS[name].run(session)
+    except Exception:  # pylint: disable=broad-except  (report, go on)
+      traceback.print_exc()
+      failed.append(name)
+      continue
+    for figure in results[name].figures:
+      print(f'  {figure.name}: {fmt(figure.value)} {figure.unit}' +
+            (f' ({figure.peer_name} {fmt(figure.peer_value)})'
+             if figure.peer_value is not None else '') +
+            {True: ' target met', False: ' target NOT met', None: ''}[
+                figure.met], flush=True)
+    # Written after each benchmark: a later failure keeps what was measured.
+    doc.write(out, [results[n] for n in BENCHMARKS if n in results])
+  print(f'bench: wrote {out}')
+  if failed:
+    print(f'bench: failed: {", ".join(failed)}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
