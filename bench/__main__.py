@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only NAME] [--out PATH]`: see bench/__init__."""
+"""`python -m bench [--quick] [--only NAME] [--out PATH]`, see the package."""
 import argparse
 import logging
 import os
