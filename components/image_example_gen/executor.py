@@ -1,9 +1,17 @@
-"""The Beam executor: image files -> tf.Examples, with a report of what was read.
+"""The Beam executor: image files -> gzipped TFRecords of tf.Examples.
 
 Each example holds the file's bytes exactly as on disk (the model decodes
 them, as it will when served), the label, the label name and the path.
 Unreadable files are skipped and listed; the run fails when a class ends up
 without training images or when too many files are bad.
+
+Beam's unit of work is a chunk of files, and each chunk is written as one
+TFRecord shard by the worker that read it. TFX's usual path (one Beam element
+per example, reshuffled, then Beam's TFRecord sink) costs several times more
+per image than reading the files; here Beam only spreads the chunks. The
+file list is shuffled (by a hash of each path) before chunking, so the
+shards mix the classes as the Trainer's shuffle buffer expects. A retried
+chunk rewrites the same shard name, atomically.
 
 Next to the splits, the Examples artifact gets `dataset_info.json`: the label
 vocabulary (sorted class names of the whole dataset), counts and skipped
@@ -11,14 +19,18 @@ files. The Trainer and the reports read it; the same facts are recorded as
 custom properties of the artifact in MLMD.
 """
 import collections
+import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
-from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
@@ -29,11 +41,10 @@ from components.image_example_gen import options as options_lib
 from imgcls.errors import UserError
 
 DATASET_INFO_FILE = 'dataset_info.json'
-_REPORT_DIR = '_reports'  # per-chunk reports, merged into DATASET_INFO_FILE
-_REPORT_TAG = 'report'
-# Files per Beam element: large enough that Beam's per-element cost is small
-# next to the work, small enough to spread over workers.
-_CHUNK = 500
+_REPORT_DIR = '_reports'  # one report per shard, merged into DATASET_INFO_FILE
+# Files per shard: large enough that Beam's per-element cost is small next to
+# the work, small enough to spread over workers.
+_CHUNK = 1000
 _LOGGED_SKIPS = 50
 
 
@@ -42,83 +53,65 @@ def read_dataset_info(examples_uri: str) -> Dict[str, Any]:
     return json.load(f)
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+class Executor(base_beam_executor.BaseBeamExecutor):
   """Reads the layout that components.data_layout resolves."""
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
     options = options_lib.ExampleGenOptions.from_exec_properties(
         exec_properties)
-    self._plan = data_layout.resolve(
+    plan = data_layout.resolve(
         exec_properties[standard_component_specs.INPUT_BASE_KEY],
         options.span_window)
-    self._report_dir = os.path.join(examples.uri, _REPORT_DIR)
-    logging.info('reading %s', data_layout.plan_json(self._plan))
-    super().Do(input_dict, output_dict, exec_properties)
-    info = self._dataset_info()
+    logging.info('reading %s', data_layout.plan_json(plan))
+    examples.split_names = artifact_utils.encode_split_names(
+        list(data_layout.SPLITS))
+    report_dir = os.path.join(examples.uri, _REPORT_DIR)
+    tf.io.gfile.makedirs(report_dir)
+    class_index = {n: i for i, n in enumerate(plan.class_names)}
+    with self._make_beam_pipeline() as pipeline:
+      for split, files in plan.files.items():
+        split_uri = artifact_utils.get_split_uri([examples], split)
+        tf.io.gfile.makedirs(split_uri)
+        _ = (
+            pipeline
+            | f'ListFiles[{split}]' >> beam.Create(_chunks(files))
+            | f'Spread[{split}]' >> beam.Reshuffle()
+            | f'WriteShards[{split}]' >> beam.Map(
+                _write_shard, split, split_uri, report_dir, class_index))
+    info = _dataset_info(plan, report_dir)
     _check(info, options)
     with tf.io.gfile.GFile(os.path.join(examples.uri, DATASET_INFO_FILE),
                            'w') as f:
       json.dump(info, f, indent=1)
-    tf.io.gfile.rmtree(self._report_dir)
+    tf.io.gfile.rmtree(report_dir)
+    examples_utils.set_payload_format(examples,
+                                      example_gen_pb2.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(
+        examples,
+        write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
     _record_on_artifact(examples, info)
 
-  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                             exec_properties: Dict[str, Any]
-                            ) -> Dict[str, beam.pvalue.PCollection]:
-    class_index = {n: i for i, n in enumerate(self._plan.class_names)}
-    splits = {}
-    for split, files in self._plan.files.items():
-      chunks = [files[i:i + _CHUNK] for i in range(0, len(files), _CHUNK)]
-      converted = (
-          pipeline
-          | f'ListFiles[{split}]' >> beam.Create(chunks)
-          | f'Spread[{split}]' >> beam.Reshuffle()
-          | f'ToExamples[{split}]' >> beam.ParDo(
-              _ConvertChunk(split, class_index)).with_outputs(
-                  _REPORT_TAG, main='examples'))
-      _ = (
-          converted[_REPORT_TAG]
-          | f'ReportToJson[{split}]' >> beam.Map(json.dumps)
-          | f'WriteReport[{split}]' >> beam.io.WriteToText(
-              os.path.join(self._report_dir, split), file_name_suffix='.jsonl'))
-      splits[split] = converted.examples
-    return splits
 
-  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-    raise NotImplementedError('GenerateExamplesByBeam reads the layout itself')
-
-  def _dataset_info(self) -> Dict[str, Any]:
-    counts = {s: collections.Counter() for s in data_layout.SPLITS}
-    skipped: List[List[str]] = []
-    for path in tf.io.gfile.glob(os.path.join(self._report_dir, '*.jsonl*')):
-      with tf.io.gfile.GFile(path) as f:
-        for line in f:
-          report = json.loads(line)
-          counts[report['split']].update(report['counts'])
-          skipped += report['skipped']
-    return {
-        **self._plan.summary(),
-        'examples': {s: sum(c.values()) for s, c in counts.items()},
-        'examples_per_class': {
-            s: {n: c[n] for n in self._plan.class_names}
-            for s, c in counts.items()
-        },
-        'skipped': sorted(skipped),
-    }
+def _chunks(files: Sequence[data_layout.ImageFile]
+           ) -> List[Tuple[int, int, List[data_layout.ImageFile]]]:
+  """(index, count, files) chunks of the files in a class-mixing order."""
+  ordered = sorted(
+      files, key=lambda f: hashlib.md5(f.relative_path.encode()).digest())
+  pieces = [ordered[i:i + _CHUNK] for i in range(0, len(ordered), _CHUNK)]
+  return [(i, len(pieces), piece) for i, piece in enumerate(pieces)]
 
 
-class _ConvertChunk(beam.DoFn):
-  """A chunk of files -> serialized Examples, plus one report of the chunk."""
-
-  def __init__(self, split: str, class_index: Dict[str, int]):
-    self._split = split
-    self._class_index = class_index
-
-  def process(self, files: Sequence[data_layout.ImageFile]) -> Iterable[Any]:
-    counts = collections.Counter()
-    skipped = []
+def _write_shard(chunk, split: str, split_uri: str, report_dir: str,
+                 class_index: Dict[str, int]) -> None:
+  """Writes one chunk's examples as a shard, and the chunk's report."""
+  index, count, files = chunk
+  counts = collections.Counter()
+  skipped = []
+  shard = os.path.join(split_uri, f'data_tfrecord-{index:05d}-of-{count:05d}.gz')
+  with tf.io.TFRecordWriter(shard + '.tmp', options='GZIP') as writer:
     for f in files:
       with open(f.path, 'rb') as handle:
         data = handle.read()
@@ -127,14 +120,32 @@ class _ConvertChunk(beam.DoFn):
         skipped.append([f.relative_path, problem])
         continue
       counts[f.class_name] += 1
-      yield example_format.make_example(
-          data, self._class_index[f.class_name], f.class_name,
-          f.relative_path).SerializeToString()
-    yield beam.pvalue.TaggedOutput(_REPORT_TAG, {
-        'split': self._split,
-        'counts': dict(counts),
-        'skipped': skipped
-    })
+      writer.write(example_format.make_example(
+          data, class_index[f.class_name], f.class_name,
+          f.relative_path).SerializeToString())
+  tf.io.gfile.rename(shard + '.tmp', shard, overwrite=True)
+  report = os.path.join(report_dir, f'{split}-{index:05d}.json')
+  with tf.io.gfile.GFile(report, 'w') as f:
+    json.dump({'split': split, 'counts': counts, 'skipped': skipped}, f)
+
+
+def _dataset_info(plan: data_layout.DataPlan,
+                  report_dir: str) -> Dict[str, Any]:
+  counts = {s: collections.Counter() for s in data_layout.SPLITS}
+  skipped: List[List[str]] = []
+  for path in tf.io.gfile.glob(os.path.join(report_dir, '*.json')):
+    with tf.io.gfile.GFile(path) as f:
+      report = json.load(f)
+    counts[report['split']].update(report['counts'])
+    skipped += report['skipped']
+  return {
+      **plan.summary(),
+      'examples': {s: sum(c.values()) for s, c in counts.items()},
+      'examples_per_class': {
+          s: {n: c[n] for n in plan.class_names} for s, c in counts.items()
+      },
+      'skipped': sorted(skipped),
+  }
 
 
 def _check(info: Dict[str, Any], options: options_lib.ExampleGenOptions
