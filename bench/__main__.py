@@ -12,7 +12,7 @@ from bench import ingest
 from bench import input_pipeline
 from bench import serve_latency
 from bench import whole_pipeline
-from bench.common import Session, fmt
+from bench import common
 from components import sample_data
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     logging.getLogger(noisy).setLevel(logging.ERROR)
   out = args.out or (os.path.join(tempfile.mkdtemp(prefix='imgcls-bench-'),
                                   'benchmarks.md') if args.quick else DOC)
-  session = Session(
+  session = common.Session(
       quick=args.quick,
       work_dir=os.path.abspath(args.work_dir or os.path.join(
           _REPO, '_work', 'bench-quick' if args.quick else 'bench')),
@@ -66,15 +66,17 @@ def main(argv=None) -> int:
   failed = []
   for name in args.only or BENCHMARKS:
     print(f'bench: {name} ...', flush=True)
+    load = common.load_average()
     try:
       results[name] = BENCHMARKS[name].run(session)
     except Exception:  # pylint: disable=broad-except  (report, go on)
       traceback.print_exc()
       failed.append(name)
       continue
+    results[name].machine = common.machine(load)
     for figure in results[name].figures:
-      print(f'  {figure.name}: {fmt(figure.value)} {figure.unit}' +
-            (f' ({figure.peer_name} {fmt(figure.peer_value)})'
+      print(f'  {figure.name}: {common.fmt(figure.value)} {figure.unit}' +
+            (f' ({figure.peer_name} {common.fmt(figure.peer_value)})'
              if figure.peer_value is not None else '') +
             {True: ' target met', False: ' target NOT met', None: ''}[
                 figure.met], flush=True)

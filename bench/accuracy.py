@@ -91,4 +91,4 @@ def _result(session, settings, seconds, epochs, accuracy,
                         target=f'>= {TARGET:.1%}', met=met),
           common.Figure('training time', seconds / 60, 'min'),
       ],
-      notes=notes, machine=common.machine(), quick=session.quick)
+      notes=notes, quick=session.quick)

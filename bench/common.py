@@ -45,17 +45,23 @@ class Result:
   # Raw measurements as a table: a header row, then rows (Markdown cells).
   details: List[List[str]] = dataclasses.field(default_factory=list)
   notes: List[str] = dataclasses.field(default_factory=list)  # the whys
-  machine: Dict[str, str] = dataclasses.field(default_factory=dict)
   quick: bool = False
+  machine: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def machine() -> Dict[str, str]:
-  """The facts a figure depends on, recorded with each result."""
+def load_average() -> str:
+  """The 1, 5 and 15 minute load averages: the machine may be shared, and
+  other work slows what is measured."""
+  return ', '.join(f'{x:.2f}' for x in os.getloadavg())
+
+
+def machine(load_at_start: str) -> Dict[str, str]:
+  """The facts a figure depends on, recorded with each result at its end."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (slow)
   cpu = _proc_field('/proc/cpuinfo', 'model name') or platform.processor()
   memory_kb = _proc_field('/proc/meminfo', 'MemTotal')
   memory = (f'{int(memory_kb.split()[0]) / 2**20:.1f} GiB'
             if memory_kb else 'unknown')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (slow)
   gpus = [d.name for d in tf.config.list_physical_devices('GPU')]
   return {
       'date': datetime.datetime.now(datetime.timezone.utc).strftime(
@@ -64,8 +70,8 @@ def machine() -> Dict[str, str]:
       'cores': str(len(os.sched_getaffinity(0))),
       'memory': memory,
       'gpu': ', '.join(gpus) or 'none',
-      # Other work on the machine slows what is measured.
-      'load': ', '.join(f'{x:.2f}' for x in os.getloadavg()),
+      'load at start': load_at_start,
+      'load at end': load_average(),
       'python': platform.python_version(),
   }
 

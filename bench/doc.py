@@ -43,8 +43,11 @@ def render(results: Sequence[Result]) -> str:
       '',
       'Written by `make bench` (`scripts/in-env python -m bench`; one '
       'benchmark: `--only NAME`). Each figure is measured in the same run as '
-      'its floor or peer, one after the other on the same machine. The '
-      'machine, date and load are recorded with each benchmark.',
+      'its floor or peer, one after the other on the same machine, taking '
+      'turns where a benchmark repeats. The machine, date and load average '
+      'are recorded with each benchmark: other work on a shared machine '
+      'slows what is measured, so repeated figures are the best of their '
+      'runs.',
       '',
   ]
   if quick:
@@ -101,8 +104,9 @@ def _section(number: int, result: Result) -> List[str]:
       result.setup, '',
       f'Measured {machine.get("date")} on {machine.get("cpu")}, '
       f'{machine.get("cores")} cores, {machine.get("memory")} memory, GPU: '
-      f'{machine.get("gpu", "none")}; load average '
-      f'{machine.get("load")} (1, 5, 15 min) at the end; '
+      f'{machine.get("gpu", "none")}; load average (1, 5, 15 min) '
+      f'{machine.get("load at start")} at the start, '
+      f'{machine.get("load at end")} at the end; '
       f'Python {machine.get("python")}.', '',
   ]
   if result.details:

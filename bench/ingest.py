@@ -155,5 +155,4 @@ def _result(session, sizes, repeats, best, lines) -> common.Result:
              f'`bench.ingest.write_tfrecords`, one process, '
              f'`tf.io.TFRecordWriter` with GZIP, examples from '
              f'`components.example_format.make_example`.'),
-      figures=figures, details=details, notes=notes,
-      machine=common.machine(), quick=session.quick)
+      figures=figures, details=details, notes=notes, quick=session.quick)

@@ -10,7 +10,6 @@ from the start of an epoch to the start of its validation.
 """
 import math
 import os
-import shutil
 import time
 from typing import List, Tuple
 
@@ -21,6 +20,7 @@ from bench import common
 from bench import data
 from bench import ingest
 from components import data_layout
+from pipeline import results
 from trainer import dataset
 from trainer import training
 from trainer.config import TrainingConfig
@@ -29,6 +29,7 @@ NAME = 'input'
 TITLE = 'Input pipeline: Trainer on TFRecords'
 TARGET = 0.9  # steps/s at least 90% of in-memory
 _IN_MEMORY = 'in-memory tensors'
+_RECORDS = 'TFRecords'
 
 
 class _TrainingTimer(tf.keras.callbacks.Callback):
@@ -46,10 +47,6 @@ class _TrainingTimer(tf.keras.callbacks.Callback):
     if self._start is not None:  # validation during fit, not a later evaluate
       self.seconds.append(time.perf_counter() - self._start)
       self._start = None
-
-
-def _split_files(records_dir: str, split: str) -> List[str]:
-  return [os.path.join(records_dir, f'Split-{split}', '*')]
 
 
 def _in_memory(files: List[str], config: TrainingConfig
@@ -79,63 +76,76 @@ def _epoch_seconds(config, class_names, train_ds, eval_ds) -> List[float]:
 
 def run(session: common.Session) -> common.Result:
   size = 300 if session.quick else 70_000
+  rounds = 1 if session.quick else 2
   # No early stopping: every epoch is trained.
-  config = TrainingConfig(epochs=2 if session.quick else 4,
+  config = TrainingConfig(epochs=2 if session.quick else 3,
                           early_stopping_patience=100)
   root = data.dataset(session, size)
-  records = os.path.join(session.work_dir, NAME, 'examples')
-  shutil.rmtree(records, ignore_errors=True)
-  ingest.write_tfrecords(root, records)
-  class_names = data_layout.resolve(root).class_names
-  train_files, test_files = (_split_files(records, s)
-                             for s in data_layout.SPLITS)
-  train, test = _in_memory(train_files, config), _in_memory(test_files,
-                                                             config)
-  in_memory = _epoch_seconds(
-      config, class_names, _tensor_dataset(train, config.batch_size, True),
-      _tensor_dataset(test, config.batch_size, False))
-  with common.Timer() as setup:
-    train_ds, eval_ds = (dataset.examples_dataset(
-        files, config.input_shape, config.batch_size, shuffle=shuffle,
-        cache_limit_mb=config.cache_limit_mb)
-                         for files, shuffle in ((train_files, True),
-                                                (test_files, False)))
-  records_seconds = _epoch_seconds(config, class_names, train_ds, eval_ds)
+  pipeline_root = os.path.join(session.work_dir, NAME, 'pipeline')
+  ingest.example_gen_seconds(root, pipeline_root)
+  examples = results.load_run(pipeline_root)
+  class_names = examples.dataset_info['class_names']
+  train_files, test_files = (
+      [os.path.join(examples.uri('examples'), f'Split-{split}', '*')]
+      for split in data_layout.SPLITS)
+  train, test = (_in_memory(files, config)
+                 for files in (train_files, test_files))
+  datasets = {
+      _RECORDS: lambda: (_records(train_files, config, True),
+                         _records(test_files, config, False)),
+      _IN_MEMORY: lambda: (_tensor_dataset(train, config.batch_size, True),
+                           _tensor_dataset(test, config.batch_size, False)),
+  }
+  # Taking turns, so that a busy spell of a shared machine does not fall
+  # on one side only.
+  epochs = {label: [] for label in datasets}
+  for _ in range(rounds):
+    for label, make in datasets.items():
+      epochs[label].append(_epoch_seconds(config, class_names, *make()))
   steps = math.ceil(len(train[1]) / config.batch_size)
-  return _result(session, config, len(train[1]), steps, in_memory,
-                 records_seconds, setup.seconds)
+  return _result(session, config, len(train[1]), steps, rounds, epochs)
 
 
-def _result(session, config, images, steps, in_memory, records,
-            setup_seconds) -> common.Result:
-  steady = steps / common.median(records[1:])
-  steady_peer = steps / common.median(in_memory[1:])
-  met = steady >= TARGET * steady_peer
+def _records(files, config: TrainingConfig, shuffle: bool):
+  """The Trainer's input pipeline, as run_fn builds it."""
+  return dataset.examples_dataset(files, config.input_shape,
+                                  config.batch_size, shuffle=shuffle,
+                                  cache_limit_mb=config.cache_limit_mb)
+
+
+def _result(session, config, images, steps, rounds, epochs) -> common.Result:
+  """Best epochs: interference only ever slows a run down."""
+  first = {label: steps / min(fit[0] for fit in fits)
+           for label, fits in epochs.items()}
+  steady = {label: steps / min(s for fit in fits for s in fit[1:])
+            for label, fits in epochs.items()}
+  ratio = steady[_RECORDS] / steady[_IN_MEMORY]
+  met = ratio >= TARGET
   figures = [
-      common.Figure('steps/s after the first epoch', steady, 'steps/s',
-                    _IN_MEMORY, steady_peer,
+      common.Figure('steps/s after the first epoch', steady[_RECORDS],
+                    'steps/s', _IN_MEMORY, steady[_IN_MEMORY],
                     f'>= {TARGET:.0%} of in-memory', met),
       common.Figure('steps/s in the first epoch (read, decode, cache)',
-                    steps / records[0], 'steps/s', _IN_MEMORY,
-                    steps / in_memory[0]),
+                    first[_RECORDS], 'steps/s', _IN_MEMORY,
+                    first[_IN_MEMORY]),
   ]
-  details = [['epoch', 'TFRecords (s)', 'in-memory (s)']]
-  details += [[str(i + 1), f'{r:.2f}', f'{m:.2f}']
-              for i, (r, m) in enumerate(zip(records, in_memory))]
+  details = [['round', 'epoch', f'{_RECORDS} (s)', f'{_IN_MEMORY} (s)']]
+  for round_, fits in enumerate(zip(*epochs.values()), 1):
+    details += [[str(round_), str(epoch), *(f'{s:.2f}' for s in seconds)]
+                for epoch, seconds in enumerate(zip(*fits), 1)]
   notes = [
-      f'Steady state the Trainer reaches {steady / steady_peer:.0%} of the '
-      f'in-memory rate: from the second epoch its pipeline serves decoded '
-      f'images from tf.data\'s in-memory cache, so only the first epoch pays '
-      f'for reading and decoding. Building the dataset (one counting pass '
-      f'over the TFRecords) took {setup_seconds:.2f} s more.'
+      f'After the first epoch the Trainer runs at {ratio:.0%} of the '
+      f'in-memory rate: its pipeline then serves decoded images from '
+      f'tf.data\'s in-memory cache, so only the first epoch pays for reading '
+      f'and decoding the TFRecords.'
   ]
   if not met:
-    notes.append(f'Not met: {steady / steady_peer:.0%} < {TARGET:.0%}.')
+    notes.append(f'Not met: {ratio:.0%} < {TARGET:.0%}.')
   return common.Result(
       name=NAME, title=TITLE,
-      setup=(f'LeNet, {images:,} {data.describe(session)} training images, '
-             f'batch {config.batch_size}, {config.epochs} epochs, {steps} '
-             f'steps per epoch; steady state is the median of epochs 2 to '
-             f'{config.epochs}. Same seed for both models.'),
-      figures=figures, details=details, notes=notes,
-      machine=common.machine(), quick=session.quick)
+      setup=(f'LeNet, {images:,} {data.describe(session)} training images as '
+             f'the ImageExampleGen wrote them, batch {config.batch_size}, '
+             f'{config.epochs} epochs of {steps} steps, fitted {rounds} '
+             f'time(s) each, taking turns; the figures are the best epochs. '
+             f'Same initial weights for every fit.'),
+      figures=figures, details=details, notes=notes, quick=session.quick)

@@ -160,5 +160,4 @@ def _result(session, requests, latencies) -> common.Result:
              f'{requests} requests per row after a warm-up, one client, one '
              f'request in flight; the three paths take turns, request by '
              f'request.'),
-      figures=figures, details=details, notes=notes,
-      machine=common.machine(), quick=session.quick)
+      figures=figures, details=details, notes=notes, quick=session.quick)
