@@ -57,17 +57,27 @@ def failed_thresholds(result) -> List[str]:
   return reasons
 
 
-def _describe(threshold) -> str:
-  parts = []
+def threshold_conditions(threshold) -> List[str]:
+  """The bounds of a TFMA MetricThreshold, e.g. ['>= 0.9000',
+  'change against the served model >= -0.0100']."""
+  conditions = []
   value = threshold.value_threshold
   if value.HasField('lower_bound'):
-    parts.append(f'>= {value.lower_bound.value:.4f}')
+    conditions.append(f'>= {value.lower_bound.value:.4f}')
   if value.HasField('upper_bound'):
-    parts.append(f'<= {value.upper_bound.value:.4f}')
+    conditions.append(f'<= {value.upper_bound.value:.4f}')
   change = threshold.change_threshold
   if change.HasField('absolute'):
-    parts.append(f'change >= {change.absolute.value:+.4f}')
-  return ', '.join(parts) or str(threshold)
+    lower_is_better = (
+        change.direction == tfma.MetricDirection.LOWER_IS_BETTER)
+    conditions.append(f'change against the served model '
+                      f'{"<=" if lower_is_better else ">="} '
+                      f'{change.absolute.value:+.4f}')
+  return conditions
+
+
+def _describe(threshold) -> str:
+  return ', '.join(threshold_conditions(threshold)) or str(threshold)
 
 
 class GatedEvaluator(Evaluator):

@@ -16,6 +16,7 @@ from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.utils import path_utils
 
 from components import data_layout
+from components import gated_evaluator
 from components import example_format
 from trainer import saved_model
 
@@ -71,24 +72,10 @@ def gate(evaluation_uri: str) -> List[str]:
       if metric.HasField('threshold'):
         thresholds.append(metric.threshold)
       for threshold in thresholds:
-        conditions += _conditions(metric.class_name, threshold)
-  return conditions
-
-
-def _conditions(name: str, threshold) -> List[str]:
-  conditions = []
-  value = threshold.value_threshold
-  if value.HasField('lower_bound'):
-    conditions.append(f'{name} >= {value.lower_bound.value:.4g}')
-  if value.HasField('upper_bound'):
-    conditions.append(f'{name} <= {value.upper_bound.value:.4g}')
-  change = threshold.change_threshold
-  if change.HasField('absolute'):
-    lower_is_better = (
-        change.direction == tfma.MetricDirection.LOWER_IS_BETTER)
-    sign = '<=' if lower_is_better else '>='
-    conditions.append(f'{name} change against the served model {sign} '
-                      f'{change.absolute.value:+.4g}')
+        conditions += [
+            f'{metric.class_name} {condition}' for condition in
+            gated_evaluator.threshold_conditions(threshold)
+        ]
   return conditions
 
 
