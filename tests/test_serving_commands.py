@@ -10,14 +10,6 @@ CLASSES = ','.join(testing.CLASS_NAMES)
 
 
 @pytest.fixture(scope='module')
-def base_path(tmp_path_factory):
-  saved = testing.save_model(str(tmp_path_factory.mktemp('saved') / 'model'))
-  base = str(tmp_path_factory.mktemp('serving') / NAME)
-  testing.push_version(saved, base, 1)
-  return base
-
-
-@pytest.fixture(scope='module')
 def server(base_path):
   with ModelServer(ServerConfig(base_path, NAME, rest_port=0,
                                 grpc_port=0)) as running:

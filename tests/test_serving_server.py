@@ -24,14 +24,6 @@ MAX_REQUEST_BYTES = 1 << 20
 
 
 @pytest.fixture(scope='module')
-def base_path(tmp_path_factory):
-  saved = testing.save_model(str(tmp_path_factory.mktemp('saved') / 'model'))
-  base = str(tmp_path_factory.mktemp('serving') / NAME)
-  testing.push_version(saved, base, 1)
-  return base
-
-
-@pytest.fixture(scope='module')
 def server(base_path):
   config = ServerConfig(base_path, NAME, rest_port=0, grpc_port=0,
                         poll_seconds=0.1, max_request_bytes=MAX_REQUEST_BYTES)
