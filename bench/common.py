@@ -73,7 +73,23 @@ def machine(load_at_start: str) -> Dict[str, str]:
       'load at start': load_at_start,
       'load at end': load_average(),
       'python': platform.python_version(),
+      'commit': _commit(),
   }
+
+
+def _commit() -> str:
+  """What was measured: the code changes while people work on it."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=repo,
+                          capture_output=True, text=True, check=True).stdout
+    changed = subprocess.run(['git', 'status', '--porcelain',
+                              '--untracked-files=no'], cwd=repo,
+                             capture_output=True, text=True,
+                             check=True).stdout
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+  return head.strip() + (' with uncommitted changes' if changed else '')
 
 
 def _proc_field(path: str, field: str) -> Optional[str]:
@@ -136,7 +152,7 @@ def run_command(args: Sequence[str], log_path: str) -> float:
   return timer.seconds
 
 
-def fmt(value: Optional[float], digits: int = 3) -> str:
+def fmt(value: Optional[float], digits: int = 4) -> str:
   """A figure with `digits` significant digits, for tables."""
   if value is None:
     return '-'

@@ -107,7 +107,8 @@ def _section(number: int, result: Result) -> List[str]:
       f'{machine.get("gpu", "none")}; load average (1, 5, 15 min) '
       f'{machine.get("load at start")} at the start, '
       f'{machine.get("load at end")} at the end; '
-      f'Python {machine.get("python")}.', '',
+      f'Python {machine.get("python")}; code at commit '
+      f'{machine.get("commit", "unknown")}.', '',
   ]
   if result.details:
     header, *rows = result.details

@@ -16,8 +16,8 @@ from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.utils import path_utils
 
 from components import data_layout
-from components import gated_evaluator
 from components import example_format
+from components import gated_evaluator
 from trainer import saved_model
 
 CONFUSION_PLOT = 'multi_class_confusion_matrix_plot'
