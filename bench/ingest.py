@@ -129,7 +129,7 @@ def _result(session, sizes, repeats, best, lines) -> common.Result:
                   *(f'{lines[k][0] * 1e3:.3f}' for k in best)])
   details.append(['fixed (s)', *(f'{lines[k][1]:.2f}' for k in best)])
   notes = [
-      f'The ExampleGen costs {eg_slope / loop_slope:.1f}x the loop per image '
+      f'The ExampleGen costs {eg_slope / loop_slope:.2f}x the loop per image '
       f'({eg_slope * 1e3:.3f} against {loop_slope * 1e3:.3f} ms). The check '
       f'it makes of every file (class_folders.image_problem), added to the '
       f'loop, accounts for {(checked_slope - loop_slope) * 1e3:.3f} ms of '

@@ -108,6 +108,11 @@ def _result(session, epochs, rounds, measured) -> common.Result:
       notes.append(
           f'Not met at {n:,} images: {ratio:.2f}x. ' +
           _why(plain_seconds, parts))
+  if len(measured) > 1:
+    notes.append(
+        'Most of the difference is a fixed cost, so the ratio falls as the '
+        'data grows: ' + ', '.join(f'{m[0] / m[1]:.2f}x at {n:,} images'
+                                   for n, m in measured.items()) + '.')
   parts = next(iter(measured.values()))[2]  # the same parts at every size
   details = [['', *(f'{n:,} images (s)' for n in measured)]]
   details.append(['`imgcls run`', *(f'{m[0]:.1f}' for m in measured.values())])
