@@ -24,10 +24,11 @@ TARGET = 0.99
 FULL_SETTINGS = ('--epochs', '20', '--early-stopping-patience', '5')
 QUICK_SETTINGS = ('--epochs', '1')
 _ORDER_NOTE = (
-    'Why it takes this long: `imgcls train` lists the files class by class '
-    '(trainer.standalone -> trainer.dataset.files_dataset) and shuffles them '
-    'through a 10,000-image buffer, so with 60,000 training images each '
-    'batch holds two or three of the ten classes. Training swings from '
+    'Why it took this long (figures measured before commit "trainer: shuffle '
+    'the file list before reading"): `imgcls train` listed the files class '
+    'by class (trainer.standalone -> trainer.dataset.files_dataset) and '
+    'shuffled them through a 10,000-image buffer, so with 60,000 training '
+    'images each batch held two or three of the ten classes. Training swings from '
     'class to class; the validation loss jumps from epoch to epoch and '
     'early stopping needs patience. With the file list shuffled first '
     '(tried outside the benchmark, same model and settings) the test '

@@ -6,6 +6,7 @@ shuffle, batch and prefetch, so the model does not wait for data.
 """
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from components import example_format
@@ -39,7 +40,15 @@ def examples_dataset(file_patterns: Sequence[str], image_shape, batch_size: int,
 def files_dataset(paths: Sequence[str], labels: Sequence[int], image_shape,
                   batch_size: int, shuffle: bool,
                   cache_limit_mb: int) -> tf.data.Dataset:
-  """Batches of (pixels, label) read straight from image files."""
+  """Batches of (pixels, label) read straight from image files.
+
+  Class folders list their files class by class. To train, the whole list is
+  shuffled first, because the shuffle buffer after decoding holds a fraction
+  of a large dataset: batches would otherwise hold two or three classes.
+  """
+  if shuffle:
+    order = np.random.default_rng(0).permutation(len(paths))
+    paths, labels = [paths[i] for i in order], [labels[i] for i in order]
   encoded = tf.data.Dataset.from_tensor_slices(
       (list(paths), tf.constant(labels, tf.int64)))
   encoded = encoded.map(lambda p, l: (tf.io.read_file(p), l),
