@@ -126,7 +126,7 @@ def resolve(data_root: str, span_window: int = 1) -> DataPlan:
       for name in class_folders.class_names_of(d)
   })
   files = {
-      split: [f for d in dirs for f in _files_of(data_root, d)]
+      split: [f for d in dirs for f in files_of_split(data_root, d)]
       for split, dirs in split_dirs.items()
   }
   test_source = 'folder'
@@ -136,7 +136,8 @@ def resolve(data_root: str, span_window: int = 1) -> DataPlan:
                   test_source)
 
 
-def _files_of(data_root: str, split_dir: str) -> List[ImageFile]:
+def files_of_split(data_root: str, split_dir: str) -> List[ImageFile]:
+  """The files of split_dir/<class>/*, with paths relative to data_root."""
   # Slicing, not os.path.relpath: it is the cost per file of a large dataset.
   prefix = len(os.path.join(data_root, ''))
   return [

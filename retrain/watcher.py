@@ -24,7 +24,6 @@ import os
 import time
 from typing import Callable, Dict, List, Optional
 
-from components import class_folders
 from components import data_layout
 from components import model_versions
 from imgcls.errors import UserError
@@ -62,11 +61,9 @@ def scan(data_root: str) -> Dict[str, str]:
       split_dir = os.path.join(root, split)
       if not os.path.isdir(split_dir):
         continue
-      for name in class_folders.class_names_of(split_dir):
-        for path in class_folders.files_of_class(split_dir, name):
-          stat = os.stat(path)
-          manifest[os.path.relpath(path, data_root)] = (
-              f'{stat.st_size}:{stat.st_mtime_ns}')
+      for f in data_layout.files_of_split(data_root, split_dir):
+        stat = os.stat(f.path)
+        manifest[f.relative_path] = f'{stat.st_size}:{stat.st_mtime_ns}'
   return manifest
 
 
