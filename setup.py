@@ -33,7 +33,8 @@ setuptools.setup(
     python_requires='>=3.10',
     packages=setuptools.find_packages(include=[
         'trainer', 'trainer.*', 'components', 'components.*', 'pipeline',
-        'pipeline.*', 'serving', 'serving.*', 'retrain', 'retrain.*',
+        'pipeline.*', 'clients', 'clients.*', 'dev_server', 'dev_server.*',
+        'contract', 'contract.*', 'imagedata', 'imagedata.*', 'retrain', 'retrain.*',
         'report', 'report.*', 'imgcls', 'imgcls.*'
     ]),
     install_requires=_RUNTIME,

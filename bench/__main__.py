@@ -13,7 +13,7 @@ from bench import input_pipeline
 from bench import serve_latency
 from bench import whole_pipeline
 from bench import common
-from components import sample_data
+from imagedata import sample_data
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(_REPO, 'docs', 'benchmarks.md')

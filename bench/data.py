@@ -7,7 +7,7 @@ import itertools
 import os
 import shutil
 
-from components import sample_data
+from imagedata import sample_data
 
 _COMPLETE = '.complete'  # written last: a half-written tree is redone
 _DESCRIPTIONS = {'digits': 'scikit-learn digits', 'mnist': 'MNIST'}

@@ -18,9 +18,9 @@ from tfx import v1 as tfx
 
 from bench import common
 from bench import data
-from components import class_folders
-from components import data_layout
-from components import example_format
+from imagedata import class_folders
+from imagedata import data_layout
+from imagedata import tf_examples
 from components.image_example_gen.component import ImageExampleGen
 from pipeline.config import DEFAULT_BEAM_ARGS
 
@@ -51,7 +51,7 @@ def write_tfrecords(data_root: str, out_dir: str, check: bool = False) -> int:
         if check and class_folders.image_problem(image):
           continue
         writer.write(
-            example_format.make_example(image, label[f.class_name],
+            tf_examples.make_example(image, label[f.class_name],
                                         f.class_name,
                                         f.relative_path).SerializeToString())
         count += 1
@@ -151,5 +151,5 @@ def _result(session, sizes, repeats, best, lines) -> common.Result:
              f'`{" ".join(DEFAULT_BEAM_ARGS)}`, cache off. Loop: '
              f'`bench.ingest.write_tfrecords`, one process, '
              f'`tf.io.TFRecordWriter` with GZIP, examples from '
-             f'`components.example_format.make_example`.'),
+             f'`imagedata.tf_examples.make_example`.'),
       figures=figures, details=details, notes=notes, quick=session.quick)

@@ -19,7 +19,7 @@ import tensorflow as tf
 from bench import common
 from bench import data
 from bench import ingest
-from components import data_layout
+from imagedata import data_layout
 from pipeline import results
 from trainer import dataset
 from trainer import training

@@ -1,11 +1,11 @@
 """4. Serving: latency over REST and gRPC against the signature in-process.
 
 The server is the project's development stand-in for TF Serving,
-serving.server.ModelServer, started by `imgcls serve` in its own process on
+dev_server.server.ModelServer, started by `imgcls serve` in its own process on
 127.0.0.1 (as TF Serving would be: client and server do not share a Python
-interpreter). The clients are the project's serving.client.RestClient and
+interpreter). The clients are the project's clients.client.RestClient and
 GrpcClient. The peer is the same SavedModel's `serving_bytes` signature
-called in this process (trainer.saved_model.SavedClassifier). Requests go
+called in this process (contract.saved_model.SavedClassifier). Requests go
 one at a time, so latency is not queueing; req/s is that closed loop's rate.
 """
 import os
@@ -21,10 +21,11 @@ import numpy as np
 
 from bench import common
 from bench import data
-from components import data_layout
-from serving import client
+from imagedata import data_layout
+from clients import client
 from trainer import models
-from trainer import saved_model
+from contract import names
+from contract import saved_model
 from trainer.config import TrainingConfig
 
 NAME = 'serving'
@@ -61,7 +62,7 @@ def run(session: common.Session) -> common.Result:
     grpc = client.GrpcClient('127.0.0.1', ports['gRPC'], MODEL_NAME)
     for label, protocol in (('gRPC', grpc), ('REST', rest)):
       calls[label] = lambda batch, protocol=protocol: protocol.predict(
-          models.SERVING_BYTES, {_INPUT: np.array(batch, dtype=object)})
+          names.SERVING_BYTES, {_INPUT: np.array(batch, dtype=object)})
     latencies = {}
     for batch in BATCHES:
       for label, seconds in _latencies(calls, images[:batch], requests,
@@ -153,7 +154,7 @@ def _result(session, requests, latencies) -> common.Result:
         'and server also compete for the CPU. TF Serving does this in C++.')
   return common.Result(
       name=NAME, title=TITLE,
-      setup=(f'Server: serving.server.ModelServer via `imgcls serve` '
+      setup=(f'Server: dev_server.server.ModelServer via `imgcls serve` '
              f'(a separate process on 127.0.0.1), the project\'s Python '
              f'stand-in for TF Serving, not TF Serving itself. Signature '
              f'`serving_bytes` with {data.describe(session)} test PNGs; '

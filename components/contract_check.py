@@ -23,12 +23,11 @@ from tfx.types.standard_artifacts import InfraBlessing
 from tfx.types.standard_artifacts import Model
 from tfx.utils import path_utils
 
-from components import example_format
-from components.image_example_gen import executor as example_gen_executor
-from trainer import models
-from trainer import saved_model
+from imagedata import tf_examples
+from contract import names
+from contract import saved_model
+from imagedata import class_folders
 
-REASON = 'reason'
 # serving_default gets pixels decoded by a client library, not by TF; lossy
 # formats may round differently, so a rare disagreement is tolerated there.
 _MIN_PIXEL_AGREEMENT = 0.95
@@ -45,26 +44,27 @@ def check_saved_model(model_dir: str, serialized_examples: Sequence[bytes],
     model = saved_model.SavedClassifier(model_dir)
   except Exception as e:  # pylint: disable=broad-except
     raise ContractError(f'cannot load {model_dir}: {e}') from e
-  missing = {models.SERVING_DEFAULT, models.SERVING_BYTES,
-             models.SERVING_EXAMPLES} - set(model.signatures)
+  missing = {names.SERVING_DEFAULT, names.SERVING_BYTES,
+             names.SERVING_EXAMPLES} - set(model.signatures)
   if missing:
     raise ContractError(f'missing signatures {sorted(missing)}')
   if list(model.class_names) != list(class_names):
     raise ContractError(f'model classes {model.class_names} differ from the '
                         f'dataset vocabulary {list(class_names)}')
-  encoded = list(example_format.parse_image_bytes(
+  encoded = list(tf_examples.parse_image_bytes(
       tf.constant(list(serialized_examples))).numpy())
   answers = {
-      models.SERVING_EXAMPLES: model.predict_examples(serialized_examples),
-      models.SERVING_BYTES: model.predict_bytes(encoded),
+      names.SERVING_EXAMPLES: model.predict_examples(serialized_examples),
+      names.SERVING_BYTES: model.predict_bytes(encoded),
   }
   for name, outputs in answers.items():
     _check_outputs(name, outputs, len(encoded), class_names)
-  examples_ids = answers[models.SERVING_EXAMPLES]['class_id']
-  if not np.array_equal(examples_ids, answers[models.SERVING_BYTES]['class_id']):
+  examples_ids = answers[names.SERVING_EXAMPLES][names.CLASS_ID_OUTPUT]
+  if not np.array_equal(examples_ids, answers[names.SERVING_BYTES][names.CLASS_ID_OUTPUT]):
     raise ContractError('serving_examples and serving_bytes disagree on the '
                         'same images')
-  by_pixels = saved_model.predict_pixels_by_size(model, encoded)
+  by_pixels = saved_model.predict_pixels_by_size(
+      model, [class_folders.decode_rgb(e).astype(np.float32) for e in encoded])
   expected = [class_names[i] for i in examples_ids]
   agreement = np.mean([a == b for a, b in zip(by_pixels, expected)])
   if agreement < _MIN_PIXEL_AGREEMENT:
@@ -74,10 +74,11 @@ def check_saved_model(model_dir: str, serialized_examples: Sequence[bytes],
 
 def _check_outputs(signature: str, outputs, count: int,
                    class_names: Sequence[str]) -> None:
-  expected = {'logits': ((count, len(class_names)), np.floating),
-              'probabilities': ((count, len(class_names)), np.floating),
-              'class_id': ((count,), np.integer),
-              'class_name': ((count,), np.object_)}
+  expected = {names.LOGITS_OUTPUT: ((count, len(class_names)), np.floating),
+              names.PROBABILITIES_OUTPUT: ((count, len(class_names)),
+                                           np.floating),
+              names.CLASS_ID_OUTPUT: ((count,), np.integer),
+              names.CLASS_NAME_OUTPUT: ((count,), np.object_)}
   if set(outputs) != set(expected):
     raise ContractError(f'{signature}: outputs {sorted(outputs)}, expected '
                         f'{sorted(expected)}')
@@ -86,20 +87,13 @@ def _check_outputs(signature: str, outputs, count: int,
     if value.shape != shape or not np.issubdtype(value.dtype, kind):
       raise ContractError(f'{signature}: {key} has shape {value.shape} and '
                           f'dtype {value.dtype}, expected {shape} {kind}')
-  sums = outputs['probabilities'].sum(axis=1)
+  sums = outputs[names.PROBABILITIES_OUTPUT].sum(axis=1)
   if not np.allclose(sums, 1, atol=1e-3):
     raise ContractError(f'{signature}: probabilities sum to {sums.min():.4f}.. '
                         f'{sums.max():.4f}, not 1')
-  names = [n.decode() for n in outputs['class_name']]
-  if names != [class_names[i] for i in outputs['class_id']]:
+  decoded = [n.decode() for n in outputs[names.CLASS_NAME_OUTPUT]]
+  if decoded != [class_names[i] for i in outputs[names.CLASS_ID_OUTPUT]]:
     raise ContractError(f'{signature}: class_name does not match class_id')
-
-
-def _test_records(examples: Examples, count: int) -> List[bytes]:
-  split_uri = artifact_utils.get_split_uri([examples], 'test')
-  files = tf.io.gfile.glob(os.path.join(split_uri, '*'))
-  records = tf.data.TFRecordDataset(files, compression_type='GZIP')
-  return [r.numpy() for r in records.take(count)]
 
 
 @component
@@ -110,14 +104,16 @@ def ContractCheck(  # pylint: disable=invalid-name  (TFX component naming)
     sample_size: Parameter[int] = 32) -> None:
   """Blesses the model (InfraBlessing `blessed` = 1) if it keeps the contract."""
   model_dir = path_utils.serving_model_path(model.uri)
-  class_names = example_gen_executor.read_dataset_info(
-      examples.uri)['class_names']
+  class_names = tf_examples.read_dataset_info(
+      examples.uri)[names.DATASET_INFO_CLASS_NAMES]
   try:
-    check_saved_model(model_dir, _test_records(examples, sample_size),
+    check_saved_model(model_dir, next(tf_examples.test_records(
+        examples.uri, sample_size, sample_size)),
                       class_names)
-    reason = 'passed'
+    reason = names.REASON_PASSED
   except ContractError as e:
     reason = str(e)
     logging.warning('contract check FAILED, nothing will be pushed: %s', e)
-  infra_blessing.set_int_custom_property('blessed', int(reason == 'passed'))
-  infra_blessing.set_string_custom_property(REASON, reason)
+  infra_blessing.set_int_custom_property(names.PROP_BLESSED,
+                                        int(reason == names.REASON_PASSED))
+  infra_blessing.set_string_custom_property(names.PROP_REASON, reason)

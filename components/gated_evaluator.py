@@ -18,8 +18,8 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
 from components import serving_baseline
+from contract import names
 
-REASON = 'reason'
 
 
 class Executor(evaluator_executor.Executor):
@@ -39,7 +39,8 @@ class Executor(evaluator_executor.Executor):
       logging.warning('model NOT blessed: %s', reason)
     artifact_utils.get_single_instance(
         output_dict[standard_component_specs.BLESSING_KEY]
-    ).set_string_custom_property(REASON, '; '.join(reasons) or 'passed')
+    ).set_string_custom_property(names.PROP_REASON,
+                                 '; '.join(reasons) or names.REASON_PASSED)
 
 
 def failed_thresholds(result) -> List[str]:

@@ -16,14 +16,13 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
 from tfx.utils import path_utils
 
-from components import model_versions
+from contract import names
+from contract import versions as model_versions
 
-HAS_MODEL = 'has_model'
-VERSION = 'serving_version'
 
 
 def has_model(baseline: Model) -> bool:
-  return baseline.get_int_custom_property(HAS_MODEL) == 1
+  return baseline.get_int_custom_property(names.PROP_HAS_MODEL) == 1
 
 
 @component
@@ -39,8 +38,8 @@ def ServingBaseline(  # pylint: disable=invalid-name  (TFX component naming)
   del published_hint
   source = model_versions.latest_version_dir(model_base_path)
   if source is None:
-    baseline.set_int_custom_property(HAS_MODEL, 0)
+    baseline.set_int_custom_property(names.PROP_HAS_MODEL, 0)
     return
   shutil.copytree(source, path_utils.serving_model_dir(baseline.uri))
-  baseline.set_int_custom_property(HAS_MODEL, 1)
-  baseline.set_int_custom_property(VERSION, int(os.path.basename(source)))
+  baseline.set_int_custom_property(names.PROP_HAS_MODEL, 1)
+  baseline.set_int_custom_property(names.PROP_SERVING_VERSION, int(os.path.basename(source)))

@@ -3,7 +3,7 @@
 TFX's stock Pusher names versions by Unix time and copies in place, so TF
 Serving can load a half-copied version. This executor copies into a hidden
 temporary directory and renames it to the next integer (see
-components.model_versions), keeps the newest `keep_versions`, and does not
+contract.versions), keeps the newest `keep_versions`, and does not
 publish the same trained model twice: a re-run on unchanged data (a cached
 Trainer) leaves the serving directory as it is.
 
@@ -23,12 +23,13 @@ from tfx.types import standard_component_specs
 from tfx.utils import json_utils
 from tfx.utils import proto_utils
 
-from components import model_versions
+from contract import names
+from contract import versions as model_versions
 
 KEEP_VERSIONS = 'keep_versions'
 DEFAULT_KEEP_VERSIONS = 5
 # TF Serving ignores assets.extra; it is where extra files of a SavedModel go.
-PROVENANCE_FILE = os.path.join('assets.extra', 'imgcls_provenance.json')
+PROVENANCE_FILE = names.PROVENANCE_FILE
 
 
 def provenance(version_dir: str) -> dict:
@@ -56,7 +57,7 @@ class Executor(pusher_executor.Executor):
       logging.warning('this model is already published as %s/%d; nothing new '
                       'pushed', base_dir, already)
       self._MarkNotPushed(pushed)
-      pushed.set_string_custom_property('already_published', str(already))
+      pushed.set_string_custom_property(names.PROP_ALREADY_PUBLISHED, str(already))
       return
     source = self.GetModelPath(input_dict)
 

@@ -9,14 +9,15 @@ import importlib
 import logging
 import sys
 
-from imgcls.errors import UserError
+from contract.errors import UserError
 
 _COMMAND_MODULES = (
-    'components.cli',
+    'imagedata.cli',
     'trainer.cli',
     'pipeline.cli',
     'pipeline.kubeflow_cli',
-    'serving.cli',
+    'clients.cli',
+    'dev_server.cli',
     'retrain.cli',
     'report.cli',
 )

@@ -4,6 +4,7 @@ import dataclasses
 import os
 from typing import Tuple
 
+from contract import names
 from components.image_example_gen.options import ExampleGenOptions
 from trainer import config as training_config
 from trainer.config import TrainingConfig
@@ -44,7 +45,7 @@ class PipelineConfig:
 
   @property
   def metadata_path(self) -> str:
-    return os.path.join(self.pipeline_root, 'metadata.sqlite')
+    return os.path.join(self.pipeline_root, names.METADATA_FILE)
 
 
 def add_pipeline_args(parser: argparse.ArgumentParser,

@@ -47,7 +47,7 @@ import yaml
 
 from components.image_example_gen.component import ImageExampleGen
 from components.serving_baseline import ServingBaseline
-from imgcls.errors import UserError
+from contract.errors import UserError
 from pipeline import pipeline as pipeline_def
 from pipeline.config import PipelineConfig
 from pipeline.kubeflow_config import DATA_MOUNT
@@ -57,8 +57,6 @@ from pipeline.kubeflow_config import SERVING_MOUNT
 DATA_ROOT_PARAMETER = 'data_root'
 GPU_RESOURCE = 'nvidia.com/gpu'
 ENTRYPOINT = ('python', '-m', 'pipeline.kubeflow_entrypoint')
-# The Trainer's module (pipeline.TRAINER_MODULE) as the image ships it.
-TRAINER_MODULE_PATH = 'trainer.task'
 _ResourceSpec = (pipeline_spec_pb2.PipelineDeploymentConfig
                  .PipelineContainerSpec.ResourceSpec)
 _QUANTITY = re.compile(r'^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$')
@@ -76,7 +74,6 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
       data_root=data_root)
   (trainer,) = [node for node in tfx_pipeline.components
                 if isinstance(node, tfx.components.Trainer)]
-  _use_trainer_module_from_image(trainer)
   trainer.with_platform_config(_trainer_resources(options))
   job = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
@@ -127,22 +124,6 @@ def _check(config: PipelineConfig, options: KubeflowOptions) -> None:
                       '4, 500m or 16Gi')
   if options.gpus < 0:
     raise UserError('--gpus must be 0 (CPU) or more')
-
-
-def _use_trainer_module_from_image(trainer) -> None:
-  """module_path instead of module_file: nothing is packaged at compile time.
-
-  With a module_file, TFX builds a wheel of it into <pipeline root>/_wheels
-  when compiling, which needs setuptools and write access to the object store
-  from wherever one compiles. The image ships the same module, built from the
-  same commit.
-  """
-  props = trainer.spec.exec_properties
-  if props[standard_component_specs.MODULE_FILE_KEY] != (
-      pipeline_def.TRAINER_MODULE):
-    raise ValueError('the Trainer does not use pipeline.TRAINER_MODULE')
-  props[standard_component_specs.MODULE_FILE_KEY] = None
-  props[standard_component_specs.MODULE_PATH_KEY] = TRAINER_MODULE_PATH
 
 
 def _trainer_resources(options: KubeflowOptions) -> _ResourceSpec:

@@ -1,7 +1,7 @@
 """`imgcls compile` and `imgcls submit`: the pipeline on Kubeflow Pipelines."""
 import argparse
 
-from imgcls.errors import UserError
+from contract.errors import UserError
 from pipeline import kubeflow_config
 
 _PATHS = ('--data-root and --serving-dir are paths in the pipeline\'s pods: '

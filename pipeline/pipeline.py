@@ -6,7 +6,6 @@
 No Resolver node: self-hosted Kubeflow Pipelines cannot run one, so the
 baseline is the model the serving directory publishes (ServingBaseline).
 """
-import os
 from typing import Optional, Union
 
 import tensorflow_model_analysis as tfma
@@ -15,19 +14,18 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import data_types
 
-from components import example_format
+from contract import names
 from components import versioned_pusher
 from components.contract_check import ContractCheck
 from components.gated_evaluator import GatedEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.serving_baseline import ServingBaseline
 from pipeline.config import PipelineConfig
-from trainer import models
 
-TRAINER_MODULE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'trainer',
-    'task.py')
-ACCURACY = 'sparse_categorical_accuracy'
+# By import path: the environment and the image install the project, so TFX
+# needs no module file and builds no per-run wheel of one
+# (tfx/components/trainer/component.py, run_fn).
+TRAINER_RUN_FN = 'trainer.task.run_fn'
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -42,13 +40,13 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   return tfma.EvalConfig(
       model_specs=[
           tfma.ModelSpec(
-              signature_name=models.SERVING_EXAMPLES,
-              label_key=example_format.LABEL_KEY,
-              prediction_key='probabilities')
+              signature_name=names.SERVING_EXAMPLES,
+              label_key=names.LABEL_KEY,
+              prediction_key=names.PROBABILITIES_OUTPUT)
       ],
       slicing_specs=[
           tfma.SlicingSpec(),
-          tfma.SlicingSpec(feature_keys=[example_format.LABEL_NAME_KEY]),
+          tfma.SlicingSpec(feature_keys=[names.LABEL_NAME_KEY]),
       ],
       metrics_specs=[
           tfma.MetricsSpec(metrics=[
@@ -85,7 +83,7 @@ def create_pipeline(config: PipelineConfig,
   example_gen = ImageExampleGen(
       input_base=data_root or config.data_root, options=config.example_gen)
   trainer = tfx.components.Trainer(
-      module_file=TRAINER_MODULE,
+      run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
       train_args=tfx.proto.TrainArgs(splits=['train']),
       eval_args=tfx.proto.EvalArgs(splits=['test']),

@@ -13,11 +13,10 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from components.image_example_gen import executor as example_gen_executor
-from imgcls.errors import UserError
-from trainer import task
+from contract import names
+from contract.errors import UserError
+from imagedata import tf_examples
 
-ACCURACY = 'sparse_categorical_accuracy'
 _OUTPUT = metadata_store_pb2.Event.OUTPUT
 
 
@@ -45,7 +44,7 @@ class RunResult:
 
 
 def open_store(pipeline_root: str) -> mlmd.MetadataStore:
-  path = os.path.join(pipeline_root, 'metadata.sqlite')
+  path = os.path.join(pipeline_root, names.METADATA_FILE)
   if not os.path.exists(path):
     raise UserError(f'{path}: no pipeline metadata here (has `imgcls run` '
                     f'used --pipeline-root {pipeline_root}?)')
@@ -95,7 +94,7 @@ def _prop(artifact, name: str):
 
 def _result(run_id: str, artifacts) -> RunResult:
   examples = artifacts.get('examples')
-  info = (example_gen_executor.read_dataset_info(examples.uri)
+  info = (tf_examples.read_dataset_info(examples.uri)
           if examples else {})
   evaluation = artifacts.get('evaluation')
   overall, baseline, per_class = (_accuracies(evaluation.uri) if evaluation
@@ -110,18 +109,18 @@ def _result(run_id: str, artifacts) -> RunResult:
       dataset_info=info,
       accuracy=overall,
       baseline_accuracy=baseline,
-      baseline_version=_prop(artifacts.get('baseline'), 'serving_version'),
+      baseline_version=_prop(artifacts.get('baseline'), names.PROP_SERVING_VERSION),
       per_class_accuracy=per_class,
-      blessed=None if blessing is None else _prop(blessing, 'blessed') == 1,
-      blessing_reason=_prop(blessing, 'reason') or '',
+      blessed=None if blessing is None else _prop(blessing, names.PROP_BLESSED) == 1,
+      blessing_reason=_prop(blessing, names.PROP_REASON) or '',
       contract_passed=None if contract is None else
-      _prop(contract, 'blessed') == 1,
-      contract_reason=_prop(contract, 'reason') or '',
-      pushed_version=_prop(pushed, 'pushed_version') if _prop(
-          pushed, 'pushed') == 1 else None,
-      pushed_destination=_prop(pushed, 'pushed_destination') if _prop(
-          pushed, 'pushed') == 1 else None,
-      already_published=_prop(pushed, 'already_published'),
+      _prop(contract, names.PROP_BLESSED) == 1,
+      contract_reason=_prop(contract, names.PROP_REASON) or '',
+      pushed_version=_prop(pushed, names.PROP_PUSHED_VERSION) if _prop(
+          pushed, names.PROP_PUSHED) == 1 else None,
+      pushed_destination=_prop(pushed, names.PROP_PUSHED_DESTINATION) if _prop(
+          pushed, names.PROP_PUSHED) == 1 else None,
+      already_published=_prop(pushed, names.PROP_ALREADY_PUBLISHED),
       history=_history(model_run.uri) if model_run else {})
 
 
@@ -132,10 +131,10 @@ def _accuracies(evaluation_uri: str):
   for metrics in tfma.load_metrics(evaluation_uri):
     slice_key = metrics.slice_key.single_slice_keys
     for item in metrics.metric_keys_and_values:
-      if item.key.name != ACCURACY or item.key.is_diff:
+      if item.key.name != names.ACCURACY_METRIC or item.key.is_diff:
         continue
       value = item.value.double_value.value
-      is_baseline = item.key.model_name == 'baseline'
+      is_baseline = item.key.model_name == names.BASELINE_MODEL_NAME
       if not slice_key:
         if is_baseline:
           baseline = value
@@ -148,7 +147,7 @@ def _accuracies(evaluation_uri: str):
 
 def _history(model_run_uri: str) -> Dict[str, List[float]]:
   try:
-    with open(os.path.join(model_run_uri, task.HISTORY_FILE)) as f:
+    with open(os.path.join(model_run_uri, names.HISTORY_FILE)) as f:
       return json.load(f)
   except FileNotFoundError:
     return {}

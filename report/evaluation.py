@@ -15,10 +15,11 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.utils import path_utils
 
-from components import data_layout
-from components import example_format
+from imagedata import data_layout
+from contract import names
 from components import gated_evaluator
-from trainer import saved_model
+from contract import saved_model
+from imagedata import tf_examples
 
 CONFUSION_PLOT = 'multi_class_confusion_matrix_plot'
 _BASELINE = 'baseline'
@@ -90,34 +91,25 @@ def test_errors(model_uri: str, examples_uri: str, class_names: Sequence[str],
       path_utils.serving_model_path(model_uri))
   count = wrong = 0
   kept: List[Misclassified] = []
-  for batch in _test_records(examples_uri):
+  for batch in tf_examples.test_records(examples_uri, _BATCH):
     outputs = model.predict_examples(batch)
     for serialized, class_id, probabilities in zip(
-        batch, outputs['class_id'], outputs['probabilities']):
+        batch, outputs[names.CLASS_ID_OUTPUT], outputs[names.PROBABILITIES_OUTPUT]):
       count += 1
       example = tf.train.Example.FromString(serialized)
-      label = _int_feature(example, example_format.LABEL_KEY)
+      label = _int_feature(example, names.LABEL_KEY)
       if class_id == label:
         continue
       wrong += 1
       if len(kept) < limit:
         kept.append(
             Misclassified(
-                image=_bytes_feature(example, example_format.IMAGE_KEY),
-                path=_bytes_feature(example, example_format.PATH_KEY).decode(),
+                image=_bytes_feature(example, names.IMAGE_KEY),
+                path=_bytes_feature(example, names.PATH_KEY).decode(),
                 true_name=class_names[label],
                 predicted_name=class_names[class_id],
                 confidence=float(probabilities[class_id])))
   return TestErrors(count, wrong, kept)
-
-
-def _test_records(examples_uri: str) -> Iterator[List[bytes]]:
-  """Batches of serialized Examples of the test split, in file order."""
-  pattern = os.path.join(examples_uri, f'Split-{data_layout.TEST}', '*')
-  files = sorted(tf.io.gfile.glob(pattern))
-  records = tf.data.TFRecordDataset(files, compression_type='GZIP')
-  for batch in records.batch(_BATCH).as_numpy_iterator():
-    yield list(batch)
 
 
 def _int_feature(example: tf.train.Example, key: str) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from imagedata import class_folders
 from report.evaluation import Misclassified
 
 _DPI = 100
@@ -80,19 +81,13 @@ def misclassified_grid(examples: Sequence[Misclassified], path: str) -> None:
   figure = Figure(figsize=(1.6 * columns, 1.9 * rows), dpi=_DPI)
   for axes, example in zip(
       np.atleast_1d(figure.subplots(rows, columns)).ravel(), examples):
-    axes.imshow(_rgb(example.image))
+    axes.imshow(class_folders.decode_rgb(example.image))
     axes.set_title(f'true {example.true_name}\npredicted '
                    f'{example.predicted_name} ({example.confidence:.0%})',
                    fontsize=8, color='firebrick')
   for axes in figure.axes:
     axes.set_axis_off()
   _save(figure, path)
-
-
-def _rgb(encoded: bytes) -> np.ndarray:
-  """RGB for every mode, so grayscale and palette images need no colormap."""
-  with Image.open(io.BytesIO(encoded)) as image:
-    return np.asarray(image.convert('RGB'))
 
 
 def _save(figure: Figure, path: str) -> None:

@@ -1,7 +1,7 @@
 """`imgcls retrain`: watch the data root and retrain on new data."""
 import argparse
 
-from imgcls.errors import UserError
+from contract.errors import UserError
 from pipeline import config as pipeline_config
 from pipeline import kubeflow_config
 

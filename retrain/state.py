@@ -12,7 +12,7 @@ import json
 import os
 from typing import Dict, Iterator, List, Optional
 
-from imgcls.errors import UserError
+from contract.errors import UserError
 
 STATE_FILE = 'retrain_state.json'
 LOCK_FILE = 'retrain.lock'

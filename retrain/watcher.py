@@ -24,9 +24,9 @@ import os
 import time
 from typing import Callable, Dict, List, Optional
 
-from components import data_layout
-from components import model_versions
-from imgcls.errors import UserError
+from imagedata import data_layout
+from contract import versions as model_versions
+from contract.errors import UserError
 from pipeline.config import PipelineConfig
 from pipeline.kubeflow_config import KubeflowOptions
 from retrain import state as state_lib
@@ -87,7 +87,7 @@ def served_class_names(config: PipelineConfig) -> Optional[List[str]]:
   version_dir = model_versions.latest_version_dir(config.model_base_path)
   if version_dir is None:
     return None
-  from trainer import saved_model  # pylint: disable=g-import-not-at-top
+  from contract import saved_model  # pylint: disable=g-import-not-at-top
   return saved_model.SavedClassifier(version_dir).class_names
 
 

@@ -1,7 +1,7 @@
 """Fixtures shared by several test modules."""
 import pytest
 
-from serving import testing
+from tests import served_models as testing
 
 
 @pytest.fixture(scope='module')

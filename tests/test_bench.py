@@ -98,5 +98,5 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path, capsys):
     assert result.quick and result.figures and result.machine['cores']
   page = out.read_text()
   assert 'Quick mode' in page
-  assert 'serving.server.ModelServer' in page  # the server is named
+  assert 'dev_server.server.ModelServer' in page  # the server is named
   assert f'wrote {out}' in capsys.readouterr().out

@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from components import data_layout
-from components import model_versions
-from imgcls.errors import UserError
+from imagedata import data_layout
+from contract import versions as model_versions
+from contract.errors import UserError
 from tests import images
 
 

@@ -32,7 +32,7 @@ from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 import yaml
 
 from imgcls import cli
-from imgcls.errors import UserError
+from contract.errors import UserError
 from pipeline import kubeflow
 from pipeline import kubeflow_cli
 from pipeline import kubeflow_config

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imgcls.errors import UserError
+from contract import names
+from contract.errors import UserError
 from tests import images
 from trainer import models
-from trainer import saved_model
+from contract import saved_model
 
 CLASSES = ['zero', 'one', 'two']
 
@@ -39,7 +40,7 @@ def test_signatures_have_names_dtypes_and_shapes(saved):
     spec = signature.structured_input_signature[1][input_name]
     assert spec.dtype == dtype and spec.shape.as_list() == shape
     outputs = signature.structured_outputs
-    assert set(outputs) == set(models.OUTPUT_KEYS)
+    assert set(outputs) == set(names.OUTPUT_KEYS)
     assert outputs['logits'].dtype == tf.float32
     assert outputs['logits'].shape.as_list() == [None, len(CLASSES)]
     assert outputs['probabilities'].shape.as_list() == [None, len(CLASSES)]
@@ -136,9 +137,9 @@ def test_model_checkpoint_output_is_servable(tmp_path):
 
 
 def test_examples_signature_reads_what_the_example_gen_writes(saved):
-  from components import example_format  # pylint: disable=g-import-not-at-top
+  from imagedata import tf_examples  # pylint: disable=g-import-not-at-top
   encoded = images.encode(images.digit_like(2))
-  example = example_format.make_example(encoded, 2, 'two', 'two/a.png')
+  example = tf_examples.make_example(encoded, 2, 'two', 'two/a.png')
   by_example = saved.predict_examples([example.SerializeToString()])
   by_bytes = saved.predict_bytes([encoded])
   np.testing.assert_allclose(by_example['logits'], by_bytes['logits'])

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import example_format
-from components import model_versions
+from contract import names
+from contract import versions as model_versions
 from imgcls import cli
-from imgcls.errors import UserError
+from contract.errors import UserError
 from pipeline import local
 from pipeline.config import PipelineConfig
 from tests import images
-from trainer import saved_model
+from contract import saved_model
 from trainer.config import TrainingConfig
 
 pytestmark = pytest.mark.e2e
@@ -67,12 +67,12 @@ def test_examples_have_counts_labels_and_vocabulary(project):
     assert len(records) == count
     for record in records:
       f = record.features.feature
-      label = f[example_format.LABEL_KEY].int64_list.value[0]
-      name = f[example_format.LABEL_NAME_KEY].bytes_list.value[0].decode()
-      path = f[example_format.PATH_KEY].bytes_list.value[0].decode()
+      label = f[names.LABEL_KEY].int64_list.value[0]
+      name = f[names.LABEL_NAME_KEY].bytes_list.value[0].decode()
+      path = f[names.PATH_KEY].bytes_list.value[0].decode()
       assert info['class_names'][label] == name
       assert path.startswith(f'{split}/{name}/')
-      assert f[example_format.IMAGE_KEY].bytes_list.value[0][:4] == b'\x89PNG'
+      assert f[names.IMAGE_KEY].bytes_list.value[0][:4] == b'\x89PNG'
 
 
 def test_corrupt_file_is_skipped_and_counted(project):

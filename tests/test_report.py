@@ -6,7 +6,7 @@ import re
 import pytest
 from PIL import Image
 
-from components import sample_data
+from imagedata import sample_data
 from imgcls import cli
 from pipeline import local
 from pipeline import results

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from components import model_versions
+from contract import versions as model_versions
 from imgcls import cli
 from pipeline.config import PipelineConfig
 from retrain import state as state_lib

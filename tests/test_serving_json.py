@@ -1,12 +1,12 @@
-"""TF Serving's JSON predict format, without a server (serving.json_tensors)."""
+"""TF Serving's JSON predict format, without a server (dev_server.json_tensors)."""
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import json_tensors
-from serving.errors import ServingError
+from dev_server import json_tensors
+from clients.status import ServingError
 
 TWO_INPUTS = {'image': tf.string, 'scale': tf.float32}
 

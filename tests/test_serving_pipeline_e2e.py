@@ -12,8 +12,8 @@ import pytest
 from imgcls import cli
 from pipeline import local
 from pipeline.config import PipelineConfig
-from serving.server import ModelServer
-from serving.server import ServerConfig
+from dev_server.server import ModelServer
+from dev_server.server import ServerConfig
 from tests import images
 from trainer.config import TrainingConfig
 

@@ -14,10 +14,10 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from imgcls.errors import UserError
-from serving import testing
-from serving.client import GrpcClient, RestClient
-from serving.server import ModelServer, ServerConfig
+from contract.errors import UserError
+from tests import served_models as testing
+from clients.client import GrpcClient, RestClient
+from dev_server.server import ModelServer, ServerConfig
 
 NAME = testing.MODEL_NAME
 MAX_REQUEST_BYTES = 1 << 20

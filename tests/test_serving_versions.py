@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from serving import testing
-from serving.client import (GrpcClient, RequestFailed, RestClient,
+from tests import served_models as testing
+from clients.client import (GrpcClient, RequestFailed, RestClient,
                             ServerUnreachable)
-from serving.server import ModelServer, ServerConfig
-from serving.versions import version_dirs
+from dev_server.server import ModelServer, ServerConfig
+from dev_server.versions import version_dirs
 
 NAME = testing.MODEL_NAME
 IMAGE = np.array([testing.png()], dtype=object)

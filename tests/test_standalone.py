@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from components import class_folders
+from imagedata import class_folders
 from imgcls import cli
-from imgcls.errors import UserError
+from contract.errors import UserError
 from tests import images
 
 CLASSES = {'a': 6, 'b': 6, 'c': 6}

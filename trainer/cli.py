@@ -2,7 +2,7 @@
 import argparse
 import os
 
-from imgcls.errors import UserError
+from contract.errors import UserError
 from trainer import config as training_config
 
 
@@ -62,8 +62,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-  from components import model_versions  # pylint: disable=g-import-not-at-top
-  from trainer import saved_model  # pylint: disable=g-import-not-at-top
+  from contract import versions as model_versions  # pylint: disable=g-import-not-at-top
+  from contract import saved_model  # pylint: disable=g-import-not-at-top
   path = args.model_path or model_versions.latest_version_dir(
       args.model_base_path)
   if not path:
@@ -80,7 +80,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: str) -> bytes:
-  from components import class_folders  # pylint: disable=g-import-not-at-top
+  from imagedata import class_folders  # pylint: disable=g-import-not-at-top
   with open(path, 'rb') as f:
     data = f.read()
   problem = class_folders.image_problem(data)

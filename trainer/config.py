@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 from typing import Any, Dict, Tuple
 
-from imgcls.errors import UserError
+from contract.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

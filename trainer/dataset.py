@@ -9,7 +9,8 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from components import example_format
+from contract import names
+from imagedata import tf_examples
 from trainer import images
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -59,9 +60,9 @@ def files_dataset(paths: Sequence[str], labels: Sequence[int], image_shape,
 
 def _parse_example(serialized) -> Tuple[tf.Tensor, tf.Tensor]:
   features = tf.io.parse_single_example(serialized,
-                                        example_format.TRAINING_FEATURES)
-  return (features[example_format.IMAGE_KEY],
-          features[example_format.LABEL_KEY])
+                                        tf_examples.TRAINING_FEATURES)
+  return (features[names.IMAGE_KEY],
+          features[names.LABEL_KEY])
 
 
 def _decode_and_batch(encoded: tf.data.Dataset, count: int, image_shape,

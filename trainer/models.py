@@ -14,14 +14,11 @@ from typing import Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
-from components import example_format
-from imgcls.errors import UserError
+from contract import names
+from contract.errors import UserError
+from imagedata import tf_examples
 from trainer import images as image_ops
 
-SERVING_DEFAULT = 'serving_default'
-SERVING_BYTES = 'serving_bytes'
-SERVING_EXAMPLES = 'serving_examples'
-OUTPUT_KEYS = ('logits', 'probabilities', 'class_id', 'class_name')
 
 _REGISTRY: Dict[str, type] = {}
 
@@ -87,7 +84,8 @@ class ImageClassifierModel(tf.keras.Model):
   # The three predictors below become the SavedModel's signatures.
 
   @tf.function(input_signature=[
-      tf.TensorSpec([None, None, None, None], tf.float32, name='input_tensor')
+      tf.TensorSpec([None, None, None, None], tf.float32,
+                    name=names.PIXELS_INPUT)
   ])
   def predict_numpy_image(self, input_tensor):
     """A float batch (b, h, w, 1|3) of pixels 0..255, any h and w."""
@@ -95,7 +93,7 @@ class ImageClassifierModel(tf.keras.Model):
         image_ops.resize_pixels(input_tensor, self.image_shape))
 
   @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, name='image_bytes_string')
+      tf.TensorSpec([None], tf.string, name=names.BYTES_INPUT)
   ])
   def predict_bytes_image(self, image_bytes_string):
     """Encoded PNG/JPEG/BMP/GIF images, several per call, each of any size."""
@@ -103,11 +101,11 @@ class ImageClassifierModel(tf.keras.Model):
         image_ops.decode_images(image_bytes_string, self.image_shape))
 
   @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, name='examples')
+      tf.TensorSpec([None], tf.string, name=names.EXAMPLES_INPUT)
   ])
   def predict_examples(self, examples):
     """Serialized tf.Examples as the ExampleGen writes them (for TFMA)."""
-    return self.predict_bytes_image(example_format.parse_image_bytes(examples))
+    return self.predict_bytes_image(tf_examples.parse_image_bytes(examples))
 
   @tf.function(input_signature=[])
   def get_class_names(self):
@@ -118,17 +116,17 @@ class ImageClassifierModel(tf.keras.Model):
     logits = self(pixels, training=False)
     class_id = tf.argmax(logits, axis=-1)
     return {
-        'logits': logits,
-        'probabilities': tf.nn.softmax(logits),
-        'class_id': class_id,
-        'class_name': tf.gather(self._class_name_table, class_id),
+        names.LOGITS_OUTPUT: logits,
+        names.PROBABILITIES_OUTPUT: tf.nn.softmax(logits),
+        names.CLASS_ID_OUTPUT: class_id,
+        names.CLASS_NAME_OUTPUT: tf.gather(self._class_name_table, class_id),
     }
 
   def serving_signatures(self):
     return {
-        SERVING_DEFAULT: self.predict_numpy_image.get_concrete_function(),
-        SERVING_BYTES: self.predict_bytes_image.get_concrete_function(),
-        SERVING_EXAMPLES: self.predict_examples.get_concrete_function(),
+        names.SERVING_DEFAULT: self.predict_numpy_image.get_concrete_function(),
+        names.SERVING_BYTES: self.predict_bytes_image.get_concrete_function(),
+        names.SERVING_EXAMPLES: self.predict_examples.get_concrete_function(),
     }
 
   def save(self, filepath, overwrite=True, save_format=None, **kwargs):

@@ -9,11 +9,12 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
-from components import class_folders
-from components import model_versions
-from imgcls.errors import UserError
+from imagedata import class_folders
+from contract import names
+from contract import versions as model_versions
+from contract.errors import UserError
 from trainer import dataset
-from trainer import saved_model
+from contract import saved_model
 from trainer import training
 from trainer.config import TrainingConfig
 
@@ -76,14 +77,15 @@ def evaluate(model_path: str, test_dir: str, batch_size: int = 256
   by_pixels: List[str] = []
   for start in range(0, len(split.files), batch_size):
     encoded = [_read(f.path) for f in split.files[start:start + batch_size]]
-    by_bytes += [n.decode() for n in model.predict_bytes(encoded)['class_name']]
-    by_pixels += saved_model.predict_pixels_by_size(model, encoded)
+    by_bytes += [n.decode() for n in model.predict_bytes(encoded)[names.CLASS_NAME_OUTPUT]]
+    by_pixels += saved_model.predict_pixels_by_size(
+        model, [class_folders.decode_rgb(e).astype('float32') for e in encoded])
   agree = sum(a == b for a, b in zip(by_bytes, by_pixels))
   return Evaluation(
       count=len(truth), skipped=len(split.skipped),
       by_signature={
-          'serving_bytes': _score(truth, by_bytes, split.class_names),
-          'serving_default': _score(truth, by_pixels, split.class_names),
+          names.SERVING_BYTES: _score(truth, by_bytes, split.class_names),
+          names.SERVING_DEFAULT: _score(truth, by_pixels, split.class_names),
       },
       agreement=agree / len(truth))
 

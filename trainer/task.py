@@ -11,13 +11,11 @@ import os
 
 import tensorflow as tf
 
-from components.image_example_gen import executor as example_gen_executor
+from contract import names
+from imagedata import tf_examples
 from trainer import dataset
 from trainer import training
 from trainer.config import TrainingConfig
-
-HISTORY_FILE = 'history.json'
-
 
 def examples_uri(file_pattern: str) -> str:
   """TFX passes `<examples uri>/Split-<name>/*`; the artifact is two up."""
@@ -26,8 +24,8 @@ def examples_uri(file_pattern: str) -> str:
 
 def run_fn(fn_args) -> None:
   config = TrainingConfig.from_custom_config(fn_args.custom_config)
-  class_names = example_gen_executor.read_dataset_info(
-      examples_uri(fn_args.train_files[0]))['class_names']
+  class_names = tf_examples.read_dataset_info(
+      examples_uri(fn_args.train_files[0]))[names.DATASET_INFO_CLASS_NAMES]
   strategy = training.distribution_strategy()
   batch_size = config.batch_size * strategy.num_replicas_in_sync
   train_ds, eval_ds = (dataset.examples_dataset(
@@ -41,6 +39,6 @@ def run_fn(fn_args) -> None:
       [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
       strategy)
   model.save(fn_args.serving_model_dir)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE),
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, names.HISTORY_FILE),
                          'w') as f:
     json.dump(history, f)

@@ -4,7 +4,7 @@
 
 It is a FileBasedExampleGen with its own Beam executor (as TFX's avro and
 parquet examples) and its own driver. The executor resolves the layout
-(plain or spans, see components.data_layout) by itself, because Kubeflow
+(plain or spans, see imagedata.data_layout) by itself, because Kubeflow
 Pipelines outside Vertex AI does not run ExampleGen drivers. The output
 splits are always `train` and `test`.
 """
@@ -15,7 +15,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import data_types
 from tfx.proto import example_gen_pb2
 
-from components import data_layout
+from imagedata import data_layout
 from components.image_example_gen import driver
 from components.image_example_gen import executor
 from components.image_example_gen.options import ExampleGenOptions

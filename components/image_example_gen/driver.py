@@ -2,7 +2,7 @@
 
 TFX's FileBasedDriver fingerprints the files its split patterns match. Our
 layout (spans, windows, a test split from another span) is resolved by
-components.data_layout, so the driver fingerprints exactly the files that
+imagedata.data_layout, so the driver fingerprints exactly the files that
 resolution picks: new or changed data misses the cache, unchanged data hits
 it. Only LocalDagRunner runs drivers; on Kubeflow the executor resolves the
 same layout itself.
@@ -13,7 +13,7 @@ from tfx.components.example_gen import driver
 from tfx.components.example_gen import utils
 from tfx.types import standard_component_specs
 
-from components import data_layout
+from imagedata import data_layout
 from components.image_example_gen import options as options_lib
 
 

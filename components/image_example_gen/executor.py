@@ -34,14 +34,14 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
-from components import class_folders
-from components import data_layout
-from components import example_format
+from imagedata import class_folders
+from imagedata import data_layout
+from imagedata import tf_examples
 from components.image_example_gen import options as options_lib
-from imgcls.errors import UserError
+from contract import names
+from contract.errors import UserError
 
-DATASET_INFO_FILE = 'dataset_info.json'
-# Chunk lists and per-shard reports (merged into DATASET_INFO_FILE), removed
+# Chunk lists and per-shard reports (merged into names.DATASET_INFO_FILE), removed
 # once the splits are written.
 _WORK_DIR = '_work'
 # Files per shard: large enough that Beam's per-element cost is small next to
@@ -50,13 +50,8 @@ _CHUNK = 1000
 _LOGGED_SKIPS = 50
 
 
-def read_dataset_info(examples_uri: str) -> Dict[str, Any]:
-  with tf.io.gfile.GFile(os.path.join(examples_uri, DATASET_INFO_FILE)) as f:
-    return json.load(f)
-
-
 class Executor(base_beam_executor.BaseBeamExecutor):
-  """Reads the layout that components.data_layout resolves."""
+  """Reads the layout that imagedata.data_layout resolves."""
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
@@ -86,7 +81,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 _write_shard, split, split_uri, work_dir, class_index))
     info = _dataset_info(plan, work_dir)
     _check(info, options)
-    with tf.io.gfile.GFile(os.path.join(examples.uri, DATASET_INFO_FILE),
+    with tf.io.gfile.GFile(os.path.join(examples.uri, names.DATASET_INFO_FILE),
                            'w') as f:
       json.dump(info, f, indent=1)
     tf.io.gfile.rmtree(work_dir)
@@ -137,7 +132,7 @@ def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
         skipped.append([f.relative_path, problem])
         continue
       counts[f.class_name] += 1
-      writer.write(example_format.make_example(
+      writer.write(tf_examples.make_example(
           data, class_index[f.class_name], f.class_name,
           f.relative_path).SerializeToString())
   tf.io.gfile.rename(shard + '.tmp', shard, overwrite=True)
@@ -173,7 +168,7 @@ def _check(info: Dict[str, Any], options: options_lib.ExampleGenOptions
     logging.warning('skipped %s: %s', path, reason)
   if len(skipped) > _LOGGED_SKIPS:
     logging.warning('... and %d more skipped files (see %s)',
-                    len(skipped) - _LOGGED_SKIPS, DATASET_INFO_FILE)
+                    len(skipped) - _LOGGED_SKIPS, names.DATASET_INFO_FILE)
   total = sum(info['files'].values())
   if total and len(skipped) / total > options.max_bad_fraction:
     raise UserError(
@@ -192,11 +187,11 @@ def _check(info: Dict[str, Any], options: options_lib.ExampleGenOptions
 
 
 def _record_on_artifact(examples, info: Dict[str, Any]) -> None:
-  examples.set_string_custom_property('class_names',
+  examples.set_string_custom_property(names.PROP_CLASS_NAMES,
                                       json.dumps(info['class_names']))
-  examples.set_int_custom_property('skipped_files', len(info['skipped']))
-  examples.set_string_custom_property('example_counts',
+  examples.set_int_custom_property(names.PROP_SKIPPED_FILES, len(info['skipped']))
+  examples.set_string_custom_property(names.PROP_EXAMPLE_COUNTS,
                                       json.dumps(info['examples']))
-  examples.set_string_custom_property('train_spans',
+  examples.set_string_custom_property(names.PROP_TRAIN_SPANS,
                                       json.dumps(info['train_spans']))
-  examples.set_string_custom_property('test_source', info['test_source'])
+  examples.set_string_custom_property(names.PROP_TEST_SOURCE, info['test_source'])

@@ -19,12 +19,13 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from components import class_folders
-from imgcls.errors import UserError
-from serving import image_inputs
-from serving.client import (Prediction, RequestFailed, SignatureInfo,
+from imagedata import class_folders
+from contract.errors import UserError
+from clients import image_inputs
+from contract import saved_model
+from clients.client import (Prediction, RequestFailed, SignatureInfo,
                             wait_until_available)
-from serving.defaults import CLASS_NAME_OUTPUT
+from contract.names import CLASS_NAME_OUTPUT
 
 
 class LocalModel:
@@ -33,7 +34,7 @@ class LocalModel:
 
   def __init__(self, path: str):
     try:
-      self._loaded = tf.saved_model.load(path)
+      self._model = saved_model.SavedClassifier(path)
     except (OSError, ValueError, tf.errors.OpError) as e:
       raise UserError(f'cannot load the SavedModel at {path}: {e}') from e
     self._path = path
@@ -41,14 +42,13 @@ class LocalModel:
   def predict(self, signature: str, inputs: Dict[str, np.ndarray],
               version: Optional[int] = None) -> Prediction:
     del version  # the one on disk
-    if signature not in self._loaded.signatures:
+    if signature not in self._model.signatures:
       raise UserError(f'{self._path} has no signature {signature}')
     try:
-      outputs = self._loaded.signatures[signature](
-          **{name: tf.constant(value) for name, value in inputs.items()})
+      outputs = self._model.call(signature, **inputs)
     except tf.errors.OpError as e:
       raise RequestFailed(self.protocol, type(e).__name__, e.message) from e
-    return Prediction({k: v.numpy() for k, v in outputs.items()}, None)
+    return Prediction(outputs, None)
 
 
 @dataclasses.dataclass
@@ -146,8 +146,8 @@ def _batches(name, signature, encoded, batch_size) -> List[List[int]]:
   if image_inputs.takes_encoded_images(name, signature):
     sizes = [None] * len(encoded)  # images of any sizes share a request
   else:
-    sizes = [image_inputs.pixel_size(image) for image in encoded]
-  return image_inputs.batches_by_size(sizes, batch_size)
+    sizes = [class_folders.pixel_size(image) for image in encoded]
+  return saved_model.batches_by_size(sizes, batch_size)
 
 
 def _send(source, run: Run, inputs, batch: List[int], version) -> None:

@@ -12,12 +12,12 @@ for a version whose load failed, so "the server answers" proves nothing.
 import sys
 from typing import Dict, List, Optional, Sequence, TextIO
 
-from imgcls.errors import UserError
-from serving import image_inputs
-from serving.client import (Prediction, RequestFailed, SignatureInfo,
+from contract.errors import UserError
+from clients import image_inputs
+from clients.client import (Prediction, RequestFailed, SignatureInfo,
                             wait_until_available)
-from serving.defaults import CLASS_NAME_OUTPUT as _CLASS_NAME
-from serving.defaults import IMAGE_SIGNATURES, SERVING_BYTES
+from contract.names import CLASS_NAME_OUTPUT as _CLASS_NAME
+from contract.names import IMAGE_SIGNATURES, SERVING_BYTES
 
 _CLASS_ID, _PROBABILITIES = 'class_id', 'probabilities'
 

@@ -29,8 +29,8 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from imgcls.errors import UserError
-from serving.errors import code_from_number
+from contract.errors import UserError
+from clients.status import code_from_number
 
 DEFAULT_TIMEOUT_S = 30.0
 _POLL_INTERVAL_S = 0.5

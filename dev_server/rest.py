@@ -19,10 +19,10 @@ import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import json_tensors
-from serving.core import SIGNATURE_DEF_FIELD, ServingCore
-from serving.errors import ServingError, invalid_argument, not_found
-from serving.versions import MAX_VERSION
+from dev_server import json_tensors
+from dev_server.core import SIGNATURE_DEF_FIELD, ServingCore
+from clients.status import ServingError, invalid_argument, not_found
+from dev_server.versions import MAX_VERSION
 
 _log = logging.getLogger(__name__)
 

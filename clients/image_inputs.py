@@ -13,8 +13,9 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow.core.framework import types_pb2
 
-from imgcls.errors import UserError
-from serving.client import SignatureInfo, TensorInfo
+from contract.errors import UserError
+from clients.client import SignatureInfo, TensorInfo
+from imagedata.class_folders import decode_rgb
 
 
 def sole_input(name: str, signature: SignatureInfo) -> Tuple[str, TensorInfo]:
@@ -27,18 +28,6 @@ def sole_input(name: str, signature: SignatureInfo) -> Tuple[str, TensorInfo]:
 
 def takes_encoded_images(name: str, signature: SignatureInfo) -> bool:
   return sole_input(name, signature)[1].dtype == 'DT_STRING'
-
-
-def pixels(encoded: bytes) -> np.ndarray:
-  """(height, width, 3) float pixels 0..255, as TF's decode_image gives."""
-  with Image.open(io.BytesIO(encoded)) as image:
-    return np.asarray(image.convert('RGB'), dtype=np.float32)
-
-
-def pixel_size(encoded: bytes) -> Tuple[int, int]:
-  """(width, height), from the header only."""
-  with Image.open(io.BytesIO(encoded)) as image:
-    return image.size
 
 
 def signature_inputs(name: str, signature: SignatureInfo,
@@ -56,7 +45,7 @@ def signature_inputs(name: str, signature: SignatureInfo,
                     f'take DT_STRING (encoded) or float pixels')
   return {
       input_name:
-          np.stack([pixels(image) for image in images]).astype(
+          np.stack([decode_rgb(image) for image in images]).astype(
               dtype.as_numpy_dtype)
   }
 
@@ -70,15 +59,3 @@ def demo_png(size: Tuple[int, int] = (28, 28)) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(rgb.astype(np.uint8)).save(buffer, format='PNG')
   return buffer.getvalue()
-
-
-def batches_by_size(sizes: Sequence, batch_size: int) -> List[List[int]]:
-  """Image indices in batches of at most `batch_size` that share one size."""
-  by_size: Dict[object, List[int]] = {}
-  for index, size in enumerate(sizes):
-    by_size.setdefault(size, []).append(index)
-  return [
-      indices[start:start + batch_size]
-      for indices in by_size.values()
-      for start in range(0, len(indices), batch_size)
-  ]

@@ -12,9 +12,9 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 
-from serving.errors import ServingError, invalid_argument, not_found
-from serving.servable import Servable
-from serving.versions import ModelVersions
+from clients.status import ServingError, invalid_argument, not_found
+from dev_server.servable import Servable
+from dev_server.versions import ModelVersions
 
 SIGNATURE_DEF_FIELD = 'signature_def'
 

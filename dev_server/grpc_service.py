@@ -13,9 +13,9 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving.core import ServingCore
-from serving.defaults import SERVING_DEFAULT
-from serving.errors import ServingError, invalid_argument
+from dev_server.core import ServingCore
+from contract.names import SERVING_DEFAULT
+from clients.status import ServingError, invalid_argument
 
 
 @contextlib.contextmanager

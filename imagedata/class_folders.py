@@ -13,9 +13,10 @@ import struct
 import zlib
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 from PIL import Image
 
-from imgcls.errors import UserError
+from contract.errors import UserError
 
 # What TensorFlow's decode_image reads, and so what the model can serve.
 IMAGE_FORMATS = frozenset({'PNG', 'JPEG', 'BMP', 'GIF'})
@@ -42,6 +43,19 @@ class SplitListing:
     for f in self.files:
       counts[f.class_name] += 1
     return counts
+
+
+def decode_rgb(encoded: bytes) -> np.ndarray:
+  """(height, width, 3) uint8 pixels of any mode (GIF: its first frame), as a
+  client would decode them before sending pixels to serving_default."""
+  with Image.open(io.BytesIO(encoded)) as image:
+    return np.asarray(image.convert('RGB'))
+
+
+def pixel_size(encoded: bytes) -> Tuple[int, int]:
+  """(width, height), from the header only."""
+  with Image.open(io.BytesIO(encoded)) as image:
+    return image.size
 
 
 def image_problem(data: bytes) -> Optional[str]:

@@ -19,8 +19,8 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from components import class_folders
-from imgcls.errors import UserError
+from imagedata import class_folders
+from contract.errors import UserError
 
 TRAIN = 'train'
 TEST = 'test'

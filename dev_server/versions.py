@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Tuple
 
-from serving.errors import code_from_number
+from clients.status import code_from_number
 
 _VERSION_NAME = re.compile(r'[0-9]+')
 MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos

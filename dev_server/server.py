@@ -23,13 +23,14 @@ from typing import Optional
 
 import grpc
 
-from imgcls.errors import UserError
-from serving import defaults, grpc_service
-from serving.client import address
-from serving.core import ServingCore
-from serving.rest import RestApi, RestRequestHandler
-from serving.servable import Servable
-from serving.versions import ModelVersions
+from contract.errors import UserError
+from contract import names as defaults
+from dev_server import grpc_service, limits
+from clients.client import address
+from dev_server.core import ServingCore
+from dev_server.rest import RestApi, RestRequestHandler
+from dev_server.servable import Servable
+from dev_server.versions import ModelVersions
 
 _MAX_GRPC_MESSAGE_BYTES = 2**31 - 1  # gRPC's own ceiling, as TF Serving sets
 # A name the REST paths can carry: TF Serving's pattern takes no '/' or ':'.
@@ -48,7 +49,7 @@ class ServerConfig:
   rest_port: int = defaults.REST_PORT
   grpc_port: int = defaults.GRPC_PORT
   poll_seconds: float = 1.0
-  max_request_bytes: int = defaults.MAX_REQUEST_BYTES
+  max_request_bytes: int = limits.MAX_REQUEST_BYTES
 
   def check(self) -> None:
     if not _MODEL_NAME.fullmatch(self.model_name):

@@ -2,7 +2,7 @@
 import argparse
 import os
 
-from imgcls.errors import UserError
+from contract.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def _sample_data(args: argparse.Namespace) -> int:
-  from components import sample_data  # pylint: disable=g-import-not-at-top
+  from imagedata import sample_data  # pylint: disable=g-import-not-at-top
   if os.path.isdir(args.out) and os.listdir(args.out):
     raise UserError(f'{args.out}: exists and is not empty; choose a new '
                     'folder (nothing was written)')

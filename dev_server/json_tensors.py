@@ -20,9 +20,9 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from serving.defaults import SERVING_DEFAULT
-from serving.errors import ServingError, invalid_argument
-from serving.servable import dtype_name
+from contract.names import SERVING_DEFAULT
+from clients.status import ServingError, invalid_argument
+from dev_server.servable import dtype_name
 
 _B64 = 'b64'
 _BYTES_SUFFIX = '_bytes'

@@ -17,7 +17,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving.errors import ServingError, code_from_number, invalid_argument
+from clients.status import ServingError, code_from_number, invalid_argument
 
 _SERVE_TAG = 'serve'
 # What TensorFlow puts before the message of an error raised inside a graph.

@@ -1,0 +1,82 @@
+"""Every name that crosses a step of the pipeline, in one place.
+
+A name here is written by one step and read by another: by the ExampleGen and
+the Trainer, by the model and its clients, by a component and the code that
+reads its MLMD artifacts back, by Python and the TF Serving it talks to. Both
+sides import it from here, so renaming one cannot silently break the other.
+
+Free of TensorFlow, TFX and Beam imports: it sits below every package, and
+`imgcls --help` stays instant.
+"""
+
+# --- The tf.Example contract: ExampleGen -> Trainer, Evaluator, model -------
+IMAGE_KEY = 'image'  # the encoded file, bytes exactly as on disk
+LABEL_KEY = 'label'  # int64 index into the sorted class names
+LABEL_NAME_KEY = 'label_name'
+PATH_KEY = 'path'  # relative to the data root, for reports and debugging
+
+# Written by the ExampleGen into the Examples artifact, next to its splits:
+# the label vocabulary, counts per split and class, spans and skipped files.
+DATASET_INFO_FILE = 'dataset_info.json'
+DATASET_INFO_CLASS_NAMES = 'class_names'
+DATASET_INFO_EXAMPLES = 'examples'
+DATASET_INFO_COUNTS = 'counts'
+DATASET_INFO_SKIPPED = 'skipped'
+TRAIN_SPLIT = 'train'
+TEST_SPLIT = 'test'
+
+# --- Trainer -> report: the per-epoch metrics, in the ModelRun artifact -----
+HISTORY_FILE = 'history.json'
+
+# --- The model's serving API: model classes -> clients, TFMA, TF Serving ----
+SERVING_DEFAULT = 'serving_default'  # TF Serving's default signature
+SERVING_BYTES = 'serving_bytes'
+SERVING_EXAMPLES = 'serving_examples'
+IMAGE_SIGNATURES = (SERVING_BYTES, SERVING_DEFAULT)
+PIXELS_INPUT = 'input_tensor'
+BYTES_INPUT = 'image_bytes_string'
+EXAMPLES_INPUT = 'examples'
+LOGITS_OUTPUT = 'logits'
+PROBABILITIES_OUTPUT = 'probabilities'
+CLASS_ID_OUTPUT = 'class_id'
+CLASS_NAME_OUTPUT = 'class_name'
+OUTPUT_KEYS = (LOGITS_OUTPUT, PROBABILITIES_OUTPUT, CLASS_ID_OUTPUT,
+               CLASS_NAME_OUTPUT)
+# TFMA's name for the accuracy the Evaluator gates on.
+ACCURACY_METRIC = 'sparse_categorical_accuracy'
+# TFMA's model name for the baseline in a model-diff evaluation.
+BASELINE_MODEL_NAME = 'baseline'
+
+# --- MLMD custom properties: components -> pipeline.results, report, retrain
+# Examples (ImageExampleGen).
+PROP_CLASS_NAMES = 'class_names'
+PROP_SKIPPED_FILES = 'skipped_files'
+PROP_EXAMPLE_COUNTS = 'example_counts'
+PROP_TRAIN_SPANS = 'train_spans'
+PROP_TEST_SOURCE = 'test_source'
+# ModelBlessing (GatedEvaluator) and InfraBlessing (ContractCheck): TFX's own
+# 'blessed', and why.
+PROP_BLESSED = 'blessed'
+PROP_REASON = 'reason'
+REASON_PASSED = 'passed'
+# Baseline (ServingBaseline).
+PROP_HAS_MODEL = 'has_model'
+PROP_SERVING_VERSION = 'serving_version'
+# PushedModel (TFX's Pusher, and the versioned executor).
+PROP_PUSHED = 'pushed'
+PROP_PUSHED_VERSION = 'pushed_version'
+PROP_PUSHED_DESTINATION = 'pushed_destination'
+PROP_ALREADY_PUBLISHED = 'already_published'
+
+# --- The local MLMD store, in the pipeline root ------------------------------
+METADATA_FILE = 'metadata.sqlite'
+
+# --- The serving directory: Pusher -> TF Serving -----------------------------
+# TF Serving ignores assets.extra; it is where extra files of a SavedModel go.
+ASSETS_EXTRA = 'assets.extra'
+PROVENANCE_FILE = ASSETS_EXTRA + '/imgcls_provenance.json'
+
+# --- TF Serving's ports (tensorflow_model_server's defaults in our manifests)
+REST_PORT = 8501
+GRPC_PORT = 8500
+PROTOCOLS = ('rest', 'grpc')
