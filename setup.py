@@ -34,7 +34,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[
         'trainer', 'trainer.*', 'components', 'components.*', 'pipeline',
         'pipeline.*', 'clients', 'clients.*', 'dev_server', 'dev_server.*',
-        'contract', 'contract.*', 'imagedata', 'imagedata.*', 'retrain', 'retrain.*',
+        'contract', 'contract.*', 'imagedata', 'imagedata.*', 'serving_dir',
+        'serving_dir.*', 'retrain', 'retrain.*',
         'report', 'report.*', 'imgcls', 'imgcls.*'
     ]),
     install_requires=_RUNTIME,

@@ -17,7 +17,7 @@ from tfx.types.standard_artifacts import Model
 from tfx.utils import path_utils
 
 from contract import names
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 
 
 

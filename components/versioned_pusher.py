@@ -3,7 +3,7 @@
 TFX's stock Pusher names versions by Unix time and copies in place, so TF
 Serving can load a half-copied version. This executor copies into a hidden
 temporary directory and renames it to the next integer (see
-contract.versions), keeps the newest `keep_versions`, and does not
+serving_dir.versions), keeps the newest `keep_versions`, and does not
 publish the same trained model twice: a re-run on unchanged data (a cached
 Trainer) leaves the serving directory as it is.
 
@@ -24,7 +24,7 @@ from tfx.utils import json_utils
 from tfx.utils import proto_utils
 
 from contract import names
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 
 KEEP_VERSIONS = 'keep_versions'
 DEFAULT_KEEP_VERSIONS = 5

@@ -22,7 +22,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from dev_server import json_tensors
 from dev_server.core import SIGNATURE_DEF_FIELD, ServingCore
 from clients.status import ServingError, invalid_argument, not_found
-from dev_server.versions import MAX_VERSION
+from serving_dir.versions import MAX_VERSION
 
 _log = logging.getLogger(__name__)
 

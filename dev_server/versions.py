@@ -12,15 +12,13 @@ Only directories named by digits alone are versions: a push that writes
 import dataclasses
 import logging
 import os
-import re
 import threading
 import time
 from typing import Callable, Dict, Optional, Tuple
 
 from clients.status import code_from_number
+from serving_dir.versions import MAX_VERSION, version_dirs
 
-_VERSION_NAME = re.compile(r'[0-9]+')
-MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 
 AVAILABLE, LOADING, END = 'AVAILABLE', 'LOADING', 'END'
 
@@ -33,20 +31,6 @@ class VersionState:
   state: str
   error_code: str = 'OK'
   error_message: str = ''
-
-
-def version_dirs(base_path: str) -> Dict[int, str]:
-  """{version: path} of the version directories under `base_path`."""
-  try:
-    entries = list(os.scandir(base_path))
-  except (FileNotFoundError, NotADirectoryError):
-    return {}
-  return {
-      int(e.name): e.path
-      for e in entries
-      if _VERSION_NAME.fullmatch(e.name) and int(e.name) <= MAX_VERSION and
-      e.is_dir()
-  }
 
 
 def _fingerprint(path: str) -> Tuple:

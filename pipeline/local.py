@@ -3,7 +3,7 @@ import os
 
 from tfx import v1 as tfx
 
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 from pipeline import pipeline as pipeline_def
 from pipeline import results
 from pipeline.config import PipelineConfig

@@ -25,7 +25,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from imagedata import data_layout
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 from contract.errors import UserError
 from pipeline.config import PipelineConfig
 from pipeline.kubeflow_config import KubeflowOptions

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 
 CLASS_NAMES = ('cat', 'dog', 'fox')
 MODEL_NAME = 'Lenet'

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from imagedata import data_layout
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 from contract.errors import UserError
 from tests import images
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from contract import names
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 from imgcls import cli
 from contract.errors import UserError
 from pipeline import local

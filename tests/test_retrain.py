@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 from imgcls import cli
 from pipeline.config import PipelineConfig
 from retrain import state as state_lib

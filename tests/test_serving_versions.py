@@ -10,7 +10,7 @@ from tests import served_models as testing
 from clients.client import (GrpcClient, RequestFailed, RestClient,
                             ServerUnreachable)
 from dev_server.server import ModelServer, ServerConfig
-from dev_server.versions import version_dirs
+from serving_dir.versions import version_dirs
 
 NAME = testing.MODEL_NAME
 IMAGE = np.array([testing.png()], dtype=object)

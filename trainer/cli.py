@@ -62,7 +62,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-  from contract import versions as model_versions  # pylint: disable=g-import-not-at-top
+  from serving_dir import versions as model_versions  # pylint: disable=g-import-not-at-top
   from contract import saved_model  # pylint: disable=g-import-not-at-top
   path = args.model_path or model_versions.latest_version_dir(
       args.model_base_path)

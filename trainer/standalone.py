@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from imagedata import class_folders
 from contract import names
-from contract import versions as model_versions
+from serving_dir import versions as model_versions
 from contract.errors import UserError
 from trainer import dataset
 from contract import saved_model

@@ -11,21 +11,34 @@ import re
 import shutil
 import time
 import uuid
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 TMP_PREFIX = '.tmp-'
 # TF Serving takes ASCII digits only ('٣'.isdigit() is true in Python).
 _VERSION_NAME = re.compile('[0-9]+')
+MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 # A temporary directory this old was left by a writer that died.
 _STALE_AFTER_S = 3600
 
 
+def version_dirs(base_dir: str) -> Dict[int, str]:
+  """{version: path} of the directories TF Serving would take for versions:
+  all-digit names within int64 (file_system_storage_path_source.cc)."""
+  try:
+    entries = list(os.scandir(base_dir))
+  except (FileNotFoundError, NotADirectoryError):
+    return {}
+  return {
+      int(e.name): e.path
+      for e in entries
+      if _VERSION_NAME.fullmatch(e.name) and int(e.name) <= MAX_VERSION and
+      e.is_dir()
+  }
+
+
 def versions(base_dir: str) -> List[int]:
   """The published versions under base_dir, ascending."""
-  if not os.path.isdir(base_dir):
-    return []
-  return sorted(int(e.name) for e in os.scandir(base_dir)
-                if e.is_dir() and _VERSION_NAME.fullmatch(e.name))
+  return sorted(version_dirs(base_dir))
 
 
 def latest_version_dir(base_dir: str):
