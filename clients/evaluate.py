@@ -117,7 +117,7 @@ def _send_all(listing, sources, signatures, served, version,
   request's inputs are built once, and every source gets the same ones."""
   encoded = [_read(f.path) for f in listing.files]
   plan = {
-      name: _batches(name, served[name], encoded, batch_size)
+      name: _batches(served[name], encoded, batch_size)
       for name in signatures
   }
   runs = {(name, source.protocol):
@@ -142,12 +142,9 @@ def _read(path: str) -> bytes:
     return f.read()
 
 
-def _batches(name, signature, encoded, batch_size) -> List[List[int]]:
-  if image_inputs.takes_encoded_images(name, signature):
-    sizes = [None] * len(encoded)  # images of any sizes share a request
-  else:
-    sizes = [class_folders.pixel_size(image) for image in encoded]
-  return saved_model.batches_by_size(sizes, batch_size)
+def _batches(signature, encoded, batch_size) -> List[List[int]]:
+  sizes = [image_inputs.same_request_key(signature, e) for e in encoded]
+  return image_inputs.batches_by_size(sizes, batch_size)
 
 
 def _send(source, run: Run, inputs, batch: List[int], version) -> None:

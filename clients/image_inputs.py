@@ -6,7 +6,7 @@ input's name and dtype from the server's metadata keeps clients working when
 the model's signatures are renamed or retyped.
 """
 import io
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -15,7 +15,8 @@ from tensorflow.core.framework import types_pb2
 
 from contract.errors import UserError
 from clients.client import SignatureInfo, TensorInfo
-from imagedata.class_folders import decode_rgb
+from imagedata import class_folders
+from imagedata import preprocessing
 
 
 def sole_input(name: str, signature: SignatureInfo) -> Tuple[str, TensorInfo]:
@@ -26,15 +27,43 @@ def sole_input(name: str, signature: SignatureInfo) -> Tuple[str, TensorInfo]:
   return next(iter(signature.inputs.items()))
 
 
-def takes_encoded_images(name: str, signature: SignatureInfo) -> bool:
-  return sole_input(name, signature)[1].dtype == 'DT_STRING'
+def fixed_pixel_shape(info: TensorInfo) -> Optional[Tuple[int, int, int]]:
+  """(height, width, channels) of a pixel input that fixes them, else None."""
+  shape = info.shape or []
+  if len(shape) == 4 and all(d > 0 for d in shape[1:]):
+    return tuple(shape[1:])
+  return None
+
+
+def same_request_key(signature: SignatureInfo, encoded: bytes):
+  """Images with equal keys can share one request to the signature: any
+  encoded images, pixels resized to a fixed input, or pixels of one size."""
+  _, info = next(iter(signature.inputs.items()))
+  if info.dtype == 'DT_STRING' or fixed_pixel_shape(info):
+    return None
+  return class_folders.pixel_size(encoded)
+
+
+def batches_by_size(sizes: Sequence, batch_size: int) -> List[List[int]]:
+  """Image indices in batches of at most `batch_size` that share one size:
+  a pixel batch is one dense tensor, so mixed sizes go as separate calls."""
+  by_size: Dict[object, List[int]] = {}
+  for index, size in enumerate(sizes):
+    by_size.setdefault(size, []).append(index)
+  return [
+      indices[start:start + batch_size]
+      for indices in by_size.values()
+      for start in range(0, len(indices), batch_size)
+  ]
 
 
 def signature_inputs(name: str, signature: SignatureInfo,
                      images: Sequence[bytes]) -> Dict[str, np.ndarray]:
   """The request inputs that send `images` (encoded) to the signature.
 
-  Pixel inputs need images of one size per request: batch accordingly.
+  A pixel input with a fixed size gets the images resized as the model
+  resizes (imagedata.preprocessing); one of free size takes them as decoded,
+  one size per request (batches_by_size).
   """
   input_name, info = sole_input(name, signature)
   if info.dtype == 'DT_STRING':
@@ -43,11 +72,10 @@ def signature_inputs(name: str, signature: SignatureInfo,
   if not dtype.is_floating:
     raise UserError(f'signature {name} takes {info.dtype}; image signatures '
                     f'take DT_STRING (encoded) or float pixels')
-  return {
-      input_name:
-          np.stack([decode_rgb(image) for image in images]).astype(
-              dtype.as_numpy_dtype)
-  }
+  shape = fixed_pixel_shape(info)
+  pixels = (preprocessing.client_pixels(images, shape) if shape else
+            np.stack([class_folders.decode_rgb(image) for image in images]))
+  return {input_name: pixels.astype(dtype.as_numpy_dtype)}
 
 
 def demo_png(size: Tuple[int, int] = (28, 28)) -> bytes:

@@ -26,7 +26,7 @@ from tfx.utils import path_utils
 from imagedata import tf_examples
 from contract import names
 from contract import saved_model
-from imagedata import class_folders
+from imagedata import preprocessing
 
 # serving_default gets pixels decoded by a client library, not by TF; lossy
 # formats may round differently, so a rare disagreement is tolerated there.
@@ -63,8 +63,9 @@ def check_saved_model(model_dir: str, serialized_examples: Sequence[bytes],
   if not np.array_equal(examples_ids, answers[names.SERVING_BYTES][names.CLASS_ID_OUTPUT]):
     raise ContractError('serving_examples and serving_bytes disagree on the '
                         'same images')
-  by_pixels = saved_model.predict_pixels_by_size(
-      model, [class_folders.decode_rgb(e).astype(np.float32) for e in encoded])
+  by_pixels = [n.decode() for n in model.predict_pixels(
+      preprocessing.client_pixels(encoded, model.pixel_shape))[
+          names.CLASS_NAME_OUTPUT]]
   expected = [class_names[i] for i in examples_ids]
   agreement = np.mean([a == b for a, b in zip(by_pixels, expected)])
   if agreement < _MIN_PIXEL_AGREEMENT:

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from contract import names
 from contract.errors import UserError
+from imagedata import preprocessing
 from tests import images
 from trainer import models
 from contract import saved_model
@@ -30,7 +31,7 @@ def saved(lenet, tmp_path_factory):
 
 def test_signatures_have_names_dtypes_and_shapes(saved):
   expected_inputs = {
-      'serving_default': ('input_tensor', tf.float32, [None] * 4),
+      'serving_default': ('input_tensor', tf.float32, [None, 28, 28, 1]),
       'serving_bytes': ('image_bytes_string', tf.string, [None]),
       'serving_examples': ('examples', tf.string, [None]),
   }
@@ -83,22 +84,36 @@ def test_one_request_carries_images_of_mixed_sizes(saved):
   np.testing.assert_allclose(out['probabilities'].sum(axis=1), 1, rtol=1e-5)
 
 
-def test_one_and_three_channel_pixels_agree(saved):
-  gray = images.digit_like(2).astype(np.float32)[np.newaxis, ..., np.newaxis]
-  rgb = np.repeat(gray, 3, axis=-1)
-  np.testing.assert_allclose(
-      saved.predict_pixels(gray)['logits'],
-      saved.predict_pixels(rgb)['logits'], atol=1e-3)
+def test_client_pixels_of_gray_and_colour_images_agree(saved):
+  gray = images.digit_like(2)
+  rgb = np.stack([gray] * 3, -1)
+  pixels = [preprocessing.client_pixels([images.encode(p)], saved.pixel_shape)
+            for p in (gray, rgb)]
+  np.testing.assert_allclose(saved.predict_pixels(pixels[0])['logits'],
+                             saved.predict_pixels(pixels[1])['logits'],
+                             atol=1e-3)
 
 
-def test_pixels_of_any_size_are_resized(saved):
-  big = np.zeros((2, 100, 60, 3), np.float32)
-  assert saved.predict_pixels(big)['logits'].shape == (2, len(CLASSES))
+def test_client_pixels_of_any_size_match_serving_bytes(saved):
+  encoded = [images.encode(images.digit_like(1, size=(100, 60)))]
+  pixels = preprocessing.client_pixels(encoded, saved.pixel_shape)
+  assert pixels.shape == (1, 28, 28, 1)
+  np.testing.assert_allclose(saved.predict_pixels(pixels)['logits'],
+                             saved.predict_bytes(encoded)['logits'], atol=1e-3)
 
 
-def test_two_channel_pixels_are_rejected(saved):
-  with pytest.raises(tf.errors.InvalidArgumentError, match='channels'):
-    saved.predict_pixels(np.zeros((1, 28, 28, 2), np.float32))
+def test_served_pixels_must_have_the_models_shape(saved):
+  """A free height or width would let TF Serving's batching fail a batch of
+  requests that each succeed alone (batching_session.cc)."""
+  with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+    saved.predict_pixels(np.zeros((1, 100, 60, 1), np.float32))
+
+
+def test_in_process_predictor_takes_any_size_and_channels(lenet):
+  out = lenet.predict_numpy_image(np.zeros((2, 100, 60, 3), np.float32))
+  assert out['logits'].shape == (2, len(CLASSES))
+  with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+    lenet.predict_numpy_image(np.zeros((1, 28, 28, 2), np.float32))
 
 
 def test_three_channel_model_takes_grayscale_bytes(tmp_path):

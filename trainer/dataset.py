@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from contract import names
 from imagedata import tf_examples
-from trainer import images
+from imagedata import preprocessing as images
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHUFFLE_BUFFER = 10_000

@@ -17,7 +17,7 @@ import tensorflow as tf
 from contract import names
 from contract.errors import UserError
 from imagedata import tf_examples
-from trainer import images as image_ops
+from imagedata import preprocessing as image_ops
 
 
 _REGISTRY: Dict[str, type] = {}
@@ -83,14 +83,34 @@ class ImageClassifierModel(tf.keras.Model):
 
   # The three predictors below become the SavedModel's signatures.
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None, None, None, None], tf.float32,
-                    name=names.PIXELS_INPUT)
-  ])
+  @tf.function
   def predict_numpy_image(self, input_tensor):
-    """A float batch (b, h, w, 1|3) of pixels 0..255, any h and w."""
+    """A float batch (b, h, w, 1|3|4) of pixels 0..255.
+
+    Called in-process it takes any h and w; served, see `_serve_pixels`.
+    """
     return self._predict_pixels(
         image_ops.resize_pixels(input_tensor, self.image_shape))
+
+  @tf.function
+  def _serve_pixels(self, input_tensor):
+    """serving_default: pixels of exactly the model's (h, w, channels).
+
+    TF Serving's batching concatenates queued requests along dimension 0 and
+    fails the whole batch when another dimension differs
+    (batching_session.cc). So the signature declares the model's own shape,
+    and refuses any other, as its placeholder alone would not: a request that
+    fails here fails alone. Clients resize first, as the model would
+    (imagedata.preprocessing.client_pixels).
+    """
+    found = tf.shape(input_tensor)[1:]
+    check = tf.debugging.assert_equal(
+        found, tf.constant(self.image_shape, tf.int32),
+        message=f'{names.PIXELS_INPUT} must be a batch of '
+        f'{list(self.image_shape)} pixels (height, width, channels); resize '
+        f'before sending, or send encoded images to {names.SERVING_BYTES}')
+    with tf.control_dependencies([check]):
+      return self.predict_numpy_image(tf.identity(input_tensor))
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name=names.BYTES_INPUT)
@@ -124,7 +144,9 @@ class ImageClassifierModel(tf.keras.Model):
 
   def serving_signatures(self):
     return {
-        names.SERVING_DEFAULT: self.predict_numpy_image.get_concrete_function(),
+        names.SERVING_DEFAULT: self._serve_pixels.get_concrete_function(
+            tf.TensorSpec([None, *self.image_shape], tf.float32,
+                          name=names.PIXELS_INPUT)),
         names.SERVING_BYTES: self.predict_bytes_image.get_concrete_function(),
         names.SERVING_EXAMPLES: self.predict_examples.get_concrete_function(),
     }

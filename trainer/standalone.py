@@ -10,6 +10,7 @@ from typing import Dict, List, Sequence
 import tensorflow as tf
 
 from imagedata import class_folders
+from imagedata import preprocessing
 from contract import names
 from serving_dir import versions as model_versions
 from contract.errors import UserError
@@ -78,8 +79,9 @@ def evaluate(model_path: str, test_dir: str, batch_size: int = 256
   for start in range(0, len(split.files), batch_size):
     encoded = [_read(f.path) for f in split.files[start:start + batch_size]]
     by_bytes += [n.decode() for n in model.predict_bytes(encoded)[names.CLASS_NAME_OUTPUT]]
-    by_pixels += saved_model.predict_pixels_by_size(
-        model, [class_folders.decode_rgb(e).astype('float32') for e in encoded])
+    by_pixels += [n.decode() for n in model.predict_pixels(
+        preprocessing.client_pixels(encoded, model.pixel_shape))[
+            names.CLASS_NAME_OUTPUT]]
   agree = sum(a == b for a, b in zip(by_bytes, by_pixels))
   return Evaluation(
       count=len(truth), skipped=len(split.skipped),

@@ -1,9 +1,15 @@
 """Turning pixels and encoded images into the fixed-size float input a model needs.
 
-One implementation serves the model's signatures and the training input
-pipelines, so what is served is preprocessed exactly as what was trained.
+One implementation serves the model's signatures, the training input
+pipelines and the clients that send decoded pixels, so what is served is
+preprocessed exactly as what was trained.
 """
+from typing import Sequence
+
+import numpy as np
 import tensorflow as tf
+
+from imagedata.class_folders import decode_rgb
 
 # ITU-R 601 luma weights, normalised to sum to 1 so that gray -> RGB -> gray
 # is the identity.
@@ -55,3 +61,15 @@ def decode_images(image_bytes: tf.Tensor, image_shape) -> tf.Tensor:
       lambda one: decode_image(one, image_shape),
       image_bytes,
       fn_output_signature=tf.TensorSpec(image_shape, tf.float32))
+
+
+def client_pixels(encoded: Sequence[bytes], image_shape) -> np.ndarray:
+  """Encoded images -> the (b, H, W, C) float batch serving_default takes.
+
+  What a client with its own decoder does: decode to RGB, then resize with
+  the model's own resize, so the answers match serving_bytes'.
+  """
+  return np.stack([
+      resize_pixels(decode_rgb(e)[np.newaxis], image_shape)[0].numpy()
+      for e in encoded
+  ])
