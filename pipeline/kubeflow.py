@@ -16,13 +16,20 @@ spec is adjusted for KFP's own backend (read against the KFP 2.16.1 sources):
 - no task caching: KFP's cache keys on inputs and parameters, so it cannot see
   new files on the data PVC, and ServingBaseline must read the serving
   directory every run;
-- the Trainer imports `trainer.task` from the image instead of a wheel TFX
-  would build into <pipeline root>/_wheels at compile time;
-- `defaultPipelineRoot` records the pipeline root; KFP's backend ignores that
-  field, so `submit` passes it with every run.
+- every step, whatever the pipeline's nodes, gets CPU and memory requests and
+  limits, so that a namespace with a ResourceQuota admits it; they are set in
+  the compiled spec, because TFX drops a FileBasedExampleGen's platform config
+  (tensorflow/tfx#6146);
+- without --pipeline-root the spec names no root, and neither do its runs, so
+  KFP's driver uses the namespace's own, the `defaultPipelineRoot` of its
+  kfp-launcher ConfigMap (backend/src/v2/driver/root_dag.go); with one,
+  `defaultPipelineRoot` records it, and since KFP's backend ignores that
+  field (argocompiler/argo.go reads only the run's root), `submit` passes it
+  with every run.
 
-`submit` uploads a package (a new version when the pipeline exists) and starts
-a run or a recurring run.
+`KfpApi` talks to KFP's v2beta1 API: it uploads a package (a new version when
+the pipeline exists, into the namespace when there is one) and starts a run or
+a recurring run, and it reads, retries and stops runs, for `imgcls retrain`.
 """
 import contextlib
 import dataclasses
@@ -55,6 +62,10 @@ from pipeline.kubeflow_config import KubeflowOptions
 from pipeline.kubeflow_config import SERVING_MOUNT
 
 DATA_ROOT_PARAMETER = 'data_root'
+# TFX needs a root to compile against; nothing is written there at compile
+# time (the Trainer's run_fn comes from the image, so no wheel is built), and
+# the compiled spec does not name it.
+_NAMESPACE_ROOT = 'minio://namespace-default-root'
 GPU_RESOURCE = 'nvidia.com/gpu'
 ENTRYPOINT = ('python', '-m', 'pipeline.kubeflow_entrypoint')
 _ResourceSpec = (pipeline_spec_pb2.PipelineDeploymentConfig
@@ -69,12 +80,12 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
   data_root = data_types.RuntimeParameter(
       name=DATA_ROOT_PARAMETER, ptype=str, default=config.data_root)
   tfx_pipeline = pipeline_def.create_pipeline(
-      dataclasses.replace(config, pipeline_root=options.pipeline_root,
-                          enable_cache=False),
+      dataclasses.replace(
+          config, pipeline_root=options.pipeline_root or _NAMESPACE_ROOT,
+          enable_cache=False),
       data_root=data_root)
   (trainer,) = [node for node in tfx_pipeline.components
                 if isinstance(node, tfx.components.Trainer)]
-  trainer.with_platform_config(_trainer_resources(options))
   job = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
           display_name=config.pipeline_name,
@@ -83,7 +94,7 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
           use_pipeline_spec_2_1=True)).run(tfx_pipeline, write_out=False)
   spec = json_format.ParseDict(job['pipelineSpec'],
                                pipeline_spec_pb2.PipelineSpec())
-  _strip_pre_cache_checks(spec)
+  _edit_executors(spec, executor_label(spec, trainer.id), options)
   _set_parameter_defaults(spec, [data_root])
   spec.default_pipeline_root = options.pipeline_root
   mounts = {
@@ -114,11 +125,14 @@ def _check(config: PipelineConfig, options: KubeflowOptions) -> None:
     if os.path.commonpath([mount, os.path.abspath(path)]) != mount:
       raise UserError(f'{flag} {path} is not under {mount}, where the pods '
                       'mount its PVC')
-  if not re.match(r'^(gs|s3|minio)://[^/]+', options.pipeline_root):
+  if options.pipeline_root and not re.match(r'^(gs|s3|minio)://[^/]+',
+                                           options.pipeline_root):
     raise UserError(f'--pipeline-root {options.pipeline_root}: KFP\'s launcher '
                     'stores artifacts in gs://, s3:// or minio:// buckets only')
   for flag, value in (('--trainer-cpu', options.trainer_cpu),
-                      ('--trainer-memory', options.trainer_memory)):
+                      ('--trainer-memory', options.trainer_memory),
+                      ('--step-cpu', options.step_cpu),
+                      ('--step-memory', options.step_memory)):
     if not _QUANTITY.match(value):
       raise UserError(f'{flag} {value!r} is not a Kubernetes quantity such as '
                       '4, 500m or 16Gi')
@@ -126,20 +140,22 @@ def _check(config: PipelineConfig, options: KubeflowOptions) -> None:
     raise UserError('--gpus must be 0 (CPU) or more')
 
 
-def _trainer_resources(options: KubeflowOptions) -> _ResourceSpec:
+def _resources(cpu: str, memory: str, gpus: int = 0) -> _ResourceSpec:
   """Requests equal to limits; the GPU count when there is one.
 
   The string fields (KFP >= 2.4) take Kubernetes quantities as they are; the
-  deprecated float ones would turn 16Gi into 16G.
+  deprecated float ones would turn 16Gi into 16G. KFP's driver turns them into
+  the pod's requests and limits (backend/src/v2/driver/driver.go,
+  initPodSpecPatch). The spec has no ephemeral-storage field at all
+  (pipeline_spec.proto, ResourceSpec), and the driver sets none: see
+  docs/kubeflow.md for the namespace LimitRange that gives one.
   """
   spec = _ResourceSpec(
-      resource_cpu_request=options.trainer_cpu,
-      resource_cpu_limit=options.trainer_cpu,
-      resource_memory_request=options.trainer_memory,
-      resource_memory_limit=options.trainer_memory)
-  if options.gpus:
+      resource_cpu_request=cpu, resource_cpu_limit=cpu,
+      resource_memory_request=memory, resource_memory_limit=memory)
+  if gpus:
     spec.accelerator.resource_type = GPU_RESOURCE
-    spec.accelerator.resource_count = str(options.gpus)
+    spec.accelerator.resource_count = str(gpus)
   return spec
 
 
@@ -152,15 +168,25 @@ def deployment_config(
       pipeline_spec_pb2.PipelineDeploymentConfig())
 
 
-def _strip_pre_cache_checks(spec: pipeline_spec_pb2.PipelineSpec) -> None:
-  """Drops the Vertex-only driver hook TFX adds to FileBasedExampleGens.
+def _edit_executors(spec: pipeline_spec_pb2.PipelineSpec, trainer_label: str,
+                    options: KubeflowOptions) -> None:
+  """Resources for every executor; no pre-cache-check hook on any.
 
-  KFP's backend parses and ignores it; a backend that ran it would run TFX's
+  Every executor of the spec, so a node added to the pipeline gets resources
+  too. Set here rather than through TFX's with_platform_config, which
+  FileBasedExampleGens ignore (tensorflow/tfx#6146).
+
+  The hook is the Vertex-only driver TFX adds to FileBasedExampleGens. KFP's
+  backend parses and ignores it; a backend that ran it would run TFX's
   FileBasedDriver, which does not know ImageExampleGen's data layout.
   """
   deployment = deployment_config(spec)
-  for executor in deployment.executors.values():
+  for label, executor in deployment.executors.items():
     executor.container.ClearField('lifecycle')
+    executor.container.resources.CopyFrom(
+        _resources(options.trainer_cpu, options.trainer_memory, options.gpus)
+        if label == trainer_label else
+        _resources(options.step_cpu, options.step_memory))
   spec.deployment_spec.Clear()
   spec.deployment_spec.update(json_format.MessageToDict(deployment))
 
@@ -200,60 +226,162 @@ def _executor_config(pvc_mounts: List[Tuple[str, str]],
   return config
 
 
-# ------------------------------------------------------------------ submit --
+# ------------------------------------------------------------- KFP's API --
+
+# RuntimeState values of runs that may still start steps (backend/api/
+# v2beta1/run.proto): the Pusher of such a run may yet publish.
+ACTIVE_STATES = frozenset({'RUNTIME_STATE_UNSPECIFIED', 'PENDING', 'RUNNING',
+                           'CANCELING', 'PAUSED'})
+SUCCEEDED = 'SUCCEEDED'
 
 
-def submit(package: str,
-           host: Optional[str],
-           experiment: str = 'imgcls',
+@dataclasses.dataclass(frozen=True)
+class RunStatus:
+  run_id: str
+  state: str  # a v2beta1 RuntimeState name
+  error: str  # the run's error message, '' when none
+
+  @property
+  def active(self) -> bool:
+    return self.state in ACTIVE_STATES
+
+
+class KfpApi:
+  """One connection to KFP's v2beta1 API, its failures raised as UserErrors.
+
+  Without a host, kfp.Client reaches KFP through the Kubernetes API server
+  of the kube context. With a namespace (a multi-user install's profile),
+  pipelines, experiments and runs live there: an API server that requires
+  namespaced pipelines refuses shared ones
+  (backend/src/apiserver/validation/namespace.go).
+  """
+
+  def __init__(self, host: Optional[str], token: Optional[str] = None,
+               namespace: Optional[str] = None,
+               kube_context: Optional[str] = None):
+    self.host = host
+    self.namespace = namespace
+    with self._errors():
+      self._client = _client(host, token, namespace, kube_context)
+
+  def submit(self, package: str, experiment: str = 'imgcls',
+             run_name: Optional[str] = None,
+             params: Optional[Mapping[str, str]] = None,
+             cron: Optional[str] = None) -> str:
+    """Uploads `package` and starts a run, or a recurring run with `cron`.
+
+    The pipeline is uploaded under its name, or as a new version of it when
+    the name exists. Returns the run's (or recurring run's) ID.
+    """
+    pipeline_spec = _load_package(package)
+    pipeline_name = pipeline_spec.pipeline_info.name
+    params = dict(params or {})
+    known = sorted(pipeline_spec.root.input_definitions.parameters)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+      raise UserError(f'unknown pipeline parameter(s) {unknown}; the pipeline '
+                      f'has {known}')
+    job = dict(
+        job_name=run_name or f'{pipeline_name} {_now():%Y-%m-%d %H:%M:%S}',
+        params=params,
+        # None: the run names no root, and the namespace's own is used.
+        pipeline_root=pipeline_spec.default_pipeline_root or None)
+    with self._errors():
+      pipeline_id, version_id = self._upload(package, pipeline_name)
+      experiment_id = self._client.create_experiment(
+          experiment, namespace=self.namespace).experiment_id
+      if cron:
+        return self._client.create_recurring_run(
+            experiment_id, pipeline_id=pipeline_id, version_id=version_id,
+            cron_expression=kfp_cron(cron), max_concurrency=1,
+            no_catchup=True, **job).recurring_run_id
+      return self._client.run_pipeline(
+          experiment_id, pipeline_id=pipeline_id, version_id=version_id,
+          **job).run_id
+
+  def run_status(self, run_id: str) -> RunStatus:
+    with self._errors():
+      run = self._client.get_run(run_id)
+    return _status(run)
+
+  def active_runs(self, pipeline_name: str) -> List[RunStatus]:
+    """The runs of the pipeline that are not over, newest first."""
+    with self._errors():
+      pipeline_id = self._pipeline_id(pipeline_name)
+      if pipeline_id is None:
+        return []
+      runs = self._client.list_runs(
+          namespace=self.namespace, page_size=100,
+          sort_by='created_at desc').runs or []
+    return [_status(r) for r in runs
+            if r.pipeline_version_reference and
+            r.pipeline_version_reference.pipeline_id == pipeline_id and
+            _status(r).active]
+
+  def retry(self, run_id: str) -> None:
+    """KFP's own retry: the failed steps of the same run run again."""
+    with self._errors():
+      self._client._run_api.run_service_retry_run(run_id)  # pylint: disable=protected-access
+
+  def terminate(self, run_id: str) -> None:
+    with self._errors():
+      self._client.terminate_run(run_id)
+
+  def _pipeline_id(self, name: str) -> Optional[str]:
+    """kfp.Client.get_pipeline_id looks among shared pipelines only."""
+    found = self._client.list_pipelines(
+        filter=json.dumps({'predicates': [{
+            'operation': 'EQUALS', 'key': 'display_name',
+            'stringValue': name}]}),
+        namespace=self.namespace).pipelines or []
+    if len(found) > 1:
+      raise UserError(f'{len(found)} pipelines named {name!r} in KFP; '
+                      'delete all but one')
+    return found[0].pipeline_id if found else None
+
+  def _upload(self, package: str, name: str) -> Tuple[str, str]:
+    """(pipeline ID, version ID): a new pipeline, or a new version of it."""
+    with open(package, 'rb') as f:
+      digest = hashlib.sha256(f.read()).hexdigest()[:8]
+    version_name = f'{name}-{_now():%Y%m%d-%H%M%S}-{digest}'
+    pipeline_id = self._pipeline_id(name)
+    if pipeline_id:
+      version = self._client.upload_pipeline_version(
+          package, version_name, pipeline_id=pipeline_id)
+      return pipeline_id, version.pipeline_version_id
+    pipeline_id = self._client.upload_pipeline(
+        package, name, namespace=self.namespace).pipeline_id
+    versions = self._client.list_pipeline_versions(
+        pipeline_id, page_size=1,
+        sort_by='created_at desc').pipeline_versions
+    return pipeline_id, versions[0].pipeline_version_id
+
+  def _errors(self):
+    return _kfp_errors(self.host)
+
+
+def submit(package: str, host: Optional[str], experiment: str = 'imgcls',
            run_name: Optional[str] = None,
            params: Optional[Mapping[str, str]] = None,
-           cron: Optional[str] = None,
-           token: Optional[str] = None,
+           cron: Optional[str] = None, token: Optional[str] = None,
            namespace: Optional[str] = None,
            kube_context: Optional[str] = None) -> str:
-  """Uploads `package` and starts a run, or a recurring run with `cron`.
-
-  The pipeline is uploaded under its name, or as a new version of it when the
-  name exists. Without a host, kfp.Client reaches KFP through the Kubernetes
-  API server of the kube context. Returns the run's (or recurring run's) ID.
-  Raises UserError when KFP cannot be reached, refuses the credentials, or
-  rejects the package or the run.
-  """
-  pipeline_spec = _load_package(package)
-  pipeline_name = pipeline_spec.pipeline_info.name
-  params = dict(params or {})
-  known = sorted(pipeline_spec.root.input_definitions.parameters)
-  unknown = sorted(set(params) - set(known))
-  if unknown:
-    raise UserError(f'unknown pipeline parameter(s) {unknown}; the pipeline '
-                    f'has {known}')
-  job = dict(
-      job_name=run_name or f'{pipeline_name} {_now():%Y-%m-%d %H:%M:%S}',
-      params=params,
-      pipeline_root=pipeline_spec.default_pipeline_root or None)
-  with _kfp_errors(host):
-    client = _client(host, token, namespace, kube_context)
-    pipeline_id, version_id = _upload(client, package, pipeline_name)
-    experiment_id = client.create_experiment(experiment).experiment_id
-    if cron:
-      return client.create_recurring_run(
-          experiment_id, pipeline_id=pipeline_id, version_id=version_id,
-          cron_expression=kfp_cron(cron), max_concurrency=1, no_catchup=True,
-          **job).recurring_run_id
-    return client.run_pipeline(
-        experiment_id, pipeline_id=pipeline_id, version_id=version_id,
-        **job).run_id
+  """KfpApi(host, ...).submit(package, ...): the run's ID."""
+  return KfpApi(host, token, namespace, kube_context).submit(
+      package, experiment, run_name, params, cron)
 
 
 def submit_pipeline(config: PipelineConfig, host: Optional[str],
                     options: KubeflowOptions = KubeflowOptions(),
-                    **submit_args) -> str:
-  """Compiles `config` and submits it (see submit); returns the run ID."""
+                    api: Optional[KfpApi] = None, **submit_args) -> str:
+  """Compiles `config` and submits it (see KfpApi.submit); returns the run
+  ID. Through `api` when given, else through a new KfpApi(host)."""
   with tempfile.TemporaryDirectory() as tmp:
-    return submit(
-        compile_pipeline(config, options, os.path.join(tmp, 'pipeline.yaml')),
-        host, **submit_args)
+    package = compile_pipeline(config, options,
+                               os.path.join(tmp, 'pipeline.yaml'))
+    if api is None:
+      return submit(package, host, **submit_args)
+    return api.submit(package, **submit_args)
 
 
 def run_url(host: str, run_id: str, recurring: bool = False) -> str:
@@ -280,6 +408,12 @@ def kfp_cron(expression: str) -> str:
 
 def _now() -> datetime.datetime:
   return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _status(run) -> RunStatus:
+  error = getattr(run.error, 'message', None) if run.error else None
+  return RunStatus(run.run_id, run.state or 'RUNTIME_STATE_UNSPECIFIED',
+                   error or '')
 
 
 def _load_package(package: str) -> pipeline_spec_pb2.PipelineSpec:
@@ -309,22 +443,6 @@ def _client(host, token, namespace, kube_context):
     return _Client(host=host, existing_token=token,
                    namespace=namespace or 'kubeflow',
                    kube_context=kube_context)
-
-
-def _upload(client, package: str, name: str) -> Tuple[str, str]:
-  """(pipeline ID, version ID): a new pipeline, or a new version of it."""
-  with open(package, 'rb') as f:
-    digest = hashlib.sha256(f.read()).hexdigest()[:8]
-  version_name = f'{name}-{_now():%Y%m%d-%H%M%S}-{digest}'
-  pipeline_id = client.get_pipeline_id(name)
-  if pipeline_id:
-    version = client.upload_pipeline_version(
-        package, version_name, pipeline_id=pipeline_id)
-    return pipeline_id, version.pipeline_version_id
-  pipeline_id = client.upload_pipeline(package, name).pipeline_id
-  versions = client.list_pipeline_versions(
-      pipeline_id, page_size=1, sort_by='created_at desc').pipeline_versions
-  return pipeline_id, versions[0].pipeline_version_id
 
 
 @contextlib.contextmanager

@@ -19,14 +19,23 @@ SERVING_MOUNT = '/serving'
 class KubeflowOptions:
   # The project's image (the repository's Dockerfile), for every step.
   image: str = 'imgcls:latest'
-  # The artifacts' object store; KFP's launcher handles gs://, s3:// and
-  # minio:// only. A standard KFP install has this MinIO bucket.
-  pipeline_root: str = 'minio://mlpipeline/imgcls'
+  # The artifacts' object store (gs://, s3:// or minio://, the schemes KFP's
+  # launcher handles), or '' for the namespace's own: the `defaultPipelineRoot`
+  # of its kfp-launcher ConfigMap, which KFP's driver reads when a run names
+  # no root (backend/src/v2/driver/root_dag.go, v2/config/env.go). In a
+  # multi-user install that is the one prefix the profile's object-store
+  # credential may write, private-artifacts/<namespace>/ (kubeflow/manifests,
+  # pipelines-profile-controller/sync.py).
+  pipeline_root: str = ''
   # GPUs of the Trainer; 0 trains on CPU.
   gpus: int = 1
   # The Trainer's requests and limits, as Kubernetes quantities.
   trainer_cpu: str = '4'
   trainer_memory: str = '16Gi'
+  # Every other step's requests and limits, so that a namespace with a
+  # ResourceQuota admits it.
+  step_cpu: str = '1'
+  step_memory: str = '4Gi'
   # (label, value) of GPU nodes, or None. This label is put on GPU nodes by
   # NVIDIA's GPU feature discovery (GPU Operator), as kubernetes/overlays/gpu
   # expects.
@@ -48,18 +57,18 @@ def add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--pipeline-root', default=d.pipeline_root,
                       help='object store for the artifacts: gs://, s3:// or '
                       'minio://, which KFP\'s launcher has credentials for; '
-                      f'default {d.pipeline_root}')
+                      'default: the namespace\'s own, the defaultPipelineRoot '
+                      'of its kfp-launcher ConfigMap')
   parser.add_argument('--image', default=d.image,
                       help='the project\'s image, for every step; default '
                       f'{d.image}')
-  parser.add_argument('--gpus', type=int, default=d.gpus,
-                      help=f'GPUs for the Trainer (0: CPU); default {d.gpus}')
-  parser.add_argument('--trainer-cpu', default=d.trainer_cpu,
-                      help='CPU request and limit of the Trainer; default '
-                      f'{d.trainer_cpu}')
-  parser.add_argument('--trainer-memory', default=d.trainer_memory,
-                      help='memory request and limit of the Trainer; default '
-                      f'{d.trainer_memory}')
+  add_resource_args(parser)
+  parser.add_argument('--step-cpu', default=d.step_cpu,
+                      help='CPU request and limit of every other step; '
+                      f'default {d.step_cpu}')
+  parser.add_argument('--step-memory', default=d.step_memory,
+                      help='memory request and limit of every other step; '
+                      f'default {d.step_memory}')
   parser.add_argument('--gpu-node-selector', type=_node_selector,
                       default=d.gpu_node_selector, metavar='LABEL=VALUE',
                       help='the label of GPU nodes, "" for none; default '
@@ -70,6 +79,20 @@ def add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--serving-pvc', default=d.serving_pvc,
                       help='PVC of the serving directory, mounted at '
                       f'{SERVING_MOUNT}; default {d.serving_pvc}')
+
+
+def add_resource_args(parser: argparse.ArgumentParser) -> None:
+  """--gpus, --trainer-cpu, --trainer-memory: shared with `imgcls retrain`,
+  whose CronJob passes them through to the runs it submits."""
+  d = KubeflowOptions()
+  parser.add_argument('--gpus', type=int, default=d.gpus,
+                      help=f'GPUs for the Trainer (0: CPU); default {d.gpus}')
+  parser.add_argument('--trainer-cpu', default=d.trainer_cpu,
+                      help='CPU request and limit of the Trainer; default '
+                      f'{d.trainer_cpu}')
+  parser.add_argument('--trainer-memory', default=d.trainer_memory,
+                      help='memory request and limit of the Trainer; default '
+                      f'{d.trainer_memory}')
 
 
 def parse_key_value(text: str) -> Tuple[str, str]:
@@ -95,6 +118,8 @@ def from_args(
       gpus=args.gpus,
       trainer_cpu=args.trainer_cpu,
       trainer_memory=args.trainer_memory,
+      step_cpu=args.step_cpu,
+      step_memory=args.step_memory,
       gpu_node_selector=args.gpu_node_selector,
       data_pvc=args.data_pvc,
       serving_pvc=args.serving_pvc)
