@@ -3,7 +3,7 @@
 IN_ENV := scripts/in-env
 DEMO_DIR ?= _work/demo
 
-.PHONY: test test-fast demo bench accuracy clean-demo
+.PHONY: test test-fast demo bench clean-demo
 
 test:  ## the whole suite, the end-to-end pipeline runs included
 	$(IN_ENV) python -m pytest -q tests

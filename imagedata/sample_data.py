@@ -5,9 +5,10 @@ package, so the demo and tests need no download). `mnist` converts the IDX
 files of the full MNIST set (70,000 images) for benchmarks.
 """
 import gzip
+import io
 import os
 import struct
-from typing import Iterator, Optional, Tuple
+from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -79,11 +80,31 @@ def write_class_folders(samples: Iterator[Tuple[str, int, np.ndarray]],
                         out_dir: str, total: Optional[int] = None) -> int:
   """Writes each image as out_dir/<split>/<label>/<split>-<n>.png."""
   counts = {}
-  for split, label, image in tqdm(samples, total=total, unit='img',
-                                  desc='writing PNGs', mininterval=1,
-                                  disable=total is None or total < 5000):
-    class_dir = os.path.join(out_dir, split, str(label))
-    n = counts[split] = counts.get(split, 0) + 1
-    os.makedirs(class_dir, exist_ok=True)
-    Image.fromarray(image).save(os.path.join(class_dir, f'{split}-{n:05d}.png'))
-  return sum(counts.values())
+
+  def files():
+    for split, label, image in samples:
+      n = counts[split] = counts.get(split, 0) + 1
+      yield os.path.join(split, str(label), f'{split}-{n:05d}.png'), png(image)
+
+  return write_files(
+      tqdm(files(), total=total, unit='img', desc='writing PNGs',
+           mininterval=1, disable=total is None or total < 5000), out_dir)
+
+
+def png(pixels: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def write_files(files: Iterable[Tuple[str, bytes]], root: str) -> int:
+  """Writes each (path relative to root, contents), making its folders:
+  the one writer of class folders, for sample data, benchmarks and tests."""
+  count = 0
+  for relative, data in files:
+    path = os.path.join(root, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+      f.write(data)
+    count += 1
+  return count

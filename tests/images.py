@@ -6,6 +6,8 @@ from typing import Dict, Sequence
 import numpy as np
 from PIL import Image
 
+from imagedata import sample_data
+
 FORMATS = ('PNG', 'JPEG', 'BMP', 'GIF')
 _EXTENSIONS = {'PNG': 'png', 'JPEG': 'jpg', 'BMP': 'bmp', 'GIF': 'gif'}
 
@@ -38,10 +40,11 @@ def write_class_folders(root: str, per_class: Dict[str, int], fmt='PNG',
                         seed: int = 0, classes: Sequence[str] = None) -> str:
   """root/<class>/<n>.<ext> with digit_like images; class i gets label i."""
   names = list(classes or sorted(per_class))
-  for label, name in enumerate(names):
+  sample_data.write_files(
+      ((os.path.join(name, f'{seed}-{n}.{_EXTENSIONS[fmt]}'),
+        encode(digit_like(label, seed=seed * 1000 + n), fmt))
+       for label, name in enumerate(names)
+       for n in range(per_class[name])), root)
+  for name in names:  # a class of 0 images still has its folder
     os.makedirs(os.path.join(root, name), exist_ok=True)
-    for n in range(per_class[name]):
-      path = os.path.join(root, name, f'{seed}-{n}.{_EXTENSIONS[fmt]}')
-      with open(path, 'wb') as f:
-        f.write(encode(digit_like(label, seed=seed * 1000 + n), fmt))
   return root

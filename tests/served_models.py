@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from imagedata import sample_data
 from serving_dir import versions as model_versions
 
 CLASS_NAMES = ('cat', 'dog', 'fox')
@@ -49,12 +50,14 @@ def png(size=(28, 28), mode='L', seed=0) -> bytes:
 def write_class_folders(root: str, class_names: Sequence[str] = CLASS_NAMES,
                         per_class: int = 4) -> str:
   """`root/<class>/<n>.png`: grayscale and colour images, of two sizes."""
-  for label, name in enumerate(class_names):
-    os.makedirs(os.path.join(root, name), exist_ok=True)
-    for n in range(per_class):
-      size, mode = ((28, 28), 'L') if n % 2 else ((32, 30), 'RGB')
-      with open(os.path.join(root, name, f'{n}.png'), 'wb') as f:
-        f.write(png(size, mode, seed=label * per_class + n))
+  def files():
+    for label, name in enumerate(class_names):
+      for n in range(per_class):
+        size, mode = ((28, 28), 'L') if n % 2 else ((32, 30), 'RGB')
+        yield (os.path.join(name, f'{n}.png'),
+               png(size, mode, seed=label * per_class + n))
+
+  sample_data.write_files(files(), root)
   return root
 
 
