@@ -14,7 +14,7 @@ from contract.errors import UserError
 _COMMAND_MODULES = (
     'imagedata.cli',
     'trainer.cli',
-    'pipeline.cli',
+    'imgcls.run',
     'pipeline.kubeflow_cli',
     'clients.cli',
     'dev_server.cli',

@@ -1,4 +1,8 @@
-"""`imgcls run`: the pipeline on this machine."""
+"""`imgcls run`: the pipeline on this machine, then its report.
+
+It lives above both pipeline/ and report/, which it composes: the pipeline
+does not know about the report.
+"""
 import argparse
 
 from pipeline import config as pipeline_config
