@@ -26,7 +26,8 @@ def register(subparsers) -> None:
                       help='runs for the same data before giving up; default 3')
   parser.add_argument('--kfp-host',
                       help='submit the run to this Kubeflow Pipelines host '
-                      'instead of running it here')
+                      'instead of running it here; later rounds follow it to '
+                      'its end')
   kfp_defaults = kubeflow_config.KubeflowOptions()
   parser.add_argument('--kfp-image', default=kfp_defaults.image,
                       help='with --kfp-host: the project image for the '
@@ -34,27 +35,34 @@ def register(subparsers) -> None:
   parser.add_argument('--kfp-pipeline-root',
                       default=kfp_defaults.pipeline_root,
                       help='with --kfp-host: the artifacts\' object store; '
-                      f'default {kfp_defaults.pipeline_root}')
-  parser.add_argument('--kfp-gpus', type=int, default=kfp_defaults.gpus,
-                      help='with --kfp-host: GPUs for the Trainer; default '
-                      f'{kfp_defaults.gpus}')
+                      'default: the namespace\'s own (its kfp-launcher '
+                      'ConfigMap\'s defaultPipelineRoot)')
+  parser.add_argument('--kfp-namespace',
+                      help='with --kfp-host: the profile namespace '
+                      '(multi-user installs)')
+  parser.add_argument('--kfp-token',
+                      help='with --kfp-host: bearer token for KFP\'s API')
+  parser.add_argument('--kfp-timeout', type=float, default=24,
+                      help='with --kfp-host: hours after which a run still '
+                      'active is stopped and counted as a failed try; '
+                      'default 24')
+  # The same resource flags as `imgcls compile`, which the CronJob passes.
+  kubeflow_config.add_resource_args(parser)
   parser.set_defaults(handler=_retrain)
 
 
 def _retrain(args: argparse.Namespace) -> int:
   from retrain import state  # pylint: disable=g-import-not-at-top
   from retrain import watcher  # pylint: disable=g-import-not-at-top
-  if args.min_new_images < 1 or args.max_tries < 1 or args.interval <= 0:
-    raise UserError('--min-new-images, --max-tries and --interval must be '
-                    'positive')
+  if (args.min_new_images < 1 or args.max_tries < 1 or args.interval <= 0 or
+      args.kfp_timeout <= 0):
+    raise UserError('--min-new-images, --max-tries, --interval and '
+                    '--kfp-timeout must be positive')
   options = watcher.RetrainOptions(
       pipeline=pipeline_config.pipeline_config_from_args(args),
       min_new_images=args.min_new_images,
       max_tries=args.max_tries,
-      kfp_host=args.kfp_host,
-      kfp_options=kubeflow_config.KubeflowOptions(
-          image=args.kfp_image, pipeline_root=args.kfp_pipeline_root,
-          gpus=args.kfp_gpus))
+      kfp=_kfp_target(args) if args.kfp_host else None)
   if args.watch:
     watcher.watch(options, args.interval)
     return 0
@@ -68,5 +76,17 @@ def _retrain(args: argparse.Namespace) -> int:
         f'{" version " + attempt.version if attempt.version else ""}'
         f'{": " + attempt.detail if attempt.detail else ""}')
   # Failures, giving up and refusals need a person: a non-zero exit tells cron.
-  return 1 if attempt.outcome in (state.FAILED, state.GAVE_UP,
-                                  state.REFUSED) else 0
+  return 1 if attempt.outcome in state.NEEDS_A_PERSON else 0
+
+
+def _kfp_target(args: argparse.Namespace):
+  from retrain import kfp_runs  # pylint: disable=g-import-not-at-top
+  return kfp_runs.KfpTarget(
+      host=args.kfp_host,
+      options=kubeflow_config.KubeflowOptions(
+          image=args.kfp_image, pipeline_root=args.kfp_pipeline_root,
+          gpus=args.gpus, trainer_cpu=args.trainer_cpu,
+          trainer_memory=args.trainer_memory),
+      namespace=args.kfp_namespace,
+      token=args.kfp_token,
+      timeout_s=args.kfp_timeout * 3600)

@@ -16,20 +16,25 @@ Every decision is recorded in the state file before and after the run
 handled is never triggered again; an attempt cut short by a kill is resumed,
 which cannot publish twice (cached steps, and a Pusher that does not publish
 the same trained model again); failures are retried up to `max_tries`.
+
+On Kubeflow Pipelines (retrain.kfp_runs) a tick submits a run and later ticks
+follow it to its end, so the outcome is recorded and failures are retried
+there too; the state file says which run carries the attempt.
 """
 import dataclasses
-import hashlib
 import logging
 import os
 import time
 from typing import Callable, Dict, List, Optional
 
-from imagedata import data_layout
-from serving_dir import versions as model_versions
 from contract.errors import UserError
+from imagedata import data_layout
 from pipeline.config import PipelineConfig
-from pipeline.kubeflow_config import KubeflowOptions
+from retrain import kfp_runs
 from retrain import state as state_lib
+from retrain.state import Attempt
+from retrain.state import Outcome
+from serving_dir import versions as model_versions
 
 _log = logging.getLogger(__name__)
 
@@ -39,8 +44,8 @@ class RetrainOptions:
   pipeline: PipelineConfig
   min_new_images: int = 1
   max_tries: int = 3
-  kfp_host: Optional[str] = None
-  kfp_options: KubeflowOptions = KubeflowOptions()
+  # Runs go to Kubeflow Pipelines when set, else run here.
+  kfp: Optional[kfp_runs.KfpTarget] = None
 
 
 @dataclasses.dataclass
@@ -79,8 +84,11 @@ def detect(data_root: str, state: state_lib.RetrainState) -> NewData:
     return NewData(f'span-{spans[-1]}', new_images, manifest, spans[-1])
   new_images = sum(1 for p, sig in manifest.items()
                    if state.manifest.get(p) != sig)
-  digest = hashlib.sha256(repr(sorted(manifest.items())).encode()).hexdigest()
-  return NewData(f'files-{digest[:16]}', new_images, manifest, 0)
+  if not new_images:
+    return NewData('', 0, manifest, 0)
+  # The ExampleGen's own fingerprint of the files a run reads.
+  fingerprint = data_layout.resolve(data_root).fingerprint()
+  return NewData(f'files-{fingerprint[:16]}', new_images, manifest, 0)
 
 
 def served_class_names(config: PipelineConfig) -> Optional[List[str]]:
@@ -113,46 +121,108 @@ def label_change(config: PipelineConfig) -> Optional[str]:
 
 def tick(options: RetrainOptions,
          run_pipeline: Optional[Callable[[PipelineConfig], object]] = None
-        ) -> Optional[state_lib.Attempt]:
-  """One round: returns the attempt it made or closed, or None if idle."""
+        ) -> Optional[Attempt]:
+  """One round: returns the attempt it made, followed or closed, or None if
+  idle."""
   config = options.pipeline
   state = state_lib.load(config.pipeline_root)
   new = detect(config.data_root, state)
   current = state.current()
+  if current and current.outcome == Outcome.SUBMITTED:
+    current = _follow(options, state, current, new)
+    if current.outcome not in state_lib.RETRIABLE:
+      return current
   resuming = (current is not None and current.data_key == new.data_key and
-              current.outcome not in state_lib.FINAL_OUTCOMES)
-  if not resuming:
-    if not new.new_images:
-      _log.info('no new data in %s', config.data_root)
-      return None
-    if new.new_images < options.min_new_images:
-      _log.warning('%d new images in %s, fewer than --min-new-images %d: '
-                   'waiting for more', new.new_images, config.data_root,
-                   options.min_new_images)
-      return None
-  attempt = state_lib.Attempt(
-      data_key=new.data_key, outcome=state_lib.RUNNING,
+              current.outcome not in state_lib.FINAL)
+  if not resuming and not _enough_new_data(options, new):
+    return None
+  attempt = Attempt(
+      data_key=new.data_key, outcome=Outcome.RUNNING,
       attempts=current.attempts + 1 if resuming else 1,
       new_images=current.new_images if resuming else new.new_images)
   if attempt.attempts > options.max_tries:
-    attempt.attempts -= 1
-    attempt.outcome = state_lib.GAVE_UP
-    attempt.detail = (f'failed {attempt.attempts} times; last: '
-                      f'{current.detail}')
-    _log.error('giving up on %s: %s', new.data_key, attempt.detail)
-    return _close(config, state, attempt, new)
+    return _give_up(config, state, attempt, current, new)
   refusal = label_change(config)
   if refusal:
-    attempt.outcome, attempt.detail = state_lib.REFUSED, refusal
+    attempt.outcome, attempt.detail = Outcome.REFUSED, refusal
     _log.error('refused %s: %s', new.data_key, refusal)
     return _close(config, state, attempt, new)
+  if options.kfp:
+    return _start_on_kfp(options, state, attempt,
+                         current if resuming else None)
+  return _run_here(options, state, attempt, new, run_pipeline)
+
+
+def _enough_new_data(options: RetrainOptions, new: NewData) -> bool:
+  if not new.new_images:
+    _log.info('no new data in %s', options.pipeline.data_root)
+    return False
+  if new.new_images < options.min_new_images:
+    _log.warning('%d new images in %s, fewer than --min-new-images %d: '
+                 'waiting for more', new.new_images, options.pipeline.data_root,
+                 options.min_new_images)
+    return False
+  return True
+
+
+def _give_up(config: PipelineConfig, state: state_lib.RetrainState,
+             attempt: Attempt, current: Attempt, new: NewData) -> Attempt:
+  attempt.attempts -= 1
+  attempt.outcome = Outcome.GAVE_UP
+  attempt.detail = f'failed {attempt.attempts} times; last: {current.detail}'
+  _log.error('giving up on %s: %s', new.data_key, attempt.detail)
+  return _close(config, state, attempt, new)
+
+
+def _follow(options: RetrainOptions, state: state_lib.RetrainState,
+            current: Attempt, new: NewData) -> Attempt:
+  """The submitted run's state, recorded; closed when the run ended for good."""
+  if options.kfp is None:
+    raise UserError(f'{current.data_key} is being retrained by KFP run '
+                    f'{current.kfp_run_id}: pass --kfp-host to follow it')
+  followed = kfp_runs.follow(options.kfp, options.pipeline, current)
+  if followed.outcome == Outcome.SUBMITTED:
+    _log.warning('%s: KFP run %s is still running', current.data_key,
+                 current.kfp_run_id)
+    return followed
+  if followed.outcome in state_lib.FINAL:
+    # The data of the run, not any that landed since, is what was handled.
+    new = dataclasses.replace(new, latest_span=_span_of(followed.data_key,
+                                                        new.latest_span))
+    return _close(options.pipeline, state, followed, new)
+  _log.error('%s: %s', followed.data_key, followed.detail)
+  state_lib.record(options.pipeline.pipeline_root, state, followed)
+  return followed
+
+
+def _span_of(data_key: str, default: int) -> int:
+  prefix = 'span-'
+  return int(data_key[len(prefix):]) if data_key.startswith(prefix) else default
+
+
+def _start_on_kfp(options: RetrainOptions, state: state_lib.RetrainState,
+                  attempt: Attempt, previous: Optional[Attempt]) -> Attempt:
+  """Submits (or retries) the run; later ticks follow it."""
+  started = kfp_runs.start(options.kfp, options.pipeline, attempt, previous)
+  if started.outcome != Outcome.SUBMITTED:
+    _log.warning('%s: %s', attempt.data_key, started.detail)
+    return started
+  state_lib.record(options.pipeline.pipeline_root, state, started)
+  _log.warning('%s: submitted %s (attempt %d)', started.data_key,
+               started.detail, started.attempts)
+  return started
+
+
+def _run_here(options: RetrainOptions, state: state_lib.RetrainState,
+              attempt: Attempt, new: NewData, run_pipeline) -> Attempt:
+  config = options.pipeline
   state_lib.record(config.pipeline_root, state, attempt)
   _log.warning('retraining on %s (%d new images, attempt %d)', new.data_key,
                attempt.new_images, attempt.attempts)
   try:
-    _trigger(options, attempt, run_pipeline)
+    _run_locally(config, attempt, run_pipeline)
   except Exception as e:  # pylint: disable=broad-except  (retried next tick)
-    attempt.outcome, attempt.detail = state_lib.FAILED, f'{type(e).__name__}: {e}'
+    attempt.outcome, attempt.detail = Outcome.FAILED, f'{type(e).__name__}: {e}'
     _log.error('run for %s failed (attempt %d of %d): %s', new.data_key,
                attempt.attempts, options.max_tries, attempt.detail)
     state_lib.record(config.pipeline_root, state, attempt)
@@ -160,35 +230,29 @@ def tick(options: RetrainOptions,
   return _close(config, state, attempt, new)
 
 
-def _trigger(options: RetrainOptions, attempt: state_lib.Attempt,
-             run_pipeline) -> None:
-  """Runs the pipeline and fills in the attempt's outcome."""
-  if options.kfp_host:
-    from pipeline import kubeflow  # pylint: disable=g-import-not-at-top
-    run_id = kubeflow.submit_pipeline(options.pipeline, options.kfp_host,
-                                      options.kfp_options)
-    attempt.outcome, attempt.detail = state_lib.SUBMITTED, f'KFP run {run_id}'
-    return
+def _run_locally(config: PipelineConfig, attempt: Attempt,
+                 run_pipeline) -> None:
+  """Runs the pipeline with LocalDagRunner and fills in the outcome."""
   if run_pipeline is None:
     from pipeline import local  # pylint: disable=g-import-not-at-top
     run_pipeline = local.run
-  result = run_pipeline(options.pipeline)
+  result = run_pipeline(config)
   if result.pushed_version:
-    attempt.outcome, attempt.version = state_lib.PUSHED, result.pushed_version
+    attempt.outcome, attempt.version = Outcome.PUSHED, result.pushed_version
     attempt.detail = result.pushed_destination
   elif result.already_published:
-    attempt.outcome = state_lib.ALREADY_PUBLISHED
+    attempt.outcome = Outcome.ALREADY_PUBLISHED
     attempt.version = result.already_published
   elif result.contract_passed is False:
-    attempt.outcome = state_lib.NOT_BLESSED
+    attempt.outcome = Outcome.NOT_BLESSED
     attempt.detail = f'contract check: {result.contract_reason}'
   else:
-    attempt.outcome, attempt.detail = (state_lib.NOT_BLESSED,
+    attempt.outcome, attempt.detail = (Outcome.NOT_BLESSED,
                                        result.blessing_reason)
 
 
 def _close(config: PipelineConfig, state: state_lib.RetrainState,
-           attempt: state_lib.Attempt, new: NewData) -> state_lib.Attempt:
+           attempt: Attempt, new: NewData) -> Attempt:
   """Records a final outcome: this data is handled and never triggered again."""
   state.manifest = new.manifest
   state.last_span = new.latest_span

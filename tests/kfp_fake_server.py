@@ -6,6 +6,21 @@ what it was sent. Uploads are checked the way KFP 2.16.1's API server checks
 them (backend/src/apiserver/template/v2_template.go, NewV2SpecTemplate): each
 YAML document must parse strictly as a PipelineSpec or a PlatformSpec, the
 schema version must be 2.1.0, and the pipeline must have a name and a root.
+Runs, namespaces and retries behave as the 2.16.1 API server's handlers and
+resource manager make them (backend/src/apiserver/resource/
+resource_manager.go, storage/run_store.go):
+
+- a run starts PENDING; tests move it on with `set_state`, as Argo would;
+- TerminateRun moves a PENDING, RUNNING, PAUSED or unspecified run to
+  CANCELING, and fails for any other;
+- RetryRun needs a run whose workflow may be retried (Argo's CanRetry: a
+  FAILED run here), else answers HTTP 500, and puts the run back to RUNNING
+  under the same ID;
+- with `namespace_required` (a multi-user install whose API server requires
+  namespaced pipelines, apiserver/validation/namespace.go), an upload without
+  a namespace is refused; pipelines, experiments and runs are listed per
+  namespace.
+
 It is a protocol-level check of the client side, not a KFP backend: nothing
 is scheduled or run.
 """
@@ -73,8 +88,10 @@ class FakeKfp:
   """Serves until stop(); `host` is its URL. With `token`, every call needs
   `Authorization: Bearer <token>` or gets 401."""
 
-  def __init__(self, token: Optional[str] = None):
+  def __init__(self, token: Optional[str] = None,
+               namespace_required: bool = False):
     self.token = token
+    self.namespace_required = namespace_required
     self.pipelines: List[Dict[str, Any]] = []
     # pipeline_id -> versions, oldest first; each with the uploaded bytes.
     self.versions: Dict[str, List[Dict[str, Any]]] = {}
@@ -98,6 +115,13 @@ class FakeKfp:
     self._server.shutdown()
     self._server.server_close()
 
+  def set_state(self, run_id: str, state: str, error: str = '') -> None:
+    """What Argo and the persistence agent would report for the run."""
+    run = self._run(run_id)
+    run['state'] = state
+    if error:
+      run['error'] = {'code': 2, 'message': error}
+
   def uploaded(self, pipeline_id: str) -> List[bytes]:
     return [v['package'] for v in self.versions[pipeline_id]]
 
@@ -118,6 +142,9 @@ class FakeKfp:
       def do_POST(self):  # pylint: disable=invalid-name
         self._dispatch('POST')
 
+      def do_DELETE(self):  # pylint: disable=invalid-name
+        self._dispatch('DELETE')
+
       def _dispatch(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
@@ -134,6 +161,9 @@ class FakeKfp:
         except SpecError as e:
           status, answer = 400, {'error_message': str(e),
                                  'error_details': str(e)}
+        except _ApiError as e:
+          status, answer = e.status, {'error_message': str(e),
+                                      'error_details': str(e)}
         self._send(status, answer)
 
       def _send(self, status: int, answer: Dict[str, Any]) -> None:
@@ -149,14 +179,18 @@ class FakeKfp:
   def _route(self, route, query, body: bytes, content_type: str):
     method, path = route
     if route == ('GET', '/healthz'):
-      return 200, {'multi_user': False, 'pipeline_store': 'database'}
+      return 200, {'multi_user': self.namespace_required,
+                   'pipeline_store': 'database'}
     if route == ('GET', '/pipelines'):
-      return 200, _listing('pipelines', self.pipelines, query)
+      return 200, _listing('pipelines', self._in_namespace(
+          self.pipelines, query), query)
     if route == ('POST', '/pipelines/upload'):
       package = _uploaded_file(body, content_type)
       check_package(package)
+      self._check_namespace(query.get('namespace', ''))
       pipeline = {'pipeline_id': self._new_id('pipeline'),
-                  'display_name': query['name']}
+                  'display_name': query['name'],
+                  'namespace': query.get('namespace', '')}
       self.pipelines.append(pipeline)
       self.versions[pipeline['pipeline_id']] = []
       self._add_version(pipeline['pipeline_id'], query['name'], package)
@@ -178,7 +212,8 @@ class FakeKfp:
                        versions[:int(query.get('page_size', 10))],
                    'total_size': len(versions)}
     if route == ('GET', '/experiments'):
-      return 200, _listing('experiments', self.experiments, query)
+      return 200, _listing('experiments', self._in_namespace(
+          self.experiments, query), query)
     if route == ('POST', '/experiments'):
       experiment = {**json.loads(body),
                     'experiment_id': self._new_id('experiment')}
@@ -187,9 +222,24 @@ class FakeKfp:
     if route == ('POST', '/runs'):
       run = json.loads(body)
       self._check_reference(run)
-      run['run_id'] = self._new_id('run')
+      experiment = self._experiment(run.get('experiment_id', ''))
+      run.update(run_id=self._new_id('run'), state='PENDING',
+                 namespace=experiment.get('namespace', ''),
+                 created_at=f'2026-01-01T00:00:{len(self.runs):02d}Z')
       self.runs.append(run)
       return 200, run
+    if route == ('GET', '/runs'):
+      runs = [r for r in self._in_namespace(self.runs, query)
+              if query.get('experiment_id') in (None, r['experiment_id'])]
+      if query.get('sort_by') == 'created_at desc':
+        runs = runs[::-1]
+      return 200, {'runs': runs[:int(query.get('page_size', 10))],
+                   'total_size': len(runs)} if runs else {}
+    if method == 'GET' and path.startswith('/runs/'):
+      return 200, self._run(path.split('/')[2])
+    if method == 'POST' and path.startswith('/runs/'):
+      run_id, _, action = path.split('/')[2].partition(':')
+      return 200, self._act(self._run(run_id), action)
     if route == ('POST', '/recurringruns'):
       recurring = json.loads(body)
       self._check_reference(recurring)
@@ -197,6 +247,49 @@ class FakeKfp:
       self.recurring_runs.append(recurring)
       return 200, recurring
     return 404, {'code': 5, 'message': f'no route {method} {path}'}
+
+  def _run(self, run_id: str) -> Dict[str, Any]:
+    for run in self.runs:
+      if run['run_id'] == run_id:
+        return run
+    raise _ApiError(404, f'Run {run_id} not found')
+
+  def _experiment(self, experiment_id: str) -> Dict[str, Any]:
+    for experiment in self.experiments:
+      if experiment['experiment_id'] == experiment_id:
+        return experiment
+    return {}
+
+  def _act(self, run: Dict[str, Any], action: str) -> Dict[str, Any]:
+    """RetryRun and TerminateRun, as resource_manager.go does them."""
+    if action == 'retry':
+      if run['state'] != 'FAILED':
+        raise _ApiError(500, f'Failed to retry run {run["run_id"]} as it '
+                        'does not allow retries')
+      run['state'] = 'RUNNING'
+      run.pop('error', None)
+      return {}
+    if action == 'terminate':
+      if run['state'] not in ('PENDING', 'RUNNING', 'PAUSED',
+                              'RUNTIME_STATE_UNSPECIFIED'):
+        raise _ApiError(500, f'Failed to terminate run {run["run_id"]}')
+      run['state'] = 'CANCELING'
+      return {}
+    raise _ApiError(404, f'no action {action}')
+
+  def _check_namespace(self, namespace: str) -> None:
+    if self.namespace_required and not namespace:
+      raise _ApiError(400, 'Invalid input error: Namespace is required for '
+                      'pipeline operations')
+
+  def _in_namespace(self, items: List[Dict[str, Any]],
+                    query) -> List[Dict[str, Any]]:
+    """In multi-user mode, the items of the query's namespace (shared ones
+    without one); a single-user server ignores namespaces."""
+    if not self.namespace_required:
+      return items
+    return [i for i in items
+            if i.get('namespace', '') == query.get('namespace', '')]
 
   def _add_version(self, pipeline_id: str, name: str, package: bytes):
     version = {'pipeline_id': pipeline_id,
@@ -211,6 +304,13 @@ class FakeKfp:
            for v in self.versions.get(reference['pipeline_id'], [])]
     if reference['pipeline_version_id'] not in ids:
       raise SpecError(f'pipeline version {reference} not found')
+
+
+class _ApiError(Exception):
+
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status = status
 
 
 def _listing(kind: str, items: List[Dict[str, Any]], query) -> Dict[str, Any]:

@@ -1,7 +1,9 @@
-"""`imgcls retrain` on a span layout, run for real with LocalDagRunner.
+"""`imgcls retrain`: its state file, and a span layout run for real with
+LocalDagRunner.
 
-The tests follow one data root through its life, in order: span-1, span-2,
-a span that fails the gate, a watcher killed mid-run, a span with a new class.
+The e2e tests follow one data root through its life, in order: span-1,
+span-2, a span that fails the gate, a watcher killed mid-run, a span with a
+new class.
 """
 import json
 import os
@@ -19,8 +21,6 @@ from retrain import state as state_lib
 from retrain import watcher
 from tests import images
 from trainer.config import TrainingConfig
-
-pytestmark = pytest.mark.e2e
 
 CLASSES = {'a': 30, 'b': 30}
 
@@ -65,6 +65,7 @@ def _cli(root, *extra):
           '--window', '2', '--min-accuracy', '0.5', *extra]
 
 
+@pytest.mark.e2e
 def test_span_1_is_trained_and_pushed_as_v1(root, capsys):
   _add_span(root, 1)
   assert cli.main(_cli(root)) == 0
@@ -72,12 +73,14 @@ def test_span_1_is_trained_and_pushed_as_v1(root, capsys):
   assert _versions(root) == [1]
 
 
+@pytest.mark.e2e
 def test_no_new_data_runs_nothing(root, capsys):
   assert cli.main(_cli(root)) == 0
   assert 'no retraining' in capsys.readouterr().out
   assert _versions(root) == [1]
 
 
+@pytest.mark.e2e
 def test_fewer_new_images_than_the_minimum_run_nothing(root, capsys):
   _add_span(root, 2, classes={'a': 2, 'b': 2}, test=False)
   assert cli.main(_cli(root, '--min-new-images', '100')) == 0
@@ -85,10 +88,11 @@ def test_fewer_new_images_than_the_minimum_run_nothing(root, capsys):
   assert _versions(root) == [1]
 
 
+@pytest.mark.e2e
 def test_span_2_trains_on_the_window_and_pushes_v2(root):
   attempt = watcher.tick(_options(root))
   assert (attempt.data_key, attempt.outcome, attempt.version) == (
-      'span-2', state_lib.PUSHED, '2')
+      'span-2', state_lib.Outcome.PUSHED, '2')
   assert _versions(root) == [1, 2]
   from pipeline import results  # pylint: disable=g-import-not-at-top
   info = results.load_run(str(root / 'pipeline')).dataset_info
@@ -97,15 +101,17 @@ def test_span_2_trains_on_the_window_and_pushes_v2(root):
   assert info['examples']['train'] == 60 + 4
 
 
+@pytest.mark.e2e
 def test_a_span_that_fails_the_gate_is_not_pushed(root):
   _add_span(root, 3)
   attempt = watcher.tick(_options(root, min_accuracy=1.01))
-  assert attempt.outcome == state_lib.NOT_BLESSED
+  assert attempt.outcome == state_lib.Outcome.NOT_BLESSED
   assert 'sparse_categorical_accuracy' in attempt.detail
   assert _versions(root) == [1, 2]
   assert watcher.tick(_options(root)) is None  # handled: not retried
 
 
+@pytest.mark.e2e
 def test_a_watcher_killed_mid_run_does_not_trigger_twice(root):
   _add_span(root, 4)
   command = [sys.executable, '-m', 'imgcls.cli', *_cli(root)]
@@ -135,6 +141,7 @@ def test_a_watcher_killed_mid_run_does_not_trigger_twice(root):
   assert [h['data_key'] for h in history].count('span-4') == 1
 
 
+@pytest.mark.e2e
 def test_a_span_with_a_new_class_is_refused_and_named(root, capsys):
   _add_span(root, 5, classes={'a': 5, 'b': 5, 'c': 5})
   assert cli.main(_cli(root)) == 1
@@ -149,3 +156,62 @@ def test_a_second_watcher_is_locked_out(root):
     with pytest.raises(Exception, match='another retrain watcher'):
       with state_lib.exclusive(str(root / 'pipeline')):
         pass
+
+
+# ---------------------------------------------------------- the state file --
+
+_VALID = {'manifest': {}, 'last_span': 1, 'history': [
+    {'data_key': 'span-1', 'outcome': 'pushed', 'version': '1'}]}
+
+
+@pytest.mark.parametrize('content, problem', [
+    (b'{"manifest": {', 'not valid JSON'),
+    (b'\xff\xfe{}', 'not UTF-8'),
+    (b'[]', 'the state: expected an object, got a list'),
+    (b'{}', "missing 'manifest'"),
+    (json.dumps({**_VALID, 'extra': 1}).encode(), "unknown keys ['extra']"),
+    (json.dumps({**_VALID, 'last_span': '3'}).encode(),
+     'last_span: expected int, got a string'),
+    (json.dumps({**_VALID, 'last_span': True}).encode(),
+     'last_span: expected int, got a boolean'),
+    (json.dumps({**_VALID, 'manifest': {'a.png': 3}}).encode(),
+     'manifest: expected'),
+    (json.dumps({**_VALID, 'history': [{'data_key': 'span-1'}]}).encode(),
+     "history[0]: missing 'outcome'"),
+    (json.dumps({**_VALID, 'history': [
+        {'data_key': 'span-1', 'outcome': 'exploded'}]}).encode(),
+     "unknown outcome 'exploded'"),
+    (json.dumps({**_VALID, 'history': [
+        {'data_key': 'span-1', 'outcome': 'pushed', 'colour': 1}]}).encode(),
+     "history[0]: unknown keys ['colour']"),
+    (json.dumps({**_VALID, 'history': [None]}).encode(),
+     'history[0]: expected an object, got null'),
+])
+def test_a_corrupt_state_is_named_and_kept(tmp_path, capsys, content, problem):
+  images.write_class_folders(str(tmp_path / 'data' / 'train'), {'a': 1})
+  state_file = tmp_path / 'pipeline' / state_lib.STATE_FILE
+  state_file.parent.mkdir()
+  state_file.write_bytes(content)
+  assert cli.main(['retrain', '--once', '--data-root', str(tmp_path / 'data'),
+                   '--serving-dir', str(tmp_path / 'serving'),
+                   '--pipeline-root', str(tmp_path / 'pipeline')]) == 2
+  err = capsys.readouterr().err
+  assert f'{state_file}: corrupt retrain state' in err
+  assert problem in err
+  assert 'Traceback' not in err
+  assert state_file.read_bytes() == content  # nothing lost, nothing reset
+
+
+def test_a_valid_state_round_trips(tmp_path):
+  state_file = tmp_path / state_lib.STATE_FILE
+  state_file.write_text(json.dumps(_VALID))
+  state = state_lib.load(str(tmp_path))
+  assert state.current().outcome is state_lib.Outcome.PUSHED
+  state_lib.save(str(tmp_path), state)
+  assert state_lib.load(str(tmp_path)) == state
+
+
+def test_every_outcome_is_in_flight_retriable_or_final():
+  groups = (state_lib.IN_FLIGHT, state_lib.RETRIABLE, state_lib.FINAL)
+  assert sorted(o for g in groups for o in g) == sorted(state_lib.Outcome)
+  assert not set.intersection(*map(set, groups))
