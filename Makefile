@@ -6,10 +6,10 @@ DEMO_DIR ?= _work/demo
 .PHONY: test test-fast demo bench clean-demo
 
 test:  ## the whole suite, the end-to-end pipeline runs included
-	$(IN_ENV) python -m pytest -q tests
+	$(IN_ENV) python -m pytest -q
 
 test-fast:  ## everything but the marked end-to-end runs
-	$(IN_ENV) python -m pytest -q -m "not e2e" tests
+	$(IN_ENV) python -m pytest -q -m "not e2e"
 
 demo:  ## sample data -> TFX pipeline -> pushed model -> one prediction
 	test -d $(DEMO_DIR)/data || $(IN_ENV) imgcls sample-data --out $(DEMO_DIR)/data
