@@ -29,6 +29,13 @@ RUN if [ -n "$TENSORFLOW_EXTRA" ]; then \
 COPY . /tmp/imgcls
 RUN pip install --no-deps /tmp/imgcls && rm -rf /tmp/imgcls
 
+# The deployment's shared names (model, images, PVCs, mounts, GPU label), the
+# one file of kubernetes/ that the image needs: contract/deployment.py reads
+# it from $IMGCLS_PARAMS_FILE for the CLI's defaults, the same values that
+# kustomize puts into the manifests. Rebuild after editing it.
+COPY kubernetes/params/params.env /etc/imgcls/params.env
+ENV IMGCLS_PARAMS_FILE=/etc/imgcls/params.env
+
 # KFP's v2 launcher stores input artifacts under /gcs, /minio and /s3
 # (kubeflow/pipelines#5673). Backends that mount emptyDirs there do not need
 # these; older ones do, now that the image runs as a non-root user.

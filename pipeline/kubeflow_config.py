@@ -7,18 +7,20 @@ import argparse
 import dataclasses
 from typing import Optional, Tuple
 
+from contract import deployment
 from pipeline import config as pipeline_config
 
 # Where the PVCs are mounted in the steps' pods: the same paths as in the
-# retrain CronJob (kubernetes/retrain), so a path means the same in both.
-DATA_MOUNT = '/data'
-SERVING_MOUNT = '/serving'
+# retrain CronJob and TF Serving, all from kubernetes/params/params.env.
+DATA_MOUNT = deployment.data_mount()
+SERVING_MOUNT = deployment.serving_mount()
 
 
 @dataclasses.dataclass(frozen=True)
 class KubeflowOptions:
-  # The project's image (the repository's Dockerfile), for every step.
-  image: str = 'imgcls:latest'
+  # The project's image (the repository's Dockerfile), for every step;
+  # params.env IMGCLS_IMAGE, as the retrain CronJob's.
+  image: str = deployment.imgcls_image()
   # The artifacts' object store (gs://, s3:// or minio://, the schemes KFP's
   # launcher handles), or '' for the namespace's own: the `defaultPipelineRoot`
   # of its kfp-launcher ConfigMap, which KFP's driver reads when a run names
@@ -36,13 +38,12 @@ class KubeflowOptions:
   # ResourceQuota admits it.
   step_cpu: str = '1'
   step_memory: str = '4Gi'
-  # (label, value) of GPU nodes, or None. This label is put on GPU nodes by
-  # NVIDIA's GPU feature discovery (GPU Operator), as kubernetes/overlays/gpu
-  # expects.
-  gpu_node_selector: Optional[Tuple[str, str]] = ('nvidia.com/gpu.present',
-                                                  'true')
-  data_pvc: str = 'imgcls-data'
-  serving_pvc: str = 'imgcls-serving'
+  # (label, value) of GPU nodes, or None; params.env GPU_NODE_LABEL(_VALUE),
+  # which kubernetes/overlays/gpu requires too.
+  gpu_node_selector: Optional[Tuple[str, str]] = deployment.gpu_node_selector()
+  # params.env DATA_PVC and SERVING_PVC (kubernetes/storage).
+  data_pvc: str = deployment.data_pvc()
+  serving_pvc: str = deployment.serving_pvc()
 
 
 def add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
