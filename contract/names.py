@@ -14,6 +14,24 @@ IMAGE_KEY = 'image'  # the encoded file, bytes exactly as on disk
 LABEL_KEY = 'label'  # int64 index into the sorted class names
 LABEL_NAME_KEY = 'label_name'
 PATH_KEY = 'path'  # relative to the data root, for reports and debugging
+# Facts the ExampleGen reads from each file's header without decoding it
+# (imagedata.image_header), for data validation (TFDV statistics); the model
+# never reads them. Width, height, channels and file size (bytes) are int64,
+# the format (PNG, JPEG, GIF or BMP) is bytes.
+IMAGE_WIDTH_KEY = 'image_width'
+IMAGE_HEIGHT_KEY = 'image_height'
+IMAGE_CHANNELS_KEY = 'image_channels'
+IMAGE_FORMAT_KEY = 'image_format'
+FILE_SIZE_KEY = 'file_size'
+IMAGE_FACT_KEYS = (IMAGE_WIDTH_KEY, IMAGE_HEIGHT_KEY, IMAGE_CHANNELS_KEY,
+                   IMAGE_FORMAT_KEY, FILE_SIZE_KEY)
+# The most pixels (width x height) an image may declare in its header. Ingest
+# skips and lists larger files (--max-image-pixels may lower it), and the
+# model's decode refuses them in-graph before allocating anything, so that a
+# tiny file declaring 30000x30000 cannot exhaust memory. 100 MP covers every
+# camera in common use (phones save 12-50 MP, full-frame bodies up to 61 MP)
+# while bounding one decoded image to 300 MB of RGB bytes.
+MAX_IMAGE_PIXELS = 100_000_000
 
 # Written by the ExampleGen into the Examples artifact, next to its splits:
 # the label vocabulary, counts per split and class, spans and skipped files.
@@ -75,8 +93,28 @@ METADATA_FILE = 'metadata.sqlite'
 # TF Serving ignores assets.extra; it is where extra files of a SavedModel go.
 ASSETS_EXTRA = 'assets.extra'
 PROVENANCE_FILE = ASSETS_EXTRA + '/imgcls_provenance.json'
+# Requests TF Serving replays when it loads a version, before AVAILABLE:
+# TFRecords of PredictionLog, at most 1,000 (tensorflow_serving/servables/
+# tensorflow/saved_model_warmup_util.h, WarmupConsts). The Pusher writes it;
+# the development server replays it too.
+WARMUP_REQUESTS_FILE = ASSETS_EXTRA + '/tf_serving_warmup_requests'
+MAX_WARMUP_RECORDS = 1000
+# Beside the versions, hidden from TF Serving (not an integer): the provenance
+# of every pruned version, so `imgcls versions` and `rollback` still know it.
+PRUNED_VERSIONS_DIR = '.imgcls-pruned'
 
 # --- TF Serving's ports (tensorflow_model_server's defaults in our manifests)
 REST_PORT = 8501
 GRPC_PORT = 8500
 PROTOCOLS = ('rest', 'grpc')
+
+# --- Tuning: the model class's search space -> Tuner -> Trainer, report -----
+# The one hyperparameter that is the optimizer's, not a model option.
+LEARNING_RATE_HYPERPARAMETER = 'learning_rate'
+# Written by TFX's Tuner into its HyperParameters artifact
+# (tfx/components/tuner/executor.py, _DEFAULT_BEST_HP_FILE_NAME).
+BEST_HYPERPARAMETERS_FILE = 'best_hyperparameters.txt'
+# Pipeline -> the Tuner's tuner_fn (its custom_config): how many trials.
+TUNE_TRIALS_KEY = 'tune_trials'
+# The Tuner's objective: the best epoch's accuracy on the validation data.
+TUNER_OBJECTIVE = 'val_accuracy'

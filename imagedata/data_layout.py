@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from imagedata import class_folders
 from contract.errors import UserError
@@ -46,6 +46,9 @@ class DataPlan:
   train_spans: List[int]  # empty without spans
   test_span: Optional[int]
   test_source: str  # 'folder' or 'hash'
+  # Entries of the class folders that cannot be examples, (relative path as
+  # display text, reason): class_folders.class_files lists them.
+  skipped: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
 
   @property
   def span(self) -> int:
@@ -53,7 +56,8 @@ class DataPlan:
     return self.train_spans[-1] if self.train_spans else 0
 
   def fingerprint(self) -> str:
-    """Changes when any file read is added, removed or modified."""
+    """Changes when any file read is added, removed or modified, or an
+    entry that cannot be read appears or goes."""
     digest = hashlib.sha256()
     for split in SPLITS:
       for f in self.files[split]:
@@ -61,6 +65,8 @@ class DataPlan:
         digest.update(
             f'{split}\0{f.relative_path}\0{stat.st_size}\0{stat.st_mtime_ns}\n'
             .encode())
+    for path, reason in self.skipped:
+      digest.update(f'skipped\0{path}\0{reason}\n'.encode())
     return digest.hexdigest()
 
   def summary(self) -> Dict[str, object]:
@@ -125,26 +131,39 @@ def resolve(data_root: str, span_window: int = 1) -> DataPlan:
       name for dirs in split_dirs.values() for d in dirs
       for name in class_folders.class_names_of(d)
   })
-  files = {
-      split: [f for d in dirs for f in files_of_split(data_root, d)]
-      for split, dirs in split_dirs.items()
-  }
+  files = {split: [] for split in split_dirs}
+  skipped = []
+  for split, dirs in split_dirs.items():
+    for d in dirs:
+      found, not_images = listing_of_split(data_root, d)
+      files[split] += found
+      skipped += not_images
   test_source = 'folder'
   if test_dir is None:
     files, test_source = _hash_split(files[TRAIN]), 'hash'
   return DataPlan(data_root, class_names, files, train_spans, test_span,
-                  test_source)
+                  test_source, skipped)
 
 
 def files_of_split(data_root: str, split_dir: str) -> List[ImageFile]:
-  """The files of split_dir/<class>/*, with paths relative to data_root."""
+  """The files of split_dir/<class>/* that may be images, with paths
+  relative to data_root."""
+  return listing_of_split(data_root, split_dir)[0]
+
+
+def listing_of_split(data_root: str, split_dir: str
+                    ) -> Tuple[List[ImageFile], List[Tuple[str, str]]]:
+  """files_of_split, and the entries that cannot be examples: (path
+  relative to data_root as display text, reason)."""
   # Slicing, not os.path.relpath: it is the cost per file of a large dataset.
   prefix = len(os.path.join(data_root, ''))
-  return [
-      ImageFile(path, path[prefix:], name)
-      for name in class_folders.class_names_of(split_dir)
-      for path in class_folders.files_of_class(split_dir, name)
-  ]
+  files, skipped = [], []
+  for name in class_folders.class_names_of(split_dir):
+    paths, not_images = class_folders.class_files(split_dir, name)
+    files += [ImageFile(path, path[prefix:], name) for path in paths]
+    skipped += [(class_folders.display_path(path[prefix:]), reason)
+                for path, reason in not_images]
+  return files, skipped
 
 
 def _hash_split(files: List[ImageFile]) -> Dict[str, List[ImageFile]]:

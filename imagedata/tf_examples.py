@@ -10,6 +10,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import tensorflow as tf
 
 from contract import names
+from imagedata import image_header
 
 TRAINING_FEATURES = {
     names.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -17,18 +18,32 @@ TRAINING_FEATURES = {
 }
 
 
-def make_example(image_bytes: bytes, label: int, label_name: str,
-                 path: str) -> tf.train.Example:
+def make_example(image_bytes: bytes, label: int, label_name: str, path: str,
+                 header: Optional[image_header.ImageHeader] = None
+                ) -> tf.train.Example:
+  """The image as on disk, its label, and the facts its header declares.
 
-  def _bytes(value):
+  `header` saves reading the header again when the caller has checked it;
+  the facts (names.IMAGE_FACT_KEYS) are for data validation, not the model.
+  """
+  header = header or image_header.read_header(image_bytes)
+
+  def _bytes(value: bytes):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+  def _int(value: int):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
   return tf.train.Example(features=tf.train.Features(feature={
       names.IMAGE_KEY: _bytes(image_bytes),
-      names.LABEL_KEY: tf.train.Feature(
-          int64_list=tf.train.Int64List(value=[label])),
+      names.LABEL_KEY: _int(label),
       names.LABEL_NAME_KEY: _bytes(label_name.encode()),
       names.PATH_KEY: _bytes(path.encode()),
+      names.IMAGE_WIDTH_KEY: _int(header.width),
+      names.IMAGE_HEIGHT_KEY: _int(header.height),
+      names.IMAGE_CHANNELS_KEY: _int(header.channels),
+      names.IMAGE_FORMAT_KEY: _bytes(header.format.encode()),
+      names.FILE_SIZE_KEY: _int(len(image_bytes)),
   }))
 
 

@@ -70,6 +70,12 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
                       default=d.example_gen.max_bad_fraction,
                       help='fail when more than this share of the files is '
                       f'unreadable; default {d.example_gen.max_bad_fraction}')
+  parser.add_argument('--max-image-pixels', type=int,
+                      default=d.example_gen.max_image_pixels,
+                      help='skip and list images whose header declares more '
+                      'pixels (width x height); at most, and by default, '
+                      f'{d.example_gen.max_image_pixels:,}, the most the '
+                      'model decodes')
   parser.add_argument('--min-accuracy', type=float, default=d.min_accuracy,
                       help='blessing needs this test accuracy; default '
                       f'{d.min_accuracy}')
@@ -103,7 +109,8 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
       pipeline_name=args.pipeline_name,
       training=training_config.training_config_from_args(args),
       example_gen=ExampleGenOptions(span_window=args.span_window,
-                                    max_bad_fraction=args.max_bad_fraction),
+                                    max_bad_fraction=args.max_bad_fraction,
+                                    max_image_pixels=args.max_image_pixels),
       min_accuracy=args.min_accuracy,
       max_accuracy_drop=args.max_accuracy_drop,
       compare_with_baseline=args.compare_with_baseline,

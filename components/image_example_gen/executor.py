@@ -78,7 +78,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 _write_chunks(files, split, work_dir))
             | f'Spread[{split}]' >> beam.Reshuffle()
             | f'WriteShards[{split}]' >> beam.Map(
-                _write_shard, split, split_uri, work_dir, class_index))
+                _write_shard, split, split_uri, work_dir, class_index,
+                options.max_image_pixels))
     info = _dataset_info(plan, work_dir)
     _check(info, options)
     with tf.io.gfile.GFile(os.path.join(examples.uri, names.DATASET_INFO_FILE),
@@ -115,7 +116,8 @@ def _write_chunks(files: Sequence[data_layout.ImageFile], split: str,
 
 
 def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
-                 work_dir: str, class_index: Dict[str, int]) -> None:
+                 work_dir: str, class_index: Dict[str, int],
+                 max_image_pixels: int) -> None:
   """Writes one chunk's examples as a shard, and the chunk's report."""
   index, count, list_file = chunk
   with tf.io.gfile.GFile(list_file) as f:
@@ -125,16 +127,15 @@ def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
   shard = os.path.join(split_uri, f'data_tfrecord-{index:05d}-of-{count:05d}.gz')
   with tf.io.TFRecordWriter(shard + '.tmp', options='GZIP') as writer:
     for f in files:
-      with open(f.path, 'rb') as handle:
-        data = handle.read()
-      problem = class_folders.image_problem(data)
-      if problem:
-        skipped.append([f.relative_path, problem])
+      try:
+        data, header = class_folders.read_image(f.path, max_image_pixels)
+      except class_folders.ImageProblem as e:
+        skipped.append([f.relative_path, str(e)])
         continue
       counts[f.class_name] += 1
       writer.write(tf_examples.make_example(
-          data, class_index[f.class_name], f.class_name,
-          f.relative_path).SerializeToString())
+          data, class_index[f.class_name], f.class_name, f.relative_path,
+          header).SerializeToString())
   tf.io.gfile.rename(shard + '.tmp', shard, overwrite=True)
   report = os.path.join(work_dir, f'{split}-{index:05d}.report.json')
   with tf.io.gfile.GFile(report, 'w') as f:
@@ -144,7 +145,7 @@ def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
 def _dataset_info(plan: data_layout.DataPlan,
                   work_dir: str) -> Dict[str, Any]:
   counts = {s: collections.Counter() for s in data_layout.SPLITS}
-  skipped: List[List[str]] = []
+  skipped = [list(entry) for entry in plan.skipped]
   for path in tf.io.gfile.glob(os.path.join(work_dir, '*.report.json')):
     with tf.io.gfile.GFile(path) as f:
       report = json.load(f)
@@ -169,21 +170,26 @@ def _check(info: Dict[str, Any], options: options_lib.ExampleGenOptions
   if len(skipped) > _LOGGED_SKIPS:
     logging.warning('... and %d more skipped files (see %s)',
                     len(skipped) - _LOGGED_SKIPS, names.DATASET_INFO_FILE)
-  total = sum(info['files'].values())
+  total = sum(info['examples'].values()) + len(skipped)  # every file found
   if total and len(skipped) / total > options.max_bad_fraction:
     raise UserError(
         f'{len(skipped)} of {total} files ({len(skipped) / total:.1%}) are not '
         f'readable images, more than max_bad_fraction '
         f'{options.max_bad_fraction:.1%}; first: {skipped[0][0]}: '
         f'{skipped[0][1]}')
-  empty = [n for n, c in info['examples_per_class'][data_layout.TRAIN].items()
-           if c == 0]
+  per_class = info['examples_per_class']
+  empty = [n for n, c in per_class[data_layout.TRAIN].items() if c == 0]
   if empty:
     raise UserError(f'{info["data_root"]}: no readable training images for '
                     f'class(es) {empty}')
-  if info['examples'][data_layout.TEST] == 0:
-    raise UserError('the test split is empty: add a test/<class>/ folder or '
-                    'more images')
+  empty = [n for n, c in per_class[data_layout.TEST].items() if c == 0]
+  if empty:  # the same rule as imgcls train's
+    raise UserError(
+        f'{info["data_root"]}: the test split has no readable images of '
+        f'class(es) {empty}, so the model could not be judged on them; add '
+        f'some to test/<class>/' +
+        (' (or more images: the test split is 20% of them, by a hash of the '
+         'path)' if info['test_source'] == 'hash' else ''))
 
 
 def _record_on_artifact(examples, info: Dict[str, Any]) -> None:

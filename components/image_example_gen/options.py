@@ -11,6 +11,9 @@ import dataclasses
 import json
 from typing import Any, Dict
 
+from contract import names
+from contract.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class ExampleGenOptions:
@@ -18,6 +21,16 @@ class ExampleGenOptions:
   span_window: int = 1
   # Fail when more than this share of the files is unreadable.
   max_bad_fraction: float = 0.05
+  # Skip (and list) images whose header declares more pixels than this. The
+  # model's own decode refuses more than names.MAX_IMAGE_PIXELS, so this may
+  # only lower it.
+  max_image_pixels: int = names.MAX_IMAGE_PIXELS
+
+  def __post_init__(self):
+    if not 0 < self.max_image_pixels <= names.MAX_IMAGE_PIXELS:
+      raise UserError(
+          f'max_image_pixels must be between 1 and {names.MAX_IMAGE_PIXELS:,} '
+          f'(the most the model decodes), got {self.max_image_pixels:,}')
 
   def to_custom_config(self):
     """An example_gen_pb2.CustomConfig holding these options."""
@@ -49,4 +62,6 @@ class ExampleGenOptions:
     values = json.loads(json_format.MessageToJson(struct))
     return cls(span_window=int(values.get('span_window', cls.span_window)),
                max_bad_fraction=float(
-                   values.get('max_bad_fraction', cls.max_bad_fraction)))
+                   values.get('max_bad_fraction', cls.max_bad_fraction)),
+               max_image_pixels=int(
+                   values.get('max_image_pixels', cls.max_image_pixels)))
