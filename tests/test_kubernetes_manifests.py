@@ -3,31 +3,41 @@
 Nothing here reaches a cluster. Every rendered object is validated against the
 Kubernetes API schemas that kubernetes-validate ships, and the properties that
 serving relies on are asserted on what kubectl would apply, overlays included:
-probes that reflect model availability, a shared read-only model volume, the
-restricted security context, and GPU or autoscaling only where asked for.
+one params file feeding every shared name, probes that reflect model
+availability, a shared read-only model volume that outlives the server,
+batching that cannot fail good requests, availability through drains and
+rollouts, the restricted security context, and GPU or autoscaling only where
+asked for.
 """
 import functools
 import http.server
 import json
+import math
 import os
 import pathlib
 import re
 import shutil
+import stat
 import subprocess
 import textwrap
 import threading
 
+from google.protobuf import text_format
 import kubernetes_validate
 import pytest
+from tensorflow_serving.config import model_server_config_pb2
 import yaml
 
-_KUBERNETES = pathlib.Path(__file__).resolve().parents[1] / 'kubernetes'
+from contract import deployment
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+_KUBERNETES = _REPO / 'kubernetes'
 # A version kubernetes-validate ships schemas for, and one with GA gRPC probes
 # (1.27) and CronJob time zones (1.27).
 _KUBERNETES_VERSION = '1.32'
 _SERVING = ('base', 'overlays/gpu', 'overlays/hpa', 'overlays/local')
-_ALL = _SERVING + ('retrain',)
-_MODEL_NAME = 'LenetModel'
+_ALL = _SERVING + ('retrain', 'storage')
+_PARAMS = deployment.params(str(_KUBERNETES / 'params' / 'params.env'))
 _GRPC_PORT = 8500
 _HTTP_PORT = 8501
 _RESTRICTED = {
@@ -57,19 +67,21 @@ def _rendered(name: str) -> tuple:
   return tuple(_kustomize(_KUBERNETES / name))
 
 
-def _all_of(name, kind):
-  return [o for o in _rendered(name) if o['kind'] == kind]
+def _all_of(objects, kind):
+  if isinstance(objects, str):
+    objects = _rendered(objects)
+  return [o for o in objects if o['kind'] == kind]
 
 
-def _one(name, kind, object_name=None):
-  found = [o for o in _all_of(name, kind)
+def _one(objects, kind, object_name=None):
+  found = [o for o in _all_of(objects, kind)
            if object_name in (None, o['metadata']['name'])]
-  assert len(found) == 1, f'{name}: {kind} {object_name or ""} x{len(found)}'
+  assert len(found) == 1, f'{kind} {object_name or ""} x{len(found)}'
   return found[0]
 
 
-def _pod_spec(name):
-  return _one(name, 'Deployment', 'tfserving')['spec']['template']['spec']
+def _pod_spec(objects):
+  return _one(objects, 'Deployment', 'tfserving')['spec']['template']['spec']
 
 
 def _container(pod_spec):
@@ -77,13 +89,51 @@ def _container(pod_spec):
   return container
 
 
+def _quantity(value) -> float:
+  """A Kubernetes CPU or memory quantity as a number, for comparing them."""
+  number, unit = re.fullmatch(r'([\d.]+)(m|Ki|Mi|Gi)?', str(value)).groups()
+  return float(number) * {None: 1, 'm': 1e-3, 'Ki': 2**10, 'Mi': 2**20,
+                          'Gi': 2**30}[unit]
+
+
+def _env_values(container) -> dict:
+  """The container's env as the kubelet resolves it: literal values, and
+  resourceFieldRef CPU as ceil(quantity / divisor) (kubernetes
+  pkg/api/v1/resource/helpers.go, convertResourceCPUToString)."""
+  values = {}
+  for entry in container.get('env', []):
+    if 'value' in entry:
+      values[entry['name']] = entry['value']
+      continue
+    ref = entry['valueFrom']['resourceFieldRef']
+    kind, _, resource = ref['resource'].partition('.')
+    assert resource == 'cpu', ref
+    quantity = _quantity(container['resources'][kind][resource])
+    divisor = _quantity(ref.get('divisor', '1'))
+    values[entry['name']] = str(math.ceil(round(quantity / divisor, 9)))
+  return values
+
+
+def _expand(text, env) -> str:
+  """$(VAR) as the kubelet expands it in command and args (kubernetes
+  third_party/forked/golang/expansion/expand.go): a defined variable is
+  replaced, $$ is a literal $, anything else is left as written."""
+  def replace(match):
+    if match[0] == '$$':
+      return '$'
+    return env.get(match[1], match[0])
+  return re.sub(r'\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)', replace, text)
+
+
 def _args(container) -> dict:
-  """`--flag=value` args as {flag: value}; a bare `--flag` is 'true'."""
+  """`--flag=value` args, expanded, as {flag: value}; a bare `--flag` is
+  'true'."""
+  env = _env_values(container)
   flags = {}
   for arg in container['args']:
     assert arg.startswith('--'), arg
-    key, _, value = arg[2:].partition('=')
-    flags[key] = value or 'true'
+    key, _, value = _expand(arg, env).partition('=')
+    flags[key[2:]] = value or 'true'
   return flags
 
 
@@ -91,16 +141,36 @@ def _env(container) -> dict:
   return {e['name']: e for e in container.get('env', [])}
 
 
-def _mounted_file(name, pod_spec, path) -> str:
+def _mounted_file(objects, pod_spec, path) -> str:
   """The text that a container path shows, read from the ConfigMap mounted
   over its directory: proves each flag names a file that will exist."""
   directory, filename = os.path.split(path)
   (mount,) = [m for m in _container(pod_spec)['volumeMounts']
               if m['mountPath'] == directory]
   (volume,) = [v for v in pod_spec['volumes'] if v['name'] == mount['name']]
-  config_map = _one(name, 'ConfigMap', volume['configMap']['name'])
+  config_map = _one(objects, 'ConfigMap', volume['configMap']['name'])
   assert filename in config_map['data'], (path, sorted(config_map['data']))
   return config_map['data'][filename]
+
+
+def _model_server_config(objects):
+  """models.config as TF Serving parses it: a ModelServerConfig text proto
+  (protobuf's text format, which joins adjacent string literals)."""
+  pod_spec = _pod_spec(objects)
+  text = _mounted_file(objects, pod_spec,
+                       _args(_container(pod_spec))['model_config_file'])
+  return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def _batching(objects) -> dict:
+  """The BatchingParameters file of the server, as {field: value}."""
+  pod_spec = _pod_spec(objects)
+  text = _without_comments(_mounted_file(
+      objects, pod_spec,
+      _args(_container(pod_spec))['batching_parameters_file']))
+  fields = dict(re.findall(r'(\w+)\s*{\s*value:\s*(\w+)\s*}', text))
+  fields.update(re.findall(r'^\s*(\w+):\s*(\w+)\s*$', text, re.MULTILINE))
+  return {k: int(v) if v.isdigit() else v for k, v in fields.items()}
 
 
 def _effective_security(pod_spec, container) -> dict:
@@ -136,6 +206,30 @@ def _probe_server(responses):
   return server
 
 
+def _cronjob_pod(objects='retrain'):
+  cronjob = _one(objects, 'CronJob', 'imgcls-retrain')
+  return cronjob, cronjob['spec']['jobTemplate']['spec']['template']['spec']
+
+
+def _retrain_args(container):
+  """The CronJob's command line, expanded and parsed by `imgcls` itself."""
+  from imgcls import cli  # pylint: disable=g-import-not-at-top
+  env = _env_values(container)
+  return cli.build_parser().parse_args(
+      [_expand(arg, env) for arg in container['args']])
+
+
+def _claims(pod_spec) -> dict:
+  """{mount path: claim name} of a pod's single container."""
+  claims = {v['name']: v['persistentVolumeClaim']['claimName']
+            for v in pod_spec['volumes'] if 'persistentVolumeClaim' in v}
+  return {m['mountPath']: claims[m['name']]
+          for m in _container(pod_spec)['volumeMounts'] if m['name'] in claims}
+
+
+# --- Schemas ---------------------------------------------------------------
+
+
 @pytest.mark.parametrize('name', _ALL)
 def test_every_object_is_valid_for_kubernetes(name):
   objects = _rendered(name)
@@ -147,19 +241,191 @@ def test_every_object_is_valid_for_kubernetes(name):
       pytest.fail(f'{name}: {obj["kind"]}/{obj["metadata"]["name"]}: {e}')
 
 
+# --- One params file --------------------------------------------------------
+
+
+@pytest.mark.parametrize('text, expected', [
+    # The cases of kustomize's api/kv/kv_test.go that an env file can hold.
+    ('FOO=bar', {'FOO': 'bar'}),
+    ('# comment\n\n  FOO=bar\n', {'FOO': 'bar'}),
+    ('FOO=bar=baz', {'FOO': 'bar=baz'}),
+    ('FOO="bar"', {'FOO': '"bar"'}),
+    ('FOO=bar  ', {'FOO': 'bar  '}),
+    ('FOO=', {'FOO': ''}),
+    ('\ufeffFOO=bar', {'FOO': 'bar'}),
+])
+def test_params_are_parsed_as_kustomize_parses_env_files(text, expected):
+  assert deployment.parse_env_file(text) == expected
+
+
+def test_python_defaults_come_from_the_params_file():
+  from pipeline import kubeflow_config  # pylint: disable=g-import-not-at-top
+  options = kubeflow_config.KubeflowOptions()
+  assert options.image == _PARAMS['IMGCLS_IMAGE']
+  assert options.data_pvc == _PARAMS['DATA_PVC']
+  assert options.serving_pvc == _PARAMS['SERVING_PVC']
+  assert options.gpu_node_selector == (_PARAMS['GPU_NODE_LABEL'],
+                                       _PARAMS['GPU_NODE_LABEL_VALUE'])
+  assert kubeflow_config.DATA_MOUNT == _PARAMS['DATA_MOUNT']
+  assert kubeflow_config.SERVING_MOUNT == _PARAMS['SERVING_MOUNT']
+
+
+def test_params_file_is_found_in_the_image_through_its_env_variable(tmp_path):
+  """The Dockerfile copies the file in and points IMGCLS_PARAMS_FILE at it;
+  the source tree's copy is the fallback."""
+  dockerfile = (_REPO / 'Dockerfile').read_text()
+  (copied,) = re.findall(r'^COPY (kubernetes/\S+) (\S+)$', dockerfile,
+                         re.MULTILINE)
+  assert _REPO / copied[0] == _KUBERNETES / 'params' / 'params.env'
+  assert f'ENV {deployment.PARAMS_FILE_ENV}={copied[1]}' in dockerfile
+  ignored = (_REPO / '.dockerignore').read_text().splitlines()
+  # kubernetes/ is left out of the build context, but for this file.
+  assert ignored.index('kubernetes') < ignored.index(f'!{copied[0]}')
+  env = {**os.environ, deployment.PARAMS_FILE_ENV: str(tmp_path / 'p.env')}
+  (tmp_path / 'p.env').write_text('MODEL_NAME=Elsewhere\n')
+  code = 'from contract import deployment; print(deployment.model_name())'
+  result = subprocess.run(['python', '-c', code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          check=False)
+  assert result.stdout.strip() == 'Elsewhere', result.stderr
+  assert deployment.SOURCE_TREE_PARAMS == _KUBERNETES / 'params' / 'params.env'
+
+
+_CHANGED = {
+    'MODEL_NAME': 'ResnetModel',
+    'SERVING_IMAGE': 'registry.example.com/tf-srv:2.21.0',
+    'SERVING_GPU_IMAGE': 'registry.example.com/tf-srv:2.21.0-gpu',
+    'IMGCLS_IMAGE': 'registry.example.com/imgcls:1.2.3',
+    'DATA_PVC': 'other-data',
+    'SERVING_PVC': 'other-serving',
+    'DATA_MOUNT': '/mnt/images',
+    'SERVING_MOUNT': '/mnt/models',
+    'STORAGE_ACCESS_MODE': 'ReadWriteOnce',
+    'GPU_NODE_LABEL': 'cloud.google.com/gke-accelerator',
+    'GPU_NODE_LABEL_VALUE': 'nvidia-l4',
+    'KFP_HOST': 'http://kfp.example.com:8888',
+    'TRAINER_GPUS': '0',
+    'TRAINER_CPU': '8',
+    'TRAINER_MEMORY': '32Gi',
+}
+
+
+@pytest.fixture(scope='module')
+def changed(tmp_path_factory):
+  """Every directory rendered from a copy of kubernetes/ whose params.env
+  has a different value for every key."""
+  copy = tmp_path_factory.mktemp('k8s') / 'kubernetes'
+  shutil.copytree(_KUBERNETES, copy)
+  assert set(_CHANGED) == set(_PARAMS), 'a params key without a test value'
+  (copy / 'params' / 'params.env').write_text(
+      ''.join(f'{k}={v}\n' for k, v in _CHANGED.items()))
+  return {name: _kustomize(copy / name) for name in _ALL}
+
+
+def test_no_manifest_keeps_a_value_of_its_own_for_a_param(changed):
+  """With every param changed, none of the old values is left in any rendered
+  object (comments aside): each place that needs a value takes it from the
+  params file."""
+  for name, objects in changed.items():
+    text = _without_comments(yaml.safe_dump_all(objects))
+    for key, value in _PARAMS.items():
+      if key in ('TRAINER_GPUS', 'TRAINER_CPU', 'GPU_NODE_LABEL_VALUE'):
+        continue  # '1', '4', 'true': too common to search for
+      assert value not in text, f'{name} still has {key}={value}'
+
+
+def test_model_name_and_serving_path_agree_everywhere(changed):
+  """TF Serving's models.config, its readiness probe and the Pusher's base
+  path (the retrain CronJob's serving dir and model) name one model at one
+  place on one volume."""
+  name, mount = _CHANGED['MODEL_NAME'], _CHANGED['SERVING_MOUNT']
+  storage_pvc = _one(changed['storage'], 'PersistentVolumeClaim',
+                     _CHANGED['SERVING_PVC'])
+  _, cron_pod = _cronjob_pod(changed['retrain'])
+  args = _retrain_args(_container(cron_pod))
+  from pipeline import config as pipeline_config  # pylint: disable=g-import-not-at-top
+  pusher_base_path = pipeline_config.pipeline_config_from_args(
+      args).model_base_path
+  assert pusher_base_path == f'{mount}/{name}'
+  assert _claims(cron_pod)[args.serving_dir] == (
+      storage_pvc['metadata']['name'])
+  for serving in _SERVING:
+    objects = changed[serving]
+    (model,) = _model_server_config(objects).model_config_list.config
+    assert model.name == name
+    assert model.base_path == pusher_base_path
+    pod_spec = _pod_spec(objects)
+    # The server's volume is the Pusher's, mounted where the Pusher sees it.
+    assert _claims(pod_spec)[mount] == storage_pvc['metadata']['name']
+    assert _readiness_passes(_container(pod_spec), _status(name, _AVAILABLE))
+  # The pipeline's steps mount the volumes where the CronJob does.
+  assert args.data_root == _CHANGED['DATA_MOUNT']
+  assert _claims(cron_pod)[args.data_root] == _CHANGED['DATA_PVC']
+
+
+def test_images_and_gpu_label_come_from_the_params(changed):
+  assert _container(_pod_spec(changed['base']))['image'] == (
+      _CHANGED['SERVING_IMAGE'])
+  gpu_pod = _pod_spec(changed['overlays/gpu'])
+  assert _container(gpu_pod)['image'] == _CHANGED['SERVING_GPU_IMAGE']
+  (term,) = gpu_pod['affinity']['nodeAffinity'][
+      'requiredDuringSchedulingIgnoredDuringExecution']['nodeSelectorTerms']
+  assert term['matchExpressions'] == [{
+      'key': _CHANGED['GPU_NODE_LABEL'], 'operator': 'In',
+      'values': [_CHANGED['GPU_NODE_LABEL_VALUE']]}]
+  # The CronJob's own image and its steps' image (--kfp-image): one value,
+  # which kustomize's `images:` could not have kept together.
+  _, cron_pod = _cronjob_pod(changed['retrain'])
+  container = _container(cron_pod)
+  args = _retrain_args(container)
+  assert container['image'] == args.kfp_image == _CHANGED['IMGCLS_IMAGE']
+  assert args.kfp_host == _CHANGED['KFP_HOST']
+  for pvc in _all_of(changed['storage'], 'PersistentVolumeClaim'):
+    assert pvc['spec']['accessModes'] == [_CHANGED['STORAGE_ACCESS_MODE']]
+
+
+def test_params_component_leaves_no_object_in_the_cluster():
+  """The params ConfigMap is local to the build (local-config): applying
+  base, retrain and storage from one namespace never makes them fight over
+  one object, and deleting one never breaks the others."""
+  for name in _ALL:
+    assert not [o for o in _rendered(name)
+                if o['metadata']['name'] == 'imgcls-params'], name
+
+
+# --- The server -------------------------------------------------------------
+
+
+def _tf_minor(version):
+  return '.'.join(version.split('.')[:2])
+
+
+def test_serving_images_match_the_training_tensorflow_minor():
+  """A server older than the TensorFlow that exports may fail to load its
+  SavedModels; a fresh pod then exits and crash-loops (server_core.cc)."""
+  requirements = (_REPO / 'requirements.txt').read_text()
+  (tensorflow,) = re.findall(r'^tensorflow==(\S+)$', requirements, re.M)
+  cpu_image, gpu_image = _PARAMS['SERVING_IMAGE'], _PARAMS['SERVING_GPU_IMAGE']
+  name, _, tag = cpu_image.rpartition(':')
+  assert name == 'tensorflow/serving'
+  assert re.fullmatch(r'\d+\.\d+\.\d+', tag), tag
+  assert _tf_minor(tag) == _tf_minor(tensorflow)
+  assert gpu_image == f'{cpu_image}-gpu'
+  assert _container(_pod_spec('base'))['image'] == cpu_image
+  assert _container(_pod_spec('overlays/gpu'))['image'] == gpu_image
+  for name in ('overlays/hpa', 'overlays/local'):
+    assert _container(_pod_spec(name))['image'] == cpu_image
+
+
 @pytest.mark.parametrize('name', _SERVING)
-def test_server_runs_pinned_tensorflow_serving_with_its_config_files(name):
+def test_server_runs_tensorflow_serving_with_its_config_files(name):
   container = _container(_pod_spec(name))
-  image, _, tag = container['image'].partition(':')
-  assert image == 'tensorflow/serving'
-  assert re.fullmatch(r'\d+\.\d+\.\d+(-gpu)?', tag), tag
   assert container['command'] == ['/usr/bin/tensorflow_model_server']
   flags = _args(container)
   assert flags['port'] == str(_GRPC_PORT)
   assert flags['rest_api_port'] == str(_HTTP_PORT)
   assert int(flags['model_config_file_poll_wait_seconds']) > 0
   assert int(flags['file_system_poll_wait_seconds']) > 0
-  assert flags['enable_batching'] == 'true'
   # Ignored by TF Serving next to --model_config_file: they would only mislead.
   assert not {'model_name', 'model_base_path'} & set(flags)
   pod_spec = _pod_spec(name)
@@ -170,19 +436,53 @@ def test_server_runs_pinned_tensorflow_serving_with_its_config_files(name):
 
 @pytest.mark.parametrize('name', _SERVING)
 def test_model_config_serves_latest_version_from_the_model_volume(name):
-  pod_spec = _pod_spec(name)
-  container = _container(pod_spec)
-  text = _without_comments(_mounted_file(
-      name, pod_spec, _args(container)['model_config_file']))
-  assert re.findall(r'name:\s*"([^"]+)"', text) == [_MODEL_NAME]
-  (base_path,) = re.findall(r'base_path:\s*"([^"]+)"', text)
-  (mount,) = [m for m in container['volumeMounts'] if m['name'] == 'models']
-  assert base_path == f'{mount["mountPath"]}/{_MODEL_NAME}'
-  assert re.search(r'model_version_policy\s*{\s*latest\s*{', text)
+  container = _container(_pod_spec(name))
+  (model,) = _model_server_config(name).model_config_list.config
+  assert model.name == _PARAMS['MODEL_NAME']
+  assert model.base_path == (
+      f'{_PARAMS["SERVING_MOUNT"]}/{_PARAMS["MODEL_NAME"]}')
+  assert model.model_platform == 'tensorflow'
+  assert model.model_version_policy.WhichOneof('policy_choice') == 'latest'
   # Labels on versions not yet loaded make TF Serving reject the config.
-  if 'version_labels' in text:
+  if model.version_labels:
     assert 'allow_version_labels_for_unavailable_models' in _args(container)
-  assert _env(container)['MODEL_NAME']['value'] == _MODEL_NAME
+  assert _env(container)['MODEL_NAME']['value'] == model.name
+
+
+@pytest.mark.parametrize('name', _SERVING)
+def test_thread_pools_follow_the_container_cpu_limit(name):
+  """Not the node's cores, which TF Serving would size them by."""
+  container = _container(_pod_spec(name))
+  cores = math.ceil(_quantity(container['resources']['limits']['cpu']))
+  flags = _args(container)
+  assert int(flags['tensorflow_intra_op_parallelism']) == cores
+  assert int(flags['tensorflow_inter_op_parallelism']) == cores
+  # Upstream's 4 request threads per CPU (server.h), per CPU of the limit.
+  assert int(flags['rest_api_num_threads']) == 4 * cores
+  assert int(flags['grpc_max_threads']) == 4 * cores
+  assert _batching(name)['num_batch_threads'] == cores
+
+
+@pytest.mark.parametrize('name', _SERVING)
+def test_batching_splits_large_requests_and_never_pads(name):
+  flags = _args(_container(_pod_spec(name)))
+  assert flags['enable_batching'] == 'true'
+  batching = _batching(name)
+  # A request above the executed batch size is split, not refused; it is
+  # refused only above max_batch_size (the queue's input limit), and must fit
+  # the queue whole (shared_batch_scheduler.h).
+  assert batching['enable_large_batch_splitting'] == 'true'
+  assert batching['max_batch_size'] > batching['max_execution_batch_size']
+  assert (batching['max_enqueued_batches'] *
+          batching['max_execution_batch_size'] >= batching['max_batch_size'])
+  # Zero-padding would change the images a model sees (docs/serving.md).
+  assert batching.get('pad_variable_length_inputs', 'false') == 'false'
+  assert 'allowed_batch_sizes' not in batching
+  if name == 'overlays/gpu':
+    base = _batching('base')
+    assert batching['batch_timeout_micros'] > 0
+    assert (batching['max_execution_batch_size'] >
+            base['max_execution_batch_size'])
 
 
 @pytest.mark.parametrize('name', _SERVING)
@@ -198,6 +498,30 @@ def test_prometheus_metrics_are_enabled_and_annotated(name):
   assert annotations['prometheus.io/scrape'] == 'true'
   assert annotations['prometheus.io/port'] == str(_HTTP_PORT)
   assert annotations['prometheus.io/path'] == path
+
+
+def test_monitoring_component_adds_a_pod_monitor_for_the_same_endpoint(
+    tmp_path):
+  (tmp_path / 'kustomization.yaml').write_text(textwrap.dedent(f"""\
+      resources:
+      - {os.path.relpath(_KUBERNETES / 'overlays' / 'gpu', tmp_path)}
+      components:
+      - {os.path.relpath(_KUBERNETES / 'components' / 'monitoring', tmp_path)}
+      """))
+  objects = _kustomize(tmp_path)
+  monitor = _one(objects, 'PodMonitor', 'tfserving')
+  assert monitor['apiVersion'] == 'monitoring.coreos.com/v1'
+  template = _one(objects, 'Deployment', 'tfserving')['spec']['template']
+  assert monitor['spec']['selector']['matchLabels'].items() <= (
+      template['metadata']['labels'].items())
+  (endpoint,) = monitor['spec']['podMetricsEndpoints']
+  ports = {p['name'] for p in _container(template['spec'])['ports']}
+  assert endpoint['port'] in ports
+  assert endpoint['path'] == template['metadata']['annotations'][
+      'prometheus.io/path']
+  # Optional: no overlay brings it (it needs the operator's CRDs).
+  for name in _ALL:
+    assert not _all_of(name, 'PodMonitor')
 
 
 @pytest.mark.parametrize('name', _SERVING)
@@ -235,16 +559,14 @@ def test_probes_wait_for_the_first_model_and_gate_on_availability(name):
   assert '"AVAILABLE"' in command[2]
 
 
-def _readiness_passes(responses) -> bool:
-  """Runs the base readiness probe's own command against a fake REST port."""
-  container = _container(_pod_spec('base'))
+def _readiness_passes(container, responses) -> bool:
+  """Runs a readiness probe's own command against a fake REST port."""
   command = container['readinessProbe']['exec']['command']
   server = _probe_server(responses)
   try:
     script = command[2].replace(f'/localhost/{_HTTP_PORT}',
                                 f'/localhost/{server.server_address[1]}')
-    env = {'PATH': os.environ['PATH'],
-           'MODEL_NAME': _env(container)['MODEL_NAME']['value']}
+    env = {'PATH': os.environ['PATH'], **_env_values(container)}
     return subprocess.run([*command[:2], script], env=env, timeout=10,
                           capture_output=True).returncode == 0
   finally:
@@ -252,9 +574,9 @@ def _readiness_passes(responses) -> bool:
     server.server_close()
 
 
-def _status(*versions):
-  """The reply to GET /v1/models/LenetModel, as TF Serving words it."""
-  return {f'/v1/models/{_MODEL_NAME}': (200, {'model_version_status': [
+def _status(model_name, *versions):
+  """The reply to GET /v1/models/NAME, as TF Serving words it."""
+  return {f'/v1/models/{model_name}': (200, {'model_version_status': [
       {'version': str(number), 'state': state,
        'status': {'error_code': code, 'error_message': message}}
       for number, state, code, message in versions]})}
@@ -262,40 +584,115 @@ def _status(*versions):
 
 _AVAILABLE = (1, 'AVAILABLE', 'OK', '')
 _FAILED = (2, 'END', 'NOT_FOUND', 'Could not find meta graph def')
+_NAME = _PARAMS['MODEL_NAME']
 
 
 @pytest.mark.skipif(shutil.which('bash') is None, reason='no bash to run it')
 @pytest.mark.parametrize('responses, ready', [
-    pytest.param(_status(_AVAILABLE), True, id='available'),
-    pytest.param(_status(_FAILED, _AVAILABLE), True,
+    pytest.param(_status(_NAME, _AVAILABLE), True, id='available'),
+    pytest.param(_status(_NAME, _FAILED, _AVAILABLE), True,
                  id='new-version-failed-old-one-serves'),
-    pytest.param(_status(_FAILED), False, id='every-load-failed-yet-http-200'),
-    pytest.param(_status((1, 'LOADING', 'OK', '')), False, id='loading'),
+    pytest.param(_status(_NAME, _FAILED), False,
+                 id='every-load-failed-yet-http-200'),
+    pytest.param(_status(_NAME, (1, 'LOADING', 'OK', '')), False,
+                 id='loading'),
+    pytest.param(_status('OtherModel', _AVAILABLE), False,
+                 id='another-model-is-available'),
     pytest.param({}, False, id='unknown-model-404'),
 ])
 def test_readiness_probe_passes_only_while_a_version_is_available(
     responses, ready):
-  assert _readiness_passes(responses) == ready
+  assert _readiness_passes(_container(_pod_spec('base')), responses) == ready
+
+
+# --- Volumes ----------------------------------------------------------------
+
+
+def test_volumes_live_in_their_own_kustomization():
+  """`kubectl delete -k` on any server variant or on retrain keeps the
+  models and the data; every variant claims the same volumes, so switching
+  between them never asks Kubernetes to change a claim."""
+  pvcs = {p['metadata']['name']: p
+          for p in _all_of('storage', 'PersistentVolumeClaim')}
+  assert set(pvcs) == {_PARAMS['DATA_PVC'], _PARAMS['SERVING_PVC']}
+  for pvc in pvcs.values():
+    assert pvc['spec']['accessModes'] == [_PARAMS['STORAGE_ACCESS_MODE']]
+  for name in _SERVING + ('retrain',):
+    assert not _all_of(name, 'PersistentVolumeClaim'), name
 
 
 @pytest.mark.parametrize('name', _SERVING)
-def test_model_volume_is_the_shared_pvc_mounted_read_only(name):
+def test_model_volume_is_the_serving_pvc_mounted_read_only(name):
   pod_spec = _pod_spec(name)
   (mount,) = [m for m in _container(pod_spec)['volumeMounts']
               if m['name'] == 'models']
   assert mount['readOnly'] is True
+  assert mount['mountPath'] == _PARAMS['SERVING_MOUNT']
   (volume,) = [v for v in pod_spec['volumes'] if v['name'] == 'models']
-  claim = volume['persistentVolumeClaim']
-  pvc = _one(name, 'PersistentVolumeClaim', 'imgcls-serving')
-  assert claim['claimName'] == pvc['metadata']['name']
-  expected_mode = 'ReadWriteOnce' if name == 'overlays/local' else (
-      'ReadWriteMany')
-  assert pvc['spec']['accessModes'] == [expected_mode]
+  assert volume['persistentVolumeClaim']['claimName'] == _PARAMS['SERVING_PVC']
+
+
+def test_volume_setup_job_makes_both_roots_writable_for_uid_1000(tmp_path):
+  """Root-owned 0755 volume roots, as many provisioners create them, become
+  1000:1000 0775 (the writers' uid: KFP sets no fsGroup), and a second run
+  changes nothing. The Job's own script, run here on two directories."""
+  job = _one('storage', 'Job', 'imgcls-volume-setup')
+  pod_spec = job['spec']['template']['spec']
+  container = _container(pod_spec)
+  assert sorted(_claims(pod_spec).items()) == sorted([
+      (_PARAMS['DATA_MOUNT'], _PARAMS['DATA_PVC']),
+      (_PARAMS['SERVING_MOUNT'], _PARAMS['SERVING_PVC'])])
+  security = container['securityContext']
+  assert security['runAsUser'] == 0
+  assert security['capabilities'] == {'drop': ['ALL'],
+                                      'add': ['CHOWN', 'FOWNER']}
+  assert security['allowPrivilegeEscalation'] is False
+  assert job['spec']['template']['metadata']['annotations'][
+      'sidecar.istio.io/inject'] == 'false'
+  if os.geteuid() != 0:
+    pytest.skip('chown to uid 1000 needs root')
+  env = _env_values(container)
+  dirs = {key: tmp_path / key.lower() for key in ('DATA_MOUNT',
+                                                  'SERVING_MOUNT')}
+  for path in dirs.values():
+    path.mkdir(mode=0o755)
+    os.chown(path, 0, 0)
+  assert set(dirs) <= set(env)
+  for _ in range(2):
+    result = subprocess.run(
+        container['command'],
+        env={'PATH': os.environ['PATH'], **{k: str(v) for k, v in dirs.items()}},
+        capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    for path in dirs.values():
+      info = path.stat()
+      assert (info.st_uid, info.st_gid) == (1000, 1000)
+      assert stat.S_IMODE(info.st_mode) == 0o775
+  assert result.stdout.split() == [
+      str(dirs['DATA_MOUNT']), '1000:1000', '775',
+      str(dirs['SERVING_MOUNT']), '1000:1000', '775']
+
+
+# --- Availability and security ---------------------------------------------
+
+
+@pytest.mark.parametrize('name', _SERVING)
+def test_one_drain_or_node_loss_never_takes_every_replica(name):
+  template = _one(name, 'Deployment', 'tfserving')['spec']['template']
+  labels = template['metadata']['labels']
+  pdb = _one(name, 'PodDisruptionBudget', 'tfserving')
+  assert pdb['spec']['maxUnavailable'] == 1
+  assert pdb['spec']['selector']['matchLabels'].items() <= labels.items()
+  (by_node,) = [c for c in template['spec']['topologySpreadConstraints']
+                if c['topologyKey'] == 'kubernetes.io/hostname']
+  assert by_node['maxSkew'] == 1
+  assert by_node['whenUnsatisfiable'] == 'DoNotSchedule'
+  assert by_node['labelSelector']['matchLabels'].items() <= labels.items()
 
 
 @pytest.mark.parametrize('name', _SERVING)
 def test_server_is_restricted_with_resources_and_safe_rollouts(name):
-  deployment = _one(name, 'Deployment', 'tfserving')
+  deployment_ = _one(name, 'Deployment', 'tfserving')
   pod_spec = _pod_spec(name)
   container = _container(pod_spec)
   assert _effective_security(pod_spec, container).items() >= (
@@ -306,37 +703,45 @@ def test_server_is_restricted_with_resources_and_safe_rollouts(name):
   assert 'emptyDir' in volumes[tmp['name']]
   for kind in ('requests', 'limits'):
     assert {'cpu', 'memory'} <= set(container['resources'][kind])
-  strategy = deployment['spec']['strategy']
+  strategy = deployment_['spec']['strategy']
   assert strategy['type'] == 'RollingUpdate'
-  assert strategy['rollingUpdate']['maxUnavailable'] == 0
+  if name == 'overlays/gpu':
+    # One GPU per pod and no spare one: a surge pod could never be placed.
+    # The old pod leaves first and hands its GPU on.
+    assert strategy['rollingUpdate'] == {'maxSurge': 0, 'maxUnavailable': 1}
+  else:
+    # Every old pod serves until its successor is ready.
+    assert strategy['rollingUpdate'] == {'maxSurge': 1, 'maxUnavailable': 0}
 
 
 @pytest.mark.parametrize('name', _SERVING)
 def test_gpu_settings_only_in_the_gpu_overlay(name):
   pod_spec = _pod_spec(name)
   container = _container(pod_spec)
-  limits = container['resources']['limits']
-  tag = container['image'].partition(':')[2]
-  base_tag = _container(_pod_spec('base'))['image'].partition(':')[2]
+  resources = container['resources']
   if name == 'overlays/gpu':
-    assert limits['nvidia.com/gpu'] == 1
-    assert tag == f'{base_tag}-gpu'
+    assert resources['limits']['nvidia.com/gpu'] == 1
     assert any(t['key'] == 'nvidia.com/gpu' and t['effect'] == 'NoSchedule'
                for t in pod_spec['tolerations'])
-    assert pod_spec['nodeSelector']
+    assert pod_spec['affinity']['nodeAffinity'][
+        'requiredDuringSchedulingIgnoredDuringExecution']
+    # Host memory for the -gpu build's CUDA runtime and context besides the
+    # base's 2Gi (figure and source: overlays/gpu/gpu.yaml), requested in
+    # full.
+    assert _quantity(resources['limits']['memory']) >= 8 * 2**30
+    assert resources['requests']['memory'] == resources['limits']['memory']
   else:
-    assert 'nvidia.com/gpu' not in limits
-    assert not tag.endswith('-gpu')
-    assert 'tolerations' not in pod_spec and 'nodeSelector' not in pod_spec
+    assert 'nvidia.com/gpu' not in resources['limits']
+    assert not {'tolerations', 'nodeSelector', 'affinity'} & set(pod_spec)
 
 
 @pytest.mark.parametrize('name', _SERVING)
 def test_autoscaler_only_in_the_hpa_overlay(name):
-  deployment = _one(name, 'Deployment', 'tfserving')
+  deployment_ = _one(name, 'Deployment', 'tfserving')
   autoscalers = _all_of(name, 'HorizontalPodAutoscaler')
   if name != 'overlays/hpa':
     assert not autoscalers
-    assert deployment['spec']['replicas'] == (
+    assert deployment_['spec']['replicas'] == (
         1 if name == 'overlays/local' else 2)
     return
   (hpa,) = autoscalers
@@ -350,14 +755,11 @@ def test_autoscaler_only_in_the_hpa_overlay(name):
   assert metric['resource']['target'] == {
       'type': 'Utilization', 'averageUtilization': 80}
   # A fixed count would fight the autoscaler on every apply.
-  assert 'replicas' not in deployment['spec']
-
-
-def _quantity(value) -> float:
-  """A Kubernetes CPU or memory quantity as a number, for comparing them."""
-  number, unit = re.fullmatch(r'([\d.]+)(m|Ki|Mi|Gi)?', str(value)).groups()
-  return float(number) * {None: 1, 'm': 1e-3, 'Ki': 2**10, 'Mi': 2**20,
-                          'Gi': 2**30}[unit]
+  assert 'replicas' not in deployment_['spec']
+  # It does nothing without the resource metrics API: say so where it is.
+  for text in ((_KUBERNETES / 'overlays' / 'hpa' / 'kustomization.yaml'),
+               (_KUBERNETES / 'README.md')):
+    assert 'metrics-server' in text.read_text()
 
 
 def test_local_overlay_fits_a_laptop():
@@ -371,9 +773,7 @@ def test_local_overlay_fits_a_laptop():
   assert not any('hostPath' in v for v in volumes)
 
 
-def _cronjob_pod():
-  cronjob = _one('retrain', 'CronJob', 'imgcls-retrain')
-  return cronjob, cronjob['spec']['jobTemplate']['spec']['template']['spec']
+# --- The retrain CronJob ----------------------------------------------------
 
 
 def test_retrain_cronjob_runs_one_round_against_kfp():
@@ -381,49 +781,48 @@ def test_retrain_cronjob_runs_one_round_against_kfp():
   assert cronjob['spec']['concurrencyPolicy'] == 'Forbid'
   assert pod_spec['restartPolicy'] in ('Never', 'OnFailure')
   container = _container(pod_spec)
-  assert container['image'] == 'imgcls:latest'
-  assert container['command'] + container['args'] == [
-      'imgcls', 'retrain', '--once', '--data-root', '/data', '--serving-dir',
-      '/serving', '--pipeline-root', '/data/.imgcls-retrain', '--kfp-host',
-      '$(KFP_HOST)', '--kfp-image', '$(IMGCLS_IMAGE)']
-  env = _env(container)
-  values = {}
-  for name in ('KFP_HOST', 'IMGCLS_IMAGE'):
-    ref = env[name]['valueFrom']['configMapKeyRef']
-    values[name] = _one('retrain', 'ConfigMap', ref['name'])['data'][ref['key']]
-  assert values['KFP_HOST'].startswith('http')
-  assert values['IMGCLS_IMAGE'] == container['image']
-  # The arguments are ones `imgcls retrain` accepts.
-  from imgcls import cli  # pylint: disable=g-import-not-at-top
-  args = cli.build_parser().parse_args(container['args'])
-  assert args.kfp_image == '$(IMGCLS_IMAGE)' and args.once
+  assert container['command'] == ['imgcls']
+  args = _retrain_args(container)
+  assert args.once
+  assert container['image'] == args.kfp_image == _PARAMS['IMGCLS_IMAGE']
+  assert args.kfp_host == _PARAMS['KFP_HOST']
+  assert args.model_type == _PARAMS['MODEL_NAME']
+  assert (args.data_root, args.serving_dir) == (_PARAMS['DATA_MOUNT'],
+                                                _PARAMS['SERVING_MOUNT'])
+  # The state and lock, hidden on the data volume.
+  assert args.pipeline_root == f'{_PARAMS["DATA_MOUNT"]}/.imgcls-retrain'
   assert _effective_security(pod_spec, container).items() >= (
       _RESTRICTED.items())
+
+
+def test_retrain_cronjob_passes_the_trainer_resources_of_a_local_run():
+  """GPUs (0 on a CPU cluster), CPU and memory, with `imgcls compile`'s own
+  flag names."""
+  _, pod_spec = _cronjob_pod()
+  args = _retrain_args(_container(pod_spec))
+  assert args.gpus == int(_PARAMS['TRAINER_GPUS'])
+  assert args.trainer_cpu == _PARAMS['TRAINER_CPU']
+  assert args.trainer_memory == _PARAMS['TRAINER_MEMORY']
+
+
+def test_retrain_pods_opt_out_of_istio_sidecars():
+  """A sidecar never exits, so in a Kubeflow profile namespace the Job would
+  never complete."""
+  cronjob, _ = _cronjob_pod()
+  metadata = cronjob['spec']['jobTemplate']['spec']['template']['metadata']
+  assert metadata['labels']['sidecar.istio.io/inject'] == 'false'
+  assert metadata['annotations']['sidecar.istio.io/inject'] == 'false'
 
 
 def test_retrain_cronjob_mounts_data_and_serving_volumes():
   _, pod_spec = _cronjob_pod()
   mounts = {m['mountPath']: m for m in _container(pod_spec)['volumeMounts']}
-  claims = {v['name']: v['persistentVolumeClaim']['claimName']
-            for v in pod_spec['volumes'] if 'persistentVolumeClaim' in v}
-  data_pvc = _one('retrain', 'PersistentVolumeClaim', 'imgcls-data')
-  assert claims[mounts['/data']['name']] == data_pvc['metadata']['name']
-  assert data_pvc['spec']['accessModes'] == ['ReadWriteMany']
-  # The serving PVC comes from the serving kustomization, same namespace.
-  serving_pvc = _one('base', 'PersistentVolumeClaim', 'imgcls-serving')
-  assert claims[mounts['/serving']['name']] == serving_pvc['metadata']['name']
-  assert mounts['/serving']['readOnly'] is True
-
-
-def test_retrain_image_is_overridable_with_kustomize_images(tmp_path):
-  (tmp_path / 'kustomization.yaml').write_text(textwrap.dedent(f"""\
-      resources:
-      - {os.path.relpath(_KUBERNETES / 'retrain', tmp_path)}
-      images:
-      - name: imgcls
-        newName: registry.example.com/imgcls
-        newTag: 1.2.3
-      """))
-  (cronjob,) = [o for o in _kustomize(tmp_path) if o['kind'] == 'CronJob']
-  pod_spec = cronjob['spec']['jobTemplate']['spec']['template']['spec']
-  assert _container(pod_spec)['image'] == 'registry.example.com/imgcls:1.2.3'
+  assert _claims(pod_spec) == {_PARAMS['DATA_MOUNT']: _PARAMS['DATA_PVC'],
+                               _PARAMS['SERVING_MOUNT']: _PARAMS['SERVING_PVC']}
+  # Only the Pusher writes models.
+  assert mounts[_PARAMS['SERVING_MOUNT']]['readOnly'] is True
+  # It writes its state to the data volume as uid 1000: group-writable where
+  # the volume honours fsGroup, else storage's setup Job has made it 1000's.
+  security = pod_spec['securityContext']
+  assert security['fsGroup'] == 1000
+  assert security['fsGroupChangePolicy'] == 'OnRootMismatch'
