@@ -1,10 +1,16 @@
-"""`imgcls serve`: the development stand-in for TF Serving."""
+"""`imgcls serve`: the development stand-in for TF Serving.
+
+It takes tensorflow_model_server's flags (dev_server.flags), so the args of
+kubernetes/base/deployment.yaml start it unchanged, paths aside; the
+project's older spellings (--model-base-path, --rest-port, ...) are aliases.
+"""
 import logging
 import signal
 import threading
 
-from clients.cli import add_server_address, positive_int, positive_seconds
-from dev_server import limits
+from clients.cli import port, positive_int, positive_seconds
+from contract import names as defaults
+from dev_server import flags, limits
 
 
 def register(subparsers) -> None:
@@ -14,42 +20,88 @@ def register(subparsers) -> None:
 def _register_serve(subparsers) -> None:
   parser = subparsers.add_parser(
       'serve',
-      help='serve a model like TF Serving (REST and gRPC), for development',
-      description='A development stand-in for TF Serving: serves the latest '
-      'version under --model-base-path over TF Serving\'s REST and gRPC APIs, '
-      'and swaps in new versions as they appear. Production uses TF Serving; '
-      'see docs/serving.md for the differences.')
-  parser.add_argument('--model-base-path', required=True,
+      help='serve models like TF Serving (REST and gRPC), for development',
+      description='A development stand-in for TF Serving: serves the '
+      'versions under --model_base_path (or the models of --model_config_file)'
+      ' over TF Serving\'s REST and gRPC APIs, and swaps in new versions as '
+      'they appear. It takes tensorflow_model_server\'s flags. Production '
+      'uses TF Serving; see docs/serving.md for the differences.')
+  parser.add_argument('--model_base_path', '--model-base-path', default='',
                       help='the directory holding the integer version '
                       'directories, e.g. <serving_dir>/LenetModel')
-  parser.add_argument('--model-name', required=True,
+  parser.add_argument('--model_name', '--model-name', default='',
                       help='the name clients use in /v1/models/NAME')
-  add_server_address(parser, host_default='127.0.0.1')
-  parser.add_argument('--poll-seconds', type=positive_seconds, default=1.0,
+  parser.add_argument('--host', default='127.0.0.1',
+                      help='the address to bind (default 127.0.0.1: this '
+                      'machine only; 0.0.0.0 for every interface)')
+  parser.add_argument('--rest_api_port', '--rest-port', dest='rest_port',
+                      type=port, default=defaults.REST_PORT,
+                      help=f'REST port (default {defaults.REST_PORT}; 0: a '
+                      'free port)')
+  parser.add_argument('--port', '--grpc-port', dest='grpc_port', type=port,
+                      default=defaults.GRPC_PORT,
+                      help=f'gRPC port (default {defaults.GRPC_PORT}; 0: a '
+                      'free port)')
+  parser.add_argument('--file_system_poll_wait_seconds', '--poll-seconds',
+                      dest='poll_seconds', type=positive_seconds, default=1.0,
                       help='how often to look for new versions (default 1)')
   parser.add_argument('--max-request-bytes', type=positive_int,
                       default=limits.MAX_REQUEST_BYTES,
                       help='the largest REST body or gRPC message accepted '
                       f'(default {limits.MAX_REQUEST_BYTES})')
+  parser.add_argument('--max-decoded-image-bytes', type=positive_int,
+                      default=limits.MAX_DECODED_IMAGE_BYTES,
+                      help='the most bytes of pixels the images of one request '
+                      'may declare (default '
+                      f'{limits.MAX_DECODED_IMAGE_BYTES})')
+  parser.add_argument('--header-timeout-seconds', type=positive_seconds,
+                      default=10.0,
+                      help='time a client has to send a request\'s headers '
+                      '(default 10)')
+  flags.add_model_server_flags(parser)
   parser.set_defaults(handler=_serve)
+
+
+def _config(args):
+  from dev_server.server import ServerConfig  # pylint: disable=g-import-not-at-top
+  return ServerConfig(
+      model_base_path=args.model_base_path,
+      model_name=args.model_name,
+      host=args.host,
+      rest_port=args.rest_port,
+      grpc_port=args.grpc_port,
+      poll_seconds=args.poll_seconds,
+      max_request_bytes=args.max_request_bytes,
+      model_config_file=args.model_config_file,
+      model_config_file_poll_wait_seconds=(
+          args.model_config_file_poll_wait_seconds),
+      enable_batching=args.enable_batching,
+      batching_parameters_file=args.batching_parameters_file,
+      monitoring_config_file=args.monitoring_config_file,
+      enable_model_warmup=args.enable_model_warmup,
+      num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
+      allow_version_labels_for_unavailable_models=(
+          args.allow_version_labels_for_unavailable_models),
+      rest_api_enable_cors_support=args.rest_api_enable_cors_support,
+      rest_api_num_threads=args.rest_api_num_threads,
+      header_timeout_s=args.header_timeout_seconds,
+      max_decoded_image_bytes=args.max_decoded_image_bytes)
 
 
 def _serve(args) -> int:
   from clients.client import address  # pylint: disable=g-import-not-at-top
-  from dev_server.server import ModelServer, ServerConfig  # pylint: disable=g-import-not-at-top
-  logging.getLogger('serving').setLevel(logging.INFO)  # version changes
-  config = ServerConfig(args.model_base_path, args.model_name, args.host,
-                        args.rest_port, args.grpc_port, args.poll_seconds,
-                        args.max_request_bytes)
+  from dev_server.server import ModelServer  # pylint: disable=g-import-not-at-top
+  logging.getLogger('dev_server').setLevel(logging.INFO)  # version changes
+  flags.warn_ignored(args)
+  config = _config(args)
   stop = threading.Event()
   signal.signal(signal.SIGTERM, lambda *_: stop.set())
   with ModelServer(config) as server:
-    print(f'Serving model {config.model_name} from {config.model_base_path}'
+    names = ', '.join(c.name for c in server.registry.configs())
+    print(f'Serving {names}'
           f'\n  REST: http://{address(config.host, server.rest_port)}'
-          f'/v1/models/{config.model_name}'
+          f'/v1/models/NAME'
           f'\n  gRPC: {address(config.host, server.grpc_port)}'
           f'\nCtrl-C to stop.', flush=True)
     stop.wait()
   return 0
-
-

@@ -1,7 +1,8 @@
 """What the REST and gRPC front ends ask of the server, in TF Serving's terms.
 
 A request names a model and, optionally, a version or a version label (a
-ModelSpec). `ServingCore` finds the servable for it and builds the status and
+ModelSpec). `ServingCore` finds the servable for it as ServerCore does
+(server_core.cc, ServableRequestFromModelSpec) and builds the status and
 metadata protos; both front ends then only translate to their wire format, so
 they give the same answers and the same errors with the same messages.
 """
@@ -12,9 +13,9 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 
-from clients.status import ServingError, invalid_argument, not_found
+from clients.status import invalid_argument, not_found
+from dev_server.registry import ModelRegistry
 from dev_server.servable import Servable
-from dev_server.versions import ModelVersions
 
 SIGNATURE_DEF_FIELD = 'signature_def'
 
@@ -26,25 +27,20 @@ def _servable_request_text(name: str, version: Optional[int]) -> str:
   return f'Specific({name}, {version})'
 
 
-def _unknown_label(label: str) -> ServingError:
-  # This server has no model config, so no labels; TF Serving says the same
-  # for a label its config does not define.
-  return invalid_argument(f'Unrecognized servable version label: {label}')
-
-
 class ServingCore:
-  """Resolves ModelSpecs against the one model this server serves."""
+  """Resolves ModelSpecs against the models of a registry."""
 
-  def __init__(self, model_name: str, versions: ModelVersions):
-    self.model_name = model_name
-    self._versions = versions
+  def __init__(self, registry: ModelRegistry):
+    self._registry = registry
 
   def servable(self, name: str, version: Optional[int] = None,
                label: Optional[str] = None) -> Servable:
+    if not name:
+      raise invalid_argument('ModelSpec has no name specified.')
     if label is not None:
-      raise _unknown_label(label)
-    servable = (self._versions.servable(version)
-                if name == self.model_name else None)
+      version = self._registry.version_for_label(name, label)
+    versions = self._registry.versions(name)
+    servable = versions.servable(version) if versions else None
     if servable is None:
       raise not_found('Servable not found for request: ' +
                       _servable_request_text(name, version))
@@ -56,10 +52,14 @@ class ServingCore:
       version: Optional[int] = None,
       label: Optional[str] = None
   ) -> get_model_status_pb2.GetModelStatusResponse:
-    """The state of `version`, or of every version seen, newest first."""
-    if label is not None:
-      raise _unknown_label(label)
-    states = self._versions.states() if name == self.model_name else {}
+    """The state of `version`, or of every version seen, newest first.
+
+    A label is ignored, and every version listed, as GetModelStatusImpl does
+    (it looks only at model_spec.version).
+    """
+    del label
+    versions = self._registry.versions(name)
+    states = versions.states() if versions else {}
     if version is not None:
       if version not in states:
         raise not_found(f'Could not find version {version} of model {name}')
@@ -93,14 +93,15 @@ class ServingCore:
         raise invalid_argument(f'Metadata field {field} is not supported')
     servable = self.servable(name, version, label)
     response = get_model_metadata_pb2.GetModelMetadataResponse(
-        model_spec=self.served_spec(servable))
+        model_spec=served_spec(name, servable))
     response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map)
     return response
 
-  def served_spec(self, servable: Servable,
-                  signature_name: str = '') -> model_pb2.ModelSpec:
-    """The ModelSpec a response carries: what actually answered."""
-    spec = model_pb2.ModelSpec(name=self.model_name,
-                               signature_name=signature_name)
-    spec.version.value = servable.version
-    return spec
+
+
+def served_spec(name: str, servable: Servable,
+                signature_name: str = '') -> model_pb2.ModelSpec:
+  """The ModelSpec a response carries: what actually answered."""
+  spec = model_pb2.ModelSpec(name=name, signature_name=signature_name)
+  spec.version.value = servable.version
+  return spec

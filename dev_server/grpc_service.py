@@ -2,19 +2,20 @@
 
 Implemented: Predict, GetModelMetadata and GetModelStatus. Classify, Regress,
 MultiInference and HandleReloadConfigRequest answer UNIMPLEMENTED (the
-generated base classes do that).
+generated base classes do that). Predict is counted in the metrics as
+prediction_service_impl.cc counts it (API "Predict", entrypoint GRPC).
 """
 import contextlib
+import time
 from typing import Optional, Tuple
 
 import grpc
-import tensorflow as tf
 from tensorflow_serving.apis import model_service_pb2_grpc
-from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from dev_server.core import ServingCore
-from contract.names import SERVING_DEFAULT
+from dev_server.metrics import Metrics
+from dev_server.predict import run_predict
 from clients.status import ServingError, invalid_argument
 
 
@@ -36,38 +37,27 @@ def _spec_fields(request) -> Tuple[str, Optional[int], Optional[str]]:
   return spec.name, version, label
 
 
-def _ndarray(alias: str, tensor_proto):
-  try:
-    return tf.make_ndarray(tensor_proto)
-  except Exception:  # pylint: disable=broad-except  (malformed protos vary)
-    raise invalid_argument(f'tensor parsing error: {alias}') from None
-
-
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
   """Predict and GetModelMetadata."""
 
-  def __init__(self, core: ServingCore):
+  def __init__(self, core: ServingCore, metrics: Metrics):
     self._core = core
+    self._metrics = metrics
 
   def Predict(self, request, context):  # pylint: disable=invalid-name
-    with _status_on_error(context):
-      servable = self._core.servable(*_spec_fields(request))
-      signature_name = request.model_spec.signature_name or SERVING_DEFAULT
-      signature = servable.signature(signature_name)
-      if signature is None:
-        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f'Serving signature key "{signature_name}" not '
-                           f'found.')
-      inputs = {
-          alias: _ndarray(alias, tensor)
-          for alias, tensor in request.inputs.items()
-      }
-      outputs = signature.run(inputs, request.output_filter)
-      response = predict_pb2.PredictResponse(
-          model_spec=self._core.served_spec(servable, signature_name))
-      for alias, value in outputs.items():
-        response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
-      return response
+    started = time.monotonic()
+    code = grpc.StatusCode.OK
+    try:
+      with _status_on_error(context):
+        try:
+          servable = self._core.servable(*_spec_fields(request))
+          return run_predict(servable, request, request.model_spec.name)
+        except ServingError as e:
+          code = e.code
+          raise
+    finally:
+      self._metrics.record_request(request.model_spec.name, 'Predict', 'GRPC',
+                                   code, time.monotonic() - started)
 
   def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
     with _status_on_error(context):
@@ -86,8 +76,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
       return self._core.model_status(*_spec_fields(request))
 
 
-def add_services(server: grpc.Server, core: ServingCore) -> None:
+def add_services(server: grpc.Server, core: ServingCore,
+                 metrics: Metrics) -> None:
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionServicer(core), server)
+      PredictionServicer(core, metrics), server)
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(
       ModelServicer(core), server)

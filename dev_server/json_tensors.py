@@ -6,14 +6,15 @@ The rules and error messages follow TF Serving's `util/json_tensor.cc`:
   name. "inputs" (columnar) gives whole tensors, by name when there are
   several. Exactly one of the two keys must be present.
 - Values must be dense (every list at a level the same length) and of the
-  signature's dtype; DT_STRING values are text, or {"b64": ...} in standard
-  base64 for binary data.
+  signature's dtype; DT_STRING values are text, or {"b64": ...} for binary
+  data, decoded as absl's Base64Unescape decodes it.
+- Bodies are parsed as rapidjson parses them (dev_server.json_parse).
 - Replies are "predictions" (row) or "outputs" (columnar); one output drops
   its name; string outputs are base64 objects only if the name ends `_bytes`.
 """
 import base64
 import binascii
-import json
+import re
 from typing import Dict, List, Tuple
 
 import grpc
@@ -22,27 +23,22 @@ import tensorflow as tf
 
 from contract.names import SERVING_DEFAULT
 from clients.status import ServingError, invalid_argument
+from dev_server import json_parse
 from dev_server.servable import dtype_name
 
 _B64 = 'b64'
 _BYTES_SUFFIX = '_bytes'
 # Deeper nesting than any tensor needs; bounds the recursion below.
 _MAX_RANK = 64
+# What absl's Base64Unescape skips: whitespace anywhere (line breaks).
+_B64_WHITESPACE = re.compile(rb'[ \t\n\r\f\v]+')
 # numpy kinds that a JSON list of numbers may parse to, per target dtype kind.
 _ACCEPTED_KINDS = {'b': 'b', 'i': 'iu', 'u': 'iu', 'f': 'iuf'}
 
 
 def parse_body(body: bytes) -> dict:
-  """The JSON object of a request body."""
-  if not body.strip():
-    raise invalid_argument('JSON Parse error: The document is empty')
-  try:
-    document = json.loads(body)
-  except json.JSONDecodeError as e:
-    raise invalid_argument(
-        f'JSON Parse error: {e.msg} at offset: {e.pos}') from None
-  except (ValueError, RecursionError) as e:
-    raise invalid_argument(f'JSON Parse error: {e}') from None
+  """The JSON object of a request body (its first JSON value)."""
+  document = json_parse.parse(body)
   if not isinstance(document, dict):
     raise invalid_argument(f'JSON Value: {_show(document)} Is not object')
   return document
@@ -90,7 +86,7 @@ def _sole_or_all(values: dict):
 def _inputs_from_instances(document, input_dtypes):
   instances = document['instances']
   if not isinstance(instances, list):
-    raise invalid_argument(f"JSON Value: {_show(document)} Excepting "
+    raise invalid_argument(f"JSON Value: {_show(document)} Expecting "
                            f"'instances' to be an list/array")
   if not instances:
     raise invalid_argument(
@@ -211,11 +207,10 @@ def _numeric_fast_path(value, shape, dtype):
     return None
   with np.errstate(over='ignore', invalid='ignore'):
     converted = parsed.astype(numpy_dtype)
-  if parsed.dtype.kind != 'f':
-    lossless = np.array_equal(converted, parsed)
-  else:
-    lossless = np.array_equal(np.isfinite(converted), np.isfinite(parsed))
-  return converted if lossless else None
+  # Floats round (GetFloat); integers must fit their dtype exactly.
+  if numpy_dtype.kind == 'f' or np.array_equal(converted, parsed):
+    return converted
+  return None
 
 
 def _fill(value, level, shape, dtype, flat):
@@ -241,7 +236,7 @@ def _scalar(value, dtype: tf.DType):
   """One JSON scalar as a value of `dtype`."""
   if dtype == tf.string:
     if isinstance(value, str):
-      return value.encode('utf-8')
+      return value.encode('utf-8', 'surrogateescape')
     if isinstance(value, dict):
       return _decode_b64(value)
     raise _type_error(value, dtype)
@@ -257,32 +252,32 @@ def _scalar(value, dtype: tf.DType):
       raise _type_error(value, dtype)
     return value
   if dtype.is_floating:
+    # Any number, rounded to the dtype (GetFloat): 1e39 is inf in a float.
     if not is_number:
       raise _type_error(value, dtype)
-    if not _is_lossless_decimal(value, np.dtype(dtype.as_numpy_dtype)):
-      raise invalid_argument(f'Cannot convert JSON value: {_show(value)} to '
-                             f'{dtype_name(dtype)} without loss of precision.')
     return value
   raise ServingError(
       grpc.StatusCode.UNIMPLEMENTED,
       f'Conversion of JSON Value: {_show(value)} to type: {dtype_name(dtype)}')
 
 
-def _is_lossless_decimal(value, numpy_dtype) -> bool:
-  info = np.finfo(numpy_dtype)
-  if isinstance(value, int):
-    return abs(value) <= 2**(info.nmant + 1) - 1
-  return not np.isfinite(value) or -float(info.max) <= value <= float(info.max)
-
-
 def _decode_b64(value) -> bytes:
   if not _is_b64(value):
     raise invalid_argument(f'JSON Value: {_show(value)} not formatted '
                            f'correctly for base64 data')
+  return decode_base64(value[_B64])
+
+
+def decode_base64(text: str) -> bytes:
+  """absl's Base64Unescape: the standard alphabet only (URL-safe '-' and '_'
+  fail), whitespace skipped, '=' padding optional."""
+  data = _B64_WHITESPACE.sub(b'', text.encode('utf-8', 'surrogateescape'))
   try:
-    # validate=True: only the standard alphabet, so URL-safe base64 fails, as
-    # in TF Serving.
-    return base64.b64decode(value[_B64], validate=True)
+    unpadded = data.rstrip(b'=')
+    if len(data) - len(unpadded) > 2 or len(unpadded) % 4 == 1:
+      raise ValueError('bad length')
+    return base64.b64decode(unpadded + b'=' * (-len(unpadded) % 4),
+                            validate=True)
   except (binascii.Error, ValueError):
     raise invalid_argument('Unable to base64 decode') from None
 
@@ -302,9 +297,8 @@ def _json_type(value) -> str:
                                                             'Number')
 
 
-def _show(value, limit=200) -> str:
-  text = json.dumps(value)
-  return text if len(text) <= limit else text[:limit] + '...'
+def _show(value) -> str:
+  return json_parse.debug_string(value)
 
 
 def _shape(shape) -> str:

@@ -4,8 +4,11 @@ A version's signatures are described by the SignatureDefs in its
 saved_model.pb, as TF Serving reads them: metadata is answered from them, and
 requests are checked against them (input names, dtypes and shapes) before the
 SavedModel's functions run. Checking first gives a clear INVALID_ARGUMENT
-instead of an error from deep inside the graph.
+instead of an error from deep inside the graph. Then the images the inputs
+carry are measured against the request's decode budget (image_budget), and
+the inputs run, directly or through a batching queue (batching).
 """
+import dataclasses
 import os
 import re
 from typing import Dict, Iterable, Optional
@@ -18,12 +21,27 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from clients.status import ServingError, code_from_number, invalid_argument
+from dev_server import image_budget
+from dev_server.batching import BatchScheduler
 
 _SERVE_TAG = 'serve'
 # What TensorFlow puts before the message of an error raised inside a graph.
 _GRAPH_ERROR_PREAMBLE = re.compile(
     r'^Graph execution error:\s*(Detected at node .*?<stack traces '
     r'unavailable>\s*)?', re.DOTALL)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+  """How a loaded version runs its signatures.
+
+  Attributes:
+    batching: the shared scheduler, with --enable_batching; None runs each
+      request on its own.
+    max_decoded_image_bytes: the decode budget of one request.
+  """
+  batching: Optional[BatchScheduler] = None
+  max_decoded_image_bytes: int = 1 << 30
 
 
 def dtype_name(dtype: tf.DType) -> str:
@@ -38,9 +56,13 @@ def _shape_text(shape) -> str:
 class Signature:
   """One SignatureDef of a version, callable with numpy inputs."""
 
-  def __init__(self, name: str, signature_def, function):
+  def __init__(self, name: str, signature_def, function,
+               options: LoadOptions):
     self.name = name
     self._function = function
+    self._max_decoded_image_bytes = options.max_decoded_image_bytes
+    self._queue = (options.batching.queue(self._run_function)
+                   if options.batching else None)
     self.input_dtypes = {
         key: tf.as_dtype(info.dtype)
         for key, info in signature_def.inputs.items()
@@ -62,6 +84,13 @@ class Signature:
     for index, key in enumerate(sorted(inputs)):
       self._check_input(index, key, inputs[key])
     wanted = self._check_output_filter(list(output_filter))
+    image_budget.check(inputs.values(), self._max_decoded_image_bytes)
+    outputs = (self._queue.run(inputs)
+               if self._queue else self._run_function(inputs))
+    return {key: outputs[key] for key in wanted}
+
+  def _run_function(self, inputs: Dict[str, np.ndarray]
+                   ) -> Dict[str, np.ndarray]:
     tensors = {
         key: tf.constant(value, dtype=self.input_dtypes[key])
         for key, value in inputs.items()
@@ -71,7 +100,12 @@ class Signature:
     except tf.errors.OpError as e:
       raise ServingError(code_from_number(e.error_code),
                          _GRAPH_ERROR_PREAMBLE.sub('', e.message)) from e
-    return {key: outputs[key].numpy() for key in wanted}
+    return {key: value.numpy() for key, value in outputs.items()}
+
+  def close(self) -> None:
+    """Leaves the batching scheduler (the version was unloaded)."""
+    if self._queue:
+      self._queue.close()
 
   def _check_input_names(self, inputs):
     sent, expected = set(inputs), set(self.input_dtypes)
@@ -115,7 +149,8 @@ class Signature:
 class Servable:
   """A loaded version: its signature defs and callable signatures."""
 
-  def __init__(self, version: int, signature_defs, loaded):
+  def __init__(self, version: int, signature_defs, loaded,
+               options: LoadOptions = LoadOptions()):
     self.version = version
     self.signature_def_map = get_model_metadata_pb2.SignatureDefMap()
     for name, signature_def in signature_defs.items():
@@ -123,16 +158,21 @@ class Servable:
     # Keeps the loaded object (and so its variables) alive with the servable.
     self._loaded = loaded
     self._signatures = {
-        name: Signature(name, signature_defs[name], function)
+        name: Signature(name, signature_defs[name], function, options)
         for name, function in loaded.signatures.items()
         if name in signature_defs
     }
 
   @classmethod
-  def load(cls, path: str, version: int) -> 'Servable':
+  def load(cls, path: str, version: int,
+           options: LoadOptions = LoadOptions()) -> 'Servable':
     """Loads the SavedModel at `path` fully; raises on any problem."""
     signature_defs = _serving_signature_defs(path)
-    return cls(version, signature_defs, tf.saved_model.load(path))
+    return cls(version, signature_defs, tf.saved_model.load(path), options)
+
+  def close(self) -> None:
+    for signature in self._signatures.values():
+      signature.close()
 
   def signature(self, name: str) -> Optional[Signature]:
     return self._signatures.get(name)

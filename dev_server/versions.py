@@ -1,10 +1,13 @@
-"""Which versions of the model are on disk, loaded and served.
+"""Which versions of a model are on disk, loaded and served.
 
-The policy is TF Serving's default, "latest": the highest version directory
-under the base path is served. A new version is loaded fully before it
-replaces the old one, and the old one is only dropped from the table of
-servables; requests already holding it finish on it. So a swap never fails a
-request, and a version that fails to load leaves the old one serving.
+The version policy is TF Serving's (file_system_storage_path_source.proto):
+"latest" (the N highest version directories; the default, N = 1), "all", or
+"specific" versions. Versions are swapped as TF Serving's
+AvailabilityPreservingPolicy swaps them: new versions load fully first, and
+versions the policy no longer wants are dropped only once one it wants is
+available. A dropped version only leaves the table of servables; requests
+already holding it finish on it. So a swap never fails a request, and a
+version that fails to load leaves the old one serving.
 
 Only directories named by digits alone are versions: a push that writes
 `.tmp-3` or `3.tmp` and renames it to `3` is picked up only once complete.
@@ -14,10 +17,11 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Set, Tuple
 
 from clients.status import code_from_number
-from serving_dir.versions import MAX_VERSION, version_dirs
+from dev_server.config_files import VersionPolicy
+from serving_dir.versions import version_dirs
 
 
 AVAILABLE, LOADING, END = 'AVAILABLE', 'LOADING', 'END'
@@ -51,13 +55,16 @@ class ModelVersions:
     name: the model name (for logs).
     base_path: the directory holding the version directories.
     load: loads (path, version) into a servable; raises if it cannot.
+    policy: which versions on disk to serve.
   """
 
   def __init__(self, name: str, base_path: str,
-               load: Callable[[str, int], object]):
+               load: Callable[[str, int], object],
+               policy: VersionPolicy = VersionPolicy()):
     self._name = name
     self._base_path = base_path
     self._load = load
+    self._policy: Optional[VersionPolicy] = policy
     self._lock = threading.Lock()
     self._servables: Dict[int, object] = {}
     self._states: Dict[int, VersionState] = {}
@@ -81,23 +88,30 @@ class ModelVersions:
     with self._lock:
       return dict(self._states)
 
+  def reconfigure(self, base_path: str,
+                  policy: Optional[VersionPolicy]) -> None:
+    """A new base path and policy, from a re-read config; the next poll acts
+    on them. A policy of None (the model left the config) serves nothing."""
+    self._base_path = base_path
+    self._policy = policy
+
   def poll(self) -> None:
-    """Serves the latest version on disk, loading it first if needed."""
-    on_disk = version_dirs(self._base_path)
-    if not on_disk:
-      if not self._reported_empty:
-        _log.warning('No versions of model %s found under %s; waiting for '
-                     'one', self._name, self._base_path)
-        self._reported_empty = True
-      self._retire_all_but(None)
-      return
-    self._reported_empty = False
-    latest = max(on_disk)
-    if self.servable(latest) is None and self._worth_loading(
-        latest, on_disk[latest]):
-      self._load_version(latest, on_disk[latest])
-    if self.servable(latest) is not None:
-      self._retire_all_but(latest)
+    """Serves the versions the policy wants, loading them first if needed."""
+    on_disk = {} if self._policy is None else version_dirs(self._base_path)
+    self._report_empty(not on_disk and self._policy is not None)
+    aspired = self._policy.aspired(on_disk) if on_disk else []
+    for version in aspired:
+      if self.servable(version) is None and self._worth_loading(
+          version, on_disk[version]):
+        self._load_version(version, on_disk[version])
+    if not aspired or any(self.servable(v) is not None for v in aspired):
+      self._retire_all_but(set(aspired))
+
+  def _report_empty(self, empty: bool) -> None:
+    if empty and not self._reported_empty:
+      _log.warning('No versions of model %s found under %s; waiting for one',
+                   self._name, self._base_path)
+    self._reported_empty = empty
 
   def _worth_loading(self, version: int, path: str) -> bool:
     """False for a version that failed and has not changed since."""
@@ -128,13 +142,14 @@ class ModelVersions:
     _log.info('Version %d of model %s is AVAILABLE (loaded in %.1f s)',
               version, self._name, time.monotonic() - started)
 
-  def _retire_all_but(self, keep: Optional[int]) -> None:
+  def _retire_all_but(self, keep: Set[int]) -> None:
     with self._lock:
-      retired = [v for v in self._servables if v != keep]
+      retired = {v: s for v, s in self._servables.items() if v not in keep}
       for version in retired:
         del self._servables[version]
         self._states[version] = VersionState(END)
-    for version in retired:
+    for version, servable in retired.items():
+      servable.close()
       _log.info('Unloaded version %d of model %s', version, self._name)
 
   def _set_state(self, version: int, state: VersionState) -> None:

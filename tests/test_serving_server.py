@@ -296,14 +296,23 @@ def test_unknown_model_or_version_is_404(server, path, message):
     '/v1/models/..%2F..',
     '/v1/models/..%2F..%2F..%2Fetc%2Fpasswd',
     f'/v1/models/%2e%2e%2F{NAME}',
+    '/etc/passwd',
+])
+def test_path_traversal_names_an_unknown_model(server, path):
+  status, answer = _http(server, 'GET', path)
+  assert status == 404 and list(answer) == ['error']
+
+
+@pytest.mark.parametrize('path', [
     '/v1/models/../../etc/passwd',
     f'/v1/models/{NAME}/versions/..%2F1',
     f'/v1/models/{NAME}/versions/1/../../../1',
-    '/etc/passwd',
 ])
-def test_path_traversal_is_404(server, path):
-  status, answer = _http(server, 'GET', path)
-  assert status == 404 and list(answer) == ['error']
+def test_paths_under_v1_that_name_no_resource_are_malformed(server, path):
+  # http_rest_api_handler_test.cc, UnsupportedApiCalls.
+  assert _http(server, 'GET', path) == (400, {
+      'error': f'Malformed request: GET {path}'
+  })
 
 
 def test_request_body_over_the_limit_is_413(server):
