@@ -118,3 +118,23 @@ BEST_HYPERPARAMETERS_FILE = 'best_hyperparameters.txt'
 TUNE_TRIALS_KEY = 'tune_trials'
 # The Tuner's objective: the best epoch's accuracy on the validation data.
 TUNER_OBJECTIVE = 'val_accuracy'
+
+# --- Data validation: StatisticsGen -> schema, validator, gate -> report ----
+# The schema directory (<data root>/schema by default), kept across runs:
+# the curated schema, which people edit (SchemaGen's own file name), and the
+# train statistics of the data last accepted, the next run's drift baseline.
+SCHEMA_FILE = 'schema.pbtxt'
+ACCEPTED_STATISTICS_FILE = 'accepted_statistics.pb'
+# In the validator's ExampleAnomalies artifact, beside TFX's Split-*/
+# SchemaDiff.pb: the statistics its drift was measured against.
+PREVIOUS_STATISTICS_FILE = 'previous_statistics.pb'
+# Schema (CuratedSchemaGen): 1 when inferred by this run, 0 when read from
+# the schema directory; and that file's path.
+PROP_SCHEMA_INFERRED = 'schema_inferred'
+PROP_SCHEMA_FILE = 'schema_file'
+# ExampleAnomalies (DataValidator), beside PROP_BLESSED (1: the data may be
+# trained on): each anomaly as JSON, {split, feature, what, description};
+# whether they were let through on purpose; whether a baseline existed.
+PROP_ANOMALIES = 'anomalies'
+PROP_ANOMALIES_ACCEPTED = 'anomalies_accepted'
+PROP_HAS_PREVIOUS = 'has_previous_statistics'

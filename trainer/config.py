@@ -8,7 +8,12 @@ import argparse
 import dataclasses
 from typing import Any, Dict, Tuple
 
+from contract import names
 from contract.errors import UserError
+
+AUGMENT_CHOICES = ('none', 'default')
+LR_SCHEDULE_CHOICES = ('constant', 'cosine')
+CLASS_WEIGHT_CHOICES = ('none', 'balanced')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,12 +29,42 @@ class TrainingConfig:
   cache_limit_mb: int = 2048
   # Architecture options passed to the model class, e.g. {'weights': None}.
   model_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  # 'default': the model class's own training-time augmentation; 'none': off.
+  augment: str = 'default'
+  # 'cosine': a linear warmup over warmup_fraction of each stage's steps,
+  # then cosine decay to zero at the stage's last epoch.
+  lr_schedule: str = 'constant'
+  warmup_fraction: float = 0.05
+  label_smoothing: float = 0.0
+  # 'balanced': each class weighs total / (classes * its count), from the
+  # counts the ExampleGen (or the class-folder listing) recorded.
+  class_weight: str = 'none'
+  # A share of the training examples (picked by a hash of their path) held
+  # out for early stopping; 0 validates on the test split instead.
+  validation_fraction: float = 0.0
+  # Where an unfinished training keeps its BackupAndRestore state, so that a
+  # retry resumes; '' lets the caller choose (beside the model or pipeline).
+  backup_root: str = ''
 
   def to_custom_config(self) -> Dict[str, Any]:
     """A JSON-serialisable dict, as TFX's custom_config must be."""
     config = dataclasses.asdict(self)
     config['input_shape'] = list(self.input_shape)
     return config
+
+  def with_hyperparameters(self, values: Dict[str, Any]) -> 'TrainingConfig':
+    """The config with a tuner's chosen values applied.
+
+    `learning_rate` is the optimizer's; every other name is an option of the
+    model class (an argument of its create_model_io), which is how a model
+    class's search space reaches its layers.
+    """
+    options = dict(values)
+    learning_rate = options.pop(names.LEARNING_RATE_HYPERPARAMETER,
+                                self.learning_rate)
+    return dataclasses.replace(
+        self, learning_rate=float(learning_rate),
+        model_options={**self.model_options, **options})
 
   @classmethod
   def from_custom_config(cls, config: Dict[str, Any]) -> 'TrainingConfig':
@@ -83,6 +118,25 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                       action='append', default=[], metavar='KEY=VALUE',
                       help='an architecture option, e.g. weights=imagenet '
                       'for ResnetModel (repeatable)')
+  parser.add_argument('--augment', choices=AUGMENT_CHOICES, default=d.augment,
+                      help="the model class's training-time augmentation "
+                      f'(default) or none; default {d.augment}')
+  parser.add_argument('--lr-schedule', choices=LR_SCHEDULE_CHOICES,
+                      default=d.lr_schedule,
+                      help='per training stage: constant, or cosine decay '
+                      f'after a short warmup; default {d.lr_schedule}')
+  parser.add_argument('--label-smoothing', type=float,
+                      default=d.label_smoothing,
+                      help=f'0 to <1; default {d.label_smoothing}')
+  parser.add_argument('--class-weight', choices=CLASS_WEIGHT_CHOICES,
+                      default=d.class_weight,
+                      help='balanced weighs classes by the inverse of their '
+                      f'training counts; default {d.class_weight}')
+  parser.add_argument('--validation-fraction', type=float,
+                      default=d.validation_fraction,
+                      help='share of the training images held out for early '
+                      'stopping; 0 validates on the test split; default '
+                      f'{d.validation_fraction}')
 
 
 def training_config_from_args(args: argparse.Namespace) -> TrainingConfig:
@@ -93,7 +147,18 @@ def training_config_from_args(args: argparse.Namespace) -> TrainingConfig:
       batch_size=args.batch_size,
       learning_rate=args.learning_rate,
       early_stopping_patience=args.early_stopping_patience,
-      model_options=dict(args.model_option))
+      model_options=dict(args.model_option),
+      augment=args.augment,
+      lr_schedule=args.lr_schedule,
+      label_smoothing=args.label_smoothing,
+      class_weight=args.class_weight,
+      validation_fraction=args.validation_fraction)
   if config.epochs < 1 or config.batch_size < 1:
     raise UserError('--epochs and --batch-size must be at least 1')
+  if not 0 <= config.label_smoothing < 1:
+    raise UserError(f'--label-smoothing must be in [0, 1), got '
+                    f'{config.label_smoothing}')
+  if not 0 <= config.validation_fraction < 0.5:
+    raise UserError(f'--validation-fraction must be in [0, 0.5), got '
+                    f'{config.validation_fraction}')
   return config

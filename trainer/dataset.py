@@ -1,10 +1,13 @@
 """tf.data input pipelines: TFRecords of tf.Examples (TFX) or class folders.
 
 Both end in the same way: decode and resize in parallel with the model's own
-preprocessing (trainer.images), cache in memory when the decoded data fits,
-shuffle, batch and prefetch, so the model does not wait for data.
+preprocessing (imagedata.preprocessing), cache the decoded images as uint8
+when they fit, shuffle, batch and prefetch, so the model does not wait for
+data. The example counts come from what the ExampleGen or the class-folder
+listing already recorded: no pass over the data before training.
 """
-from typing import List, Sequence, Tuple
+import dataclasses
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +18,33 @@ from imagedata import preprocessing as images
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHUFFLE_BUFFER = 10_000
+# Held-out examples are those whose path hashes below fraction * buckets.
+_HOLDOUT_BUCKETS = 1000
+_RECORD_FEATURES = {
+    **tf_examples.TRAINING_FEATURES,
+    names.PATH_KEY: tf.io.FixedLenFeature([], tf.string),
+}
+
+
+@dataclasses.dataclass
+class Inputs:
+  """What a fit needs: batches, and the counts recorded before training."""
+  train: tf.data.Dataset
+  validation: tf.data.Dataset
+  train_count: int  # approximate when part of the training split is held out
+  class_counts: List[int]  # training examples per label, in label order
+
+
+@dataclasses.dataclass(frozen=True)
+class Holdout:
+  """Which training examples validate: a share picked by a hash of the path,
+  so that adding files never moves old ones between the two."""
+  fraction: float
+
+  def keeps(self, path: tf.Tensor, for_validation: bool) -> tf.Tensor:
+    bucket = tf.strings.to_hash_bucket_fast(path, _HOLDOUT_BUCKETS)
+    held_out = bucket < round(self.fraction * _HOLDOUT_BUCKETS)
+    return held_out if for_validation else tf.logical_not(held_out)
 
 
 def expand_file_patterns(patterns: Sequence[str]) -> List[str]:
@@ -25,22 +55,83 @@ def expand_file_patterns(patterns: Sequence[str]) -> List[str]:
   return files
 
 
-def examples_dataset(file_patterns: Sequence[str], image_shape, batch_size: int,
-                     shuffle: bool, cache_limit_mb: int) -> tf.data.Dataset:
-  """Batches of (pixels, label) from gzipped TFRecords of the ExampleGen."""
+def examples_inputs(train_patterns: Sequence[str],
+                    test_patterns: Sequence[str], dataset_info, config,
+                    batch_size: int) -> Inputs:
+  """Inputs from the ExampleGen's TFRecords and its dataset_info.json.
+
+  With config.validation_fraction, validation is a held-out part of the
+  training split; otherwise it is the test split.
+  """
+  class_names = dataset_info[names.DATASET_INFO_CLASS_NAMES]
+  per_class = dataset_info['examples_per_class'][names.TRAIN_SPLIT]
+  train_count = dataset_info[names.DATASET_INFO_EXAMPLES][names.TRAIN_SPLIT]
+  test_count = dataset_info[names.DATASET_INFO_EXAMPLES][names.TEST_SPLIT]
+
+  def read(patterns, count, shuffle, holdout=None):
+    return examples_dataset(patterns, count, config.input_shape, batch_size,
+                            shuffle, config.cache_limit_mb, holdout)
+
+  return _inputs(read, config, train_patterns, train_count, test_patterns,
+                 test_count, [per_class[n] for n in class_names])
+
+
+def files_inputs(train_split, test_split, config, batch_size: int) -> Inputs:
+  """Inputs from class-folder listings (imagedata.class_folders)."""
+
+  def read(split, count, shuffle, holdout=None):
+    del count  # the listing has the files themselves
+    return files_dataset([f.path for f in split.files],
+                         [f.label for f in split.files], config.input_shape,
+                         batch_size, shuffle, config.cache_limit_mb, holdout)
+
+  counts = train_split.count_by_class()
+  return _inputs(read, config, train_split, len(train_split.files),
+                 test_split, len(test_split.files),
+                 [counts[n] for n in train_split.class_names])
+
+
+def _inputs(read, config, train_source, train_count, test_source, test_count,
+            class_counts) -> Inputs:
+  if not config.validation_fraction:
+    return Inputs(read(train_source, train_count, True),
+                  read(test_source, test_count, False), train_count,
+                  class_counts)
+  holdout = Holdout(config.validation_fraction)
+  return Inputs(
+      read(train_source, train_count, True, (holdout, False)),
+      read(train_source, train_count, False, (holdout, True)),
+      round(train_count * (1 - config.validation_fraction)), class_counts)
+
+
+def examples_dataset(file_patterns: Sequence[str], count: int, image_shape,
+                     batch_size: int, shuffle: bool, cache_limit_mb: int,
+                     holdout: Optional[Tuple[Holdout, bool]] = None
+                    ) -> tf.data.Dataset:
+  """Batches of (pixels, label) from gzipped TFRecords of the ExampleGen.
+
+  `count` is the number of records, as dataset_info.json gives it: counting
+  them here would read every file once more before training.
+  """
   records = tf.data.TFRecordDataset(
       expand_file_patterns(file_patterns), compression_type='GZIP',
       num_parallel_reads=AUTOTUNE)
-  # Counting records (no parsing) is cheap next to decoding every epoch.
-  count = int(records.reduce(0, lambda n, _: n + 1))
-  encoded = records.map(_parse_example, num_parallel_calls=AUTOTUNE)
+  parsed = records.map(
+      lambda r: tf.io.parse_single_example(r, _RECORD_FEATURES),
+      num_parallel_calls=AUTOTUNE)
+  if holdout:
+    rule, for_validation = holdout
+    parsed = parsed.filter(lambda f: rule.keeps(f[names.PATH_KEY],
+                                                for_validation))
+  encoded = parsed.map(lambda f: (f[names.IMAGE_KEY], f[names.LABEL_KEY]))
   return _decode_and_batch(encoded, count, image_shape, batch_size, shuffle,
                            cache_limit_mb)
 
 
 def files_dataset(paths: Sequence[str], labels: Sequence[int], image_shape,
-                  batch_size: int, shuffle: bool,
-                  cache_limit_mb: int) -> tf.data.Dataset:
+                  batch_size: int, shuffle: bool, cache_limit_mb: int,
+                  holdout: Optional[Tuple[Holdout, bool]] = None
+                 ) -> tf.data.Dataset:
   """Batches of (pixels, label) read straight from image files.
 
   Class folders list their files class by class. To train, the whole list is
@@ -50,30 +141,36 @@ def files_dataset(paths: Sequence[str], labels: Sequence[int], image_shape,
   if shuffle:
     order = np.random.default_rng(0).permutation(len(paths))
     paths, labels = [paths[i] for i in order], [labels[i] for i in order]
-  encoded = tf.data.Dataset.from_tensor_slices(
+  listed = tf.data.Dataset.from_tensor_slices(
       (list(paths), tf.constant(labels, tf.int64)))
-  encoded = encoded.map(lambda p, l: (tf.io.read_file(p), l),
-                        num_parallel_calls=AUTOTUNE)
+  if holdout:
+    rule, for_validation = holdout
+    listed = listed.filter(lambda p, _: rule.keeps(p, for_validation))
+  encoded = listed.map(lambda p, l: (tf.io.read_file(p), l),
+                       num_parallel_calls=AUTOTUNE)
   return _decode_and_batch(encoded, len(paths), image_shape, batch_size,
                            shuffle, cache_limit_mb)
 
 
-def _parse_example(serialized) -> Tuple[tf.Tensor, tf.Tensor]:
-  features = tf.io.parse_single_example(serialized,
-                                        tf_examples.TRAINING_FEATURES)
-  return (features[names.IMAGE_KEY],
-          features[names.LABEL_KEY])
+def _decode_uint8(image_bytes, image_shape) -> tf.Tensor:
+  """The model's preprocessing, rounded to uint8: a quarter of float32's
+  cache, and exact whenever the file already has the model's size (the
+  resize is then the identity); otherwise within half a grey level."""
+  return tf.saturate_cast(
+      tf.round(images.decode_image(image_bytes, image_shape)), tf.uint8)
 
 
 def _decode_and_batch(encoded: tf.data.Dataset, count: int, image_shape,
                       batch_size, shuffle, cache_limit_mb) -> tf.data.Dataset:
-  decoded = encoded.map(lambda b, l: (images.decode_image(b, image_shape), l),
+  decoded = encoded.map(lambda b, l: (_decode_uint8(b, image_shape), l),
                         num_parallel_calls=AUTOTUNE,
                         deterministic=not shuffle)
   height, width, channels = image_shape
-  if count * height * width * channels * 4 <= cache_limit_mb * 2**20:
+  if count * height * width * channels <= cache_limit_mb * 2**20:
     decoded = decoded.cache()
   if shuffle:
     decoded = decoded.shuffle(max(1, min(count, _SHUFFLE_BUFFER)),
                               reshuffle_each_iteration=True)
-  return decoded.batch(batch_size).prefetch(AUTOTUNE)
+  return decoded.batch(batch_size).map(
+      lambda x, y: (tf.cast(x, tf.float32), y),
+      num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

@@ -19,30 +19,39 @@ from contract import saved_model
 from trainer import training
 from trainer.config import TrainingConfig
 
+# Beside the versions; not an integer, so neither TF Serving nor the version
+# lister takes it for one.
+BACKUP_DIR = 'backup'
+
 
 def train(train_dir: str, test_dir: str, model_dir: str,
           config: TrainingConfig) -> str:
-  """Trains on train_dir, validates on test_dir, and publishes the model as
+  """Trains on train_dir, validates on test_dir (or on a held-out part of
+  train_dir), and publishes the model as
   `<model_dir>/<ModelType>/<next integer version>`; returns that path.
 
   ModelCheckpoint writes the best model so far to `<model_dir>/<ModelType>/
-  checkpoints/`; each checkpoint is a servable SavedModel.
+  checkpoints/`; each checkpoint is a servable SavedModel. An interrupted
+  run, started again with the same command, resumes from its last finished
+  epoch (the backup in `<model_dir>/<ModelType>/backup/`).
   """
   train_split, test_split = class_folders.read_train_test(train_dir, test_dir)
-  strategy = training.distribution_strategy()
-  model = training.build_model(config, train_split.class_names, strategy)
-  train_ds, test_ds = (dataset.files_dataset(
-      [f.path for f in split.files], [f.label for f in split.files],
-      config.input_shape, config.batch_size, shuffle=shuffle,
-      cache_limit_mb=config.cache_limit_mb)
-                       for split, shuffle in ((train_split, True),
-                                              (test_split, False)))
+  where = training.devices()
+  model = training.build_model(config, train_split.class_names, where)
+  inputs = dataset.files_inputs(train_split, test_split, config,
+                                config.batch_size * where.replicas)
   base_dir = os.path.join(model_dir, type(model).__name__)
   checkpoint = tf.keras.callbacks.ModelCheckpoint(
       os.path.join(base_dir, 'checkpoints', 'best'), monitor='val_loss',
       save_best_only=True)
-  training.fit(model, config, train_ds, test_ds, [checkpoint], strategy)
+  backup = training.Backup(os.path.join(
+      config.backup_root or os.path.join(base_dir, BACKUP_DIR),
+      training.backup_key(os.path.abspath(train_dir),
+                          os.path.abspath(test_dir),
+                          config.to_custom_config())))
+  training.fit(model, config, inputs, backup, [checkpoint], where)
   version = model_versions.publish(base_dir, model.save)
+  backup.remove()
   return os.path.join(base_dir, str(version))
 
 

@@ -1,44 +1,99 @@
-"""The TFX Trainer's module file: `run_fn` trains the configured model class.
+"""The TFX module functions: `run_fn` (Trainer) and `tuner_fn` (Tuner).
 
 The model type and hyperparameters arrive in `custom_config` (a
-TrainingConfig); the label vocabulary comes from the ExampleGen's
-dataset_info.json, so the Trainer, the Evaluator and the served model agree
-on it. The model is saved through its own `save`, so the export carries the
-three serving signatures and the class names.
+TrainingConfig), and a Tuner's best values, when the pipeline tunes, in
+`fn_args.hyperparameters`; the label vocabulary and the example counts come
+from the ExampleGen's dataset_info.json, so the Trainer, the Evaluator and the
+served model agree on them. The model is saved through its own `save`, so the
+export carries the three serving signatures and the class names.
 """
 import json
+import logging
 import os
+import tempfile
 
+import keras_tuner
 import tensorflow as tf
+from tfx.components.tuner.component import TunerFnResult
 
 from contract import names
 from imagedata import tf_examples
 from trainer import dataset
 from trainer import training
+from trainer import tuning
 from trainer.config import TrainingConfig
+
+# Object stores that TensorFlow's file system cannot write (KFP's launcher
+# uploads artifacts after a step ends): a backup there is not possible.
+_UNWRITABLE_SCHEMES = ('minio://', 's3://')
+
 
 def examples_uri(file_pattern: str) -> str:
   """TFX passes `<examples uri>/Split-<name>/*`; the artifact is two up."""
   return os.path.dirname(os.path.dirname(file_pattern))
 
 
-def run_fn(fn_args) -> None:
+def training_config(fn_args) -> TrainingConfig:
+  """custom_config, with the Tuner's best values when the pipeline tuned."""
   config = TrainingConfig.from_custom_config(fn_args.custom_config)
-  class_names = tf_examples.read_dataset_info(
-      examples_uri(fn_args.train_files[0]))[names.DATASET_INFO_CLASS_NAMES]
-  strategy = training.distribution_strategy()
-  batch_size = config.batch_size * strategy.num_replicas_in_sync
-  train_ds, eval_ds = (dataset.examples_dataset(
-      files, config.input_shape, batch_size, shuffle=shuffle,
-      cache_limit_mb=config.cache_limit_mb)
-                       for files, shuffle in ((fn_args.train_files, True),
-                                              (fn_args.eval_files, False)))
-  model = training.build_model(config, class_names, strategy)
+  if fn_args.hyperparameters:
+    values = keras_tuner.HyperParameters.from_config(
+        fn_args.hyperparameters).values
+    logging.info('training with the tuned hyperparameters %s', values)
+    config = config.with_hyperparameters(values)
+  return config
+
+
+def backup_dir(fn_args, config: TrainingConfig) -> str:
+  """Where BackupAndRestore keeps an unfinished training's state.
+
+  A retry of the same execution, by LocalDagRunner on a re-run or by KFP on a
+  failed step, gets new output URIs but the same input examples and
+  settings; the directory is named after those, under config.backup_root.
+  """
+  key = training.backup_key(examples_uri(fn_args.train_files[0]),
+                            fn_args.custom_config, fn_args.hyperparameters)
+  root = config.backup_root
+  if not root or root.startswith(_UNWRITABLE_SCHEMES):
+    logging.warning('no writable backup root (%r): an interrupted Trainer '
+                    'will start again from its first epoch', root)
+    root = os.path.join(tempfile.gettempdir(), 'imgcls-trainer-backup')
+  return os.path.join(root, key)
+
+
+def _inputs(fn_args, config: TrainingConfig, where: training.Devices):
+  info = tf_examples.read_dataset_info(examples_uri(fn_args.train_files[0]))
+  return info, dataset.examples_inputs(
+      fn_args.train_files, fn_args.eval_files, info, config,
+      config.batch_size * where.replicas)
+
+
+def run_fn(fn_args) -> None:
+  config = training_config(fn_args)
+  where = training.devices()
+  info, inputs = _inputs(fn_args, config, where)
+  model = training.build_model(config, info[names.DATASET_INFO_CLASS_NAMES],
+                               where)
+  backup = training.Backup(backup_dir(fn_args, config))
   history = training.fit(
-      model, config, train_ds, eval_ds,
-      [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
-      strategy)
+      model, config, inputs, backup,
+      [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], where)
   model.save(fn_args.serving_model_dir)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, names.HISTORY_FILE),
                          'w') as f:
     json.dump(history, f)
+  backup.remove()
+
+
+def tuner_fn(fn_args) -> TunerFnResult:
+  """A random search over the model class's search_space(), each trial
+  trained as run_fn trains (tfx/components/tuner/executor.py calls
+  `tuner.search(**fit_kwargs)` and writes the best values)."""
+  config = TrainingConfig.from_custom_config(fn_args.custom_config)
+  where = training.devices()
+  info, inputs = _inputs(fn_args, config, where)
+  tuner = tuning.ClassifierTuner(
+      config, info[names.DATASET_INFO_CLASS_NAMES], where,
+      max_trials=int(fn_args.custom_config[names.TUNE_TRIALS_KEY]),
+      directory=fn_args.working_dir)
+  return TunerFnResult(tuner=tuner, fit_kwargs={'inputs': inputs})
