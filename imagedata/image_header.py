@@ -96,12 +96,13 @@ def _unknown_format(start: bytes) -> str:
   for offset, signature, name in _UNSUPPORTED_SIGNATURES:
     if start[offset:offset + len(signature)] == signature:
       return f'unsupported format {name} (use {SUPPORTED})'
-  return f'not an image file (use {SUPPORTED})'
+  return f'not a readable image: not a {SUPPORTED} file'
 
 
 def _unpack(fmt: str, data: memoryview, offset: int, what: str):
   if offset + struct.calcsize(fmt) > len(data):
-    raise HeaderError(f'truncated {what} ({len(data)} bytes)')
+    raise HeaderError(f'not a readable image: truncated {what} '
+                      f'({len(data)} bytes)')
   return struct.unpack_from(fmt, data, offset)
 
 
@@ -177,7 +178,8 @@ def _skip_gif_sub_blocks(data: memoryview, position: int) -> int:
   empty one."""
   while True:
     if position >= len(data):
-      raise HeaderError(f'truncated GIF ({len(data)} bytes)')
+      raise HeaderError(f'not a readable image: truncated GIF '
+                        f'({len(data)} bytes)')
     size = data[position]
     position += 1 + size
     if not size:

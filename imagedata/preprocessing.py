@@ -9,7 +9,12 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from contract import names
+from imagedata import image_header
 from imagedata.class_folders import decode_rgb
+
+# The longest fixed-offset header read by declared_pixels (BMP's height).
+_HEADER_BYTES = 26
 
 # ITU-R 601 luma weights, normalised to sum to 1 so that gray -> RGB -> gray
 # is the identity.
@@ -48,11 +53,65 @@ def resize_pixels(images: tf.Tensor, image_shape) -> tf.Tensor:
   return tf.image.resize(images, [height, width])
 
 
-def decode_image(image_bytes: tf.Tensor, image_shape) -> tf.Tensor:
-  """One encoded PNG/JPEG/BMP/GIF (GIF: first frame) -> (H, W, C) float32."""
-  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+def decode_image(image_bytes: tf.Tensor, image_shape,
+                 max_pixels: int = names.MAX_IMAGE_PIXELS) -> tf.Tensor:
+  """One encoded PNG/JPEG/BMP/GIF (GIF: first frame) -> (H, W, C) float32.
+
+  The size the header declares is checked before decoding, because decoding
+  allocates it: a 196-byte PNG may declare 30000x30000 pixels. Such an image
+  fails the call with INVALID_ARGUMENT naming the limit, and nothing is
+  allocated for it.
+  """
+  check = tf.debugging.assert_less_equal(
+      declared_pixels(image_bytes), tf.constant(max_pixels, tf.int64),
+      message=f'an image declares more than {max_pixels:,} pixels (width x '
+      f'height) in its header, the most this model decodes '
+      f'(MAX_IMAGE_PIXELS); send a smaller image')
+  with tf.control_dependencies([check]):
+    image = tf.io.decode_image(image_bytes, channels=3,
+                               expand_animations=False)
   image.set_shape([None, None, 3])
   return resize_pixels(image[tf.newaxis], image_shape)[0]
+
+
+def declared_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+  """width x height (int64) as an encoded image's header declares it, read
+  in-graph the way imagedata.image_header reads it in Python; 0 for what is
+  not PNG, JPEG, GIF or BMP (decode_image then says so).
+
+  JPEG through tf.image.extract_jpeg_shape (its frame header); PNG from the
+  IHDR (big-endian width, height at bytes 16, 20), GIF from its logical
+  screen (little-endian 16-bit at 6, 8), BMP from its info header (signed
+  little-endian 32-bit at 18, 22), as decode_image_op.cc reads them. A GIF
+  whose frames declare more than its logical screen is not caught here.
+  """
+  # Padding makes the fixed-offset reads of a short input well-defined.
+  padded = tf.strings.join([image_bytes, tf.constant(bytes(_HEADER_BYTES))])
+
+  def number(offset, length, big_endian):
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, length),
+                                   tf.uint8), tf.int64)
+    weights = [256**i for i in range(length)]
+    return tf.reduce_sum(raw * (weights[::-1] if big_endian else weights))
+
+  def signed32(value):
+    return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+  def starts_with(signature):
+    return tf.equal(tf.strings.substr(padded, 0, len(signature)), signature)
+
+  def jpeg():
+    shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
+    return shape[0] * shape[1]
+
+  return tf.case([
+      (tf.io.is_jpeg(image_bytes), jpeg),
+      (starts_with(image_header.PNG_SIGNATURE),
+       lambda: number(16, 4, True) * number(20, 4, True)),
+      (starts_with(b'GIF8'), lambda: number(6, 2, False) * number(8, 2, False)),
+      (starts_with(b'BM'), lambda: signed32(number(18, 4, False)) *
+       signed32(number(22, 4, False))),
+  ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
 
 
 def decode_images(image_bytes: tf.Tensor, image_shape) -> tf.Tensor:

@@ -99,7 +99,7 @@ def test_a_bomb_header_is_read_without_decoding():
 
 @pytest.mark.parametrize('data,message', [
     (b'', 'empty file'),
-    (b'hello, world', 'not an image file'),
+    (b'hello, world', 'not a readable image: not a PNG, JPEG'),
     (b'II*\x00' + bytes(12), 'unsupported format TIFF'),
     (b'RIFF\x00\x00\x00\x00WEBPVP8 ', 'unsupported format WebP'),
     (image_header.PNG_SIGNATURE + b'\x00\x00', 'truncated PNG header'),
