@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     'imgcls.run',
     'pipeline.kubeflow_cli',
     'clients.cli',
+    'serving_dir.cli',
     'dev_server.cli',
     'retrain.cli',
     'report.cli',

@@ -54,6 +54,7 @@ import yaml
 
 from components.image_example_gen.component import ImageExampleGen
 from components.serving_baseline import ServingBaseline
+from components.versioned_pusher import VersionedPusher
 from contract.errors import UserError
 from pipeline import pipeline as pipeline_def
 from pipeline.config import PipelineConfig
@@ -100,7 +101,7 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
   mounts = {
       ImageExampleGen: [(options.data_pvc, DATA_MOUNT)],
       ServingBaseline: [(options.serving_pvc, SERVING_MOUNT)],
-      tfx.components.Pusher: [(options.serving_pvc, SERVING_MOUNT)],
+      VersionedPusher: [(options.serving_pvc, SERVING_MOUNT)],
   }
   platform = pipeline_spec_pb2.PlatformSpec()
   for node in tfx_pipeline.components:

@@ -11,7 +11,6 @@ from typing import Optional, Union
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import data_types
 
 from contract import names
@@ -101,16 +100,16 @@ def create_pipeline(config: PipelineConfig,
       model=trainer.outputs['model'],
       examples=example_gen.outputs['examples'],
       sample_size=config.contract_sample_size)
-  pusher = tfx.components.Pusher(
+  pusher = versioned_pusher.VersionedPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       infra_blessing=contract.outputs['infra_blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.model_base_path)),
-      custom_config={versioned_pusher.KEEP_VERSIONS: config.keep_versions},
-      custom_executor_spec=executor_spec.ExecutorClassSpec(
-          versioned_pusher.Executor))
+      base_directory=config.model_base_path,
+      keep_versions=config.keep_versions,
+      examples=example_gen.outputs['examples'],
+      evaluation=evaluator.outputs['evaluation'],
+      baseline_model=baseline.outputs['baseline'] if baseline else None
+  ).with_id('Pusher')
   components = [example_gen, trainer, baseline, evaluator, contract, pusher]
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

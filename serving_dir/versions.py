@@ -9,16 +9,15 @@ import logging
 import os
 import re
 import shutil
-import time
 import uuid
 from typing import Callable, Dict, List
 
-TMP_PREFIX = '.tmp-'
+from serving_dir import provenance as provenance_lib
+from serving_dir import temporaries
+
 # TF Serving takes ASCII digits only ('٣'.isdigit() is true in Python).
 _VERSION_NAME = re.compile('[0-9]+')
 MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
-# A temporary directory this old was left by a writer that died.
-_STALE_AFTER_S = 3600
 
 
 def version_dirs(base_dir: str) -> Dict[int, str]:
@@ -53,12 +52,12 @@ def publish(base_dir: str, write: Callable[[str], None],
 
   The new version is above every existing one and at least `min_version`.
   If `write` fails, nothing is left; if the process dies, a hidden temporary
-  directory is, which TF Serving ignores and a later publish removes.
+  directory is, which TF Serving ignores and the next publish removes
+  (serving_dir.temporaries).
   """
   os.makedirs(base_dir, exist_ok=True)
-  _remove_stale_temporaries(base_dir)
-  tmp_dir = os.path.join(base_dir, f'{TMP_PREFIX}{uuid.uuid4().hex}')
-  try:
+  temporaries.remove_abandoned(base_dir)
+  with temporaries.temporary_dir(base_dir) as tmp_dir:
     write(tmp_dir)
     while True:
       version = max([min_version - 1, *versions(base_dir)]) + 1
@@ -69,23 +68,30 @@ def publish(base_dir: str, write: Callable[[str], None],
       except OSError:
         if not os.path.exists(target):
           raise
-  finally:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def prune(base_dir: str, keep: int) -> List[int]:
   """Deletes all but the newest `keep` versions (never the newest); returns
-  the deleted ones."""
+  the deleted ones.
+
+  Each goes at once (renamed to a hidden name, then deleted), so TF Serving
+  never sees half a version; its provenance is kept (serving_dir.provenance).
+  """
   keep = max(1, keep)
   old = versions(base_dir)[:-keep]
+  when = provenance_lib.utc_now()
   for version in old:
-    shutil.rmtree(os.path.join(base_dir, str(version)))
+    path = os.path.join(base_dir, str(version))
+    try:
+      provenance = provenance_lib.of_version(path)
+    except provenance_lib.ProvenanceError as e:
+      logging.warning('%s; pruned without it', e)
+      provenance = provenance_lib.Provenance()
+    provenance_lib.record_pruned(base_dir, version, provenance, when)
+    doomed = os.path.join(
+        base_dir, f'{temporaries.TMP_PREFIX}pruned-{version}-{uuid.uuid4().hex}')
+    os.rename(path, doomed)
+    # A clean-up may be deleting it too: what one leaves, the other removes.
+    shutil.rmtree(doomed, ignore_errors=True)
     logging.info('removed old version %s/%d', base_dir, version)
   return old
-
-
-def _remove_stale_temporaries(base_dir: str) -> None:
-  for entry in os.scandir(base_dir):
-    if (entry.name.startswith(TMP_PREFIX) and
-        time.time() - entry.stat().st_mtime > _STALE_AFTER_S):
-      shutil.rmtree(entry.path, ignore_errors=True)
