@@ -112,10 +112,10 @@ class RestApi:
     request = _Request(method, path)
     try:
       if method == 'OPTIONS':
-        reply = self._preflight(origin)
+        reply, status = self._preflight(origin)
       else:
         reply = _json_reply(200, self._dispatch(request, body))
-      status = grpc.StatusCode.OK
+        status = grpc.StatusCode.OK
     except ServingError as e:
       reply, status = _json_reply(e.http_status, {'error': e.message}), e.code
     except Exception as e:  # pylint: disable=broad-except  (a bug: say so)
@@ -137,11 +137,14 @@ class RestApi:
                      'text/plain')
 
   @staticmethod
-  def _preflight(origin: str) -> RestReply:
+  def _preflight(origin: str) -> Tuple[RestReply, grpc.StatusCode]:
+    """200 with an http(s) Origin, else FAILED_PRECONDITION ("Origin header
+    is missing in CORS preflight"), which only the metrics see: the body is
+    empty either way."""
     if not _ORIGIN.search(origin):
-      raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                         'Origin header is missing in CORS preflight')
-    return RestReply(200, content_type=None)
+      return (RestReply(400, content_type=None),
+              grpc.StatusCode.FAILED_PRECONDITION)
+    return RestReply(200, content_type=None), grpc.StatusCode.OK
 
   def _dispatch(self, request: '_Request', body: bytes) -> dict:
     malformed = invalid_argument(

@@ -77,3 +77,21 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0,
       return True
     time.sleep(interval_s)
   return condition()
+
+
+def save_half_plus_two(path: str) -> str:
+  """TF Serving's test model, saved_model_half_plus_two: y = x / 2 + 2 for
+  float inputs of any shape, as its own REST handler tests use it; plus a
+  signature with no inputs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (slow)
+  module = tf.Module()
+  module.half_plus_two = tf.function(
+      lambda x: {'y': x * 0.5 + 2.0},
+      input_signature=[tf.TensorSpec(None, tf.float32, name='x')])
+  module.no_inputs = tf.function(lambda: {'y': tf.constant([1.0])},
+                                 input_signature=[])
+  tf.saved_model.save(module, path, signatures={
+      'serving_default': module.half_plus_two,
+      'no_inputs': module.no_inputs,
+  })
+  return path
