@@ -1,0 +1,266 @@
+"""The data validation gate, executor by executor, on small real image folders.
+
+As TFX's own *_executor_test.py do, the executors run directly on artifacts
+on disk: the real ImageExampleGen executor reads class folders, TFX's
+StatisticsGen executor computes TFDV statistics, then CuratedSchemaGen,
+DataValidator and DataGate. One baseline dataset is accepted first; each
+ordinary way new data goes wrong is then validated against it.
+"""
+import os
+import shutil
+
+import numpy as np
+import pytest
+from tfx.components.statistics_gen import executor as statistics_executor
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.data_validation import component
+from components.data_validation import schema as schema_lib
+from components.data_validation import store
+from components.image_example_gen import executor as example_gen_executor
+from components.image_example_gen.options import ExampleGenOptions
+from contract import names
+from contract.errors import UserError
+from imagedata import sample_data
+from tests import images
+
+CLASSES = ('circle', 'square', 'triangle')
+EVEN = {name: 20 for name in CLASSES}
+# 'circle' at ten times its share: 200 of 240 instead of 20 of 60.
+SKEWED = {**EVEN, 'circle': 200}
+
+
+def _write_data(root, per_class, size=(28, 28), rgb=True, seed=0):
+  """root/{train,test}/<class>/*.png; test gets half as many per class."""
+
+  def pixels(label, n):
+    gray = images.digit_like(label, size=size, seed=seed * 1000 + n)
+    return np.stack([gray] * 3, axis=-1) if rgb else gray
+
+  for split, share in (('train', 1), ('test', 2)):
+    sample_data.write_files(
+        ((os.path.join(split, name, f'{n}.png'),
+          images.encode(pixels(label, n)))
+         for label, name in enumerate(CLASSES)
+         for n in range(per_class[name] // share)), str(root))
+  return str(root)
+
+
+def _statistics(data_root, out) -> standard_artifacts.ExampleStatistics:
+  """ImageExampleGen's and StatisticsGen's executors, as the pipeline runs
+  them."""
+  examples = standard_artifacts.Examples()
+  examples.uri = os.path.join(out, 'examples')
+  example_gen_executor.Executor().Do({}, {'examples': [examples]}, {
+      'input_base': data_root,
+      'custom_config': proto_utils.proto_to_json(
+          ExampleGenOptions().to_custom_config()),
+  })
+  statistics = standard_artifacts.ExampleStatistics()
+  statistics.uri = os.path.join(out, 'statistics')
+  statistics_executor.Executor().Do(
+      {'examples': [examples]}, {'statistics': [statistics]},
+      {'stats_options_json': schema_lib.statistics_options().to_json(),
+       'exclude_splits': '[]'})
+  return statistics
+
+
+def _schema(statistics, schema_dir, out) -> standard_artifacts.Schema:
+  schema = standard_artifacts.Schema()
+  schema.uri = os.path.join(out, 'schema')
+  os.makedirs(schema.uri, exist_ok=True)
+  component.CuratedSchemaGen.EXECUTOR_SPEC.executor_class().Do(
+      {'statistics': [statistics]}, {'schema': [schema]},
+      {'schema_dir': schema_dir, 'max_category_distance': 0.1,
+       'max_numeric_divergence': 0.1, 'state_hint': ''})
+  return schema
+
+
+def _validate(statistics, schema_dir, out, accept=False
+             ) -> standard_artifacts.ExampleAnomalies:
+  """CuratedSchemaGen, then DataValidator; returns the anomalies artifact."""
+  schema = _schema(statistics, schema_dir, out)
+  anomalies = standard_artifacts.ExampleAnomalies()
+  anomalies.uri = os.path.join(out, 'anomalies')
+  os.makedirs(anomalies.uri, exist_ok=True)
+  component.DataValidator.EXECUTOR_SPEC.executor_class().Do(
+      {'statistics': [statistics], 'schema': [schema]},
+      {'anomalies': [anomalies]},
+      {'schema_dir': schema_dir, 'accept_anomalies': int(accept),
+       'state_hint': ''})
+  return anomalies
+
+
+def _gate(anomalies) -> None:
+  component.DataGate.EXECUTOR_SPEC.executor_class().Do(
+      {'anomalies': [anomalies]}, {}, {})
+
+
+@pytest.fixture(scope='module')
+def baseline(tmp_path_factory):
+  """The first data (RGB, 28x28, classes even), validated and accepted."""
+  root = tmp_path_factory.mktemp('baseline')
+  statistics = _statistics(_write_data(root / 'data', EVEN), str(root))
+  schema_dir = str(root / 'schema')
+  anomalies = _validate(statistics, schema_dir, str(root / 'first'))
+  return schema_dir, statistics, anomalies
+
+
+@pytest.fixture(scope='module')
+def new_data(tmp_path_factory):
+  """Statistics of new data, made once per kind and shared by the tests."""
+  made = {}
+  kinds = {
+      'same': dict(per_class=EVEN, seed=1),
+      'skewed': dict(per_class=SKEWED, seed=2),
+      'larger': dict(per_class=EVEN, size=(224, 224), seed=3),
+      'grayscale': dict(per_class=EVEN, rgb=False, seed=4),
+  }
+
+  def statistics_of(kind):
+    if kind not in made:
+      root = tmp_path_factory.mktemp(kind)
+      made[kind] = _statistics(_write_data(root / 'data', **kinds[kind]),
+                               str(root))
+    return made[kind]
+
+  return statistics_of
+
+
+@pytest.fixture
+def schema_dir(baseline, tmp_path):
+  """The baseline's schema directory, copied: each test accepts on its own."""
+  copy = str(tmp_path / 'schema')
+  shutil.copytree(baseline[0], copy)
+  return copy
+
+
+def _anomalies_of(anomalies):
+  return component.recorded_anomalies(anomalies)
+
+
+def _features(anomalies):
+  return {a['feature'] for a in _anomalies_of(anomalies)}
+
+
+def test_first_run_writes_statistics_and_a_curated_schema(baseline):
+  schema_dir, statistics, anomalies = baseline
+  for split in ('train', 'test'):
+    assert os.path.exists(os.path.join(
+        statistics.uri, f'Split-{split}', 'FeatureStats.pb'))
+  kept = store.read_schema(schema_dir)
+  features = {f.name: f for f in kept.feature}
+  assert set(features) == set(schema_lib.STATISTICS_FEATURES)
+  assert features[names.IMAGE_KEY].HasField('image_domain')
+  assert list(features[names.LABEL_NAME_KEY].string_domain.value) == list(
+      CLASSES)
+  assert features[names.IMAGE_CHANNELS_KEY].int_domain.max == 4
+  assert features[names.IMAGE_WIDTH_KEY].int_domain.min == 1
+  assert features[names.LABEL_NAME_KEY].drift_comparator.infinity_norm.threshold == 0.1
+  assert features[
+      names.FILE_SIZE_KEY].skew_comparator.jensen_shannon_divergence.threshold == 0.1
+  # The schema artifact is the kept file's content, and says it was inferred.
+  assert anomalies.get_int_custom_property(names.PROP_BLESSED) == 1
+  assert _anomalies_of(anomalies) == []
+  assert anomalies.get_int_custom_property(names.PROP_HAS_PREVIOUS) == 0
+  assert store.read_accepted(schema_dir) is not None
+
+
+def test_image_bytes_are_counted_as_bytes_not_decoded_as_text(baseline):
+  """tensorflow/tfx#1622: without an image_domain, TFDV decodes every image
+  as UTF-8 and warns once per example."""
+  train = schema_lib.load_split(baseline[1], 'train')
+  (image,) = [f for f in train.datasets[0].features
+              if f.path.step == [names.IMAGE_KEY]]
+  assert image.type == image.BYTES
+  assert image.bytes_stats.max_num_bytes > 0
+  assert not image.HasField('string_stats')
+
+
+def test_data_from_the_same_distribution_passes(schema_dir, new_data,
+                                                tmp_path):
+  anomalies = _validate(new_data('same'), schema_dir, str(tmp_path))
+  assert _anomalies_of(anomalies) == []
+  assert anomalies.get_int_custom_property(names.PROP_BLESSED) == 1
+  assert anomalies.get_int_custom_property(names.PROP_HAS_PREVIOUS) == 1
+  _gate(anomalies)  # does not raise
+
+
+@pytest.mark.parametrize('kind, features, found', [
+    ('skewed', {names.LABEL_NAME_KEY},
+     'Linfty distance between current and previous is 0.5'),
+    ('larger', {names.IMAGE_WIDTH_KEY, names.IMAGE_HEIGHT_KEY},
+     'Jensen-Shannon divergence between current and previous is 1'),
+    ('grayscale', {names.IMAGE_CHANNELS_KEY},
+     'Jensen-Shannon divergence between current and previous is 1'),
+])
+def test_changed_data_is_refused_naming_the_feature_and_the_distance(
+    kind, features, found, schema_dir, new_data, tmp_path):
+  accepted_before = store.read_accepted(schema_dir)
+  anomalies = _validate(new_data(kind), schema_dir, str(tmp_path))
+  assert anomalies.get_int_custom_property(names.PROP_BLESSED) == 0
+  assert features <= _features(anomalies)
+  for feature in features:
+    assert any(a['feature'] == feature and found in a['description'] and
+               a['split'] == 'train' for a in _anomalies_of(anomalies))
+  with pytest.raises(component.DataRefused) as refused:
+    _gate(anomalies)
+  for feature in features:
+    assert f'train {feature}: ' in str(refused.value)
+  assert '--accept-anomalies' in str(refused.value)
+  # Refused data never becomes the next run's baseline.
+  assert store.read_accepted(schema_dir) == accepted_before
+  # TFX's own layout, for TFX's and TFDV's tools.
+  assert os.path.exists(os.path.join(anomalies.uri, 'Split-train',
+                                     'SchemaDiff.pb'))
+
+
+@pytest.mark.parametrize('kind', ['skewed', 'larger', 'grayscale'])
+def test_accept_anomalies_lets_each_through_and_makes_it_the_baseline(
+    kind, schema_dir, new_data, tmp_path):
+  accepted = _validate(new_data(kind), schema_dir, str(tmp_path / 'accept'),
+                       accept=True)
+  assert accepted.get_int_custom_property(names.PROP_BLESSED) == 1
+  assert accepted.get_int_custom_property(names.PROP_ANOMALIES_ACCEPTED) == 1
+  assert _anomalies_of(accepted)  # still listed
+  _gate(accepted)
+  # The next data like it is compared with it, and passes.
+  again = _validate(new_data(kind), schema_dir, str(tmp_path / 'again'))
+  assert [a for a in _anomalies_of(again) if a['split'] == 'train' and
+          'previous' in a['description']] == []
+
+
+def test_an_edited_schema_lets_a_deliberate_change_through(
+    schema_dir, new_data, tmp_path):
+  kept = store.read_schema(schema_dir)
+  for feature in kept.feature:
+    if feature.name == names.LABEL_NAME_KEY:
+      feature.drift_comparator.infinity_norm.threshold = 0.6
+      feature.skew_comparator.infinity_norm.threshold = 0.6
+  store.write_schema(schema_dir, kept)
+  anomalies = _validate(new_data('skewed'), schema_dir, str(tmp_path))
+  assert _anomalies_of(anomalies) == []
+
+
+def test_a_broken_schema_file_is_named(schema_dir, baseline, tmp_path):
+  with open(store.schema_path(schema_dir), 'a') as f:
+    f.write('feature { nme: "oops" }\n')
+  with pytest.raises(UserError, match=r'schema\.pbtxt: not a valid schema'):
+    _schema(baseline[1], schema_dir, str(tmp_path))
+
+
+def test_the_previous_statistics_are_kept_with_the_anomalies(
+    schema_dir, baseline, new_data, tmp_path):
+  anomalies = _validate(new_data('same'), schema_dir, str(tmp_path))
+  previous = store.read_statistics(
+      os.path.join(anomalies.uri, names.PREVIOUS_STATISTICS_FILE))
+  assert previous == schema_lib.load_split(baseline[1], 'train')
+
+
+def test_state_hint_changes_with_either_file(schema_dir):
+  before = store.state_hint(schema_dir)
+  with open(store.schema_path(schema_dir), 'a') as f:
+    f.write('\n')
+  assert store.state_hint(schema_dir) not in ('', before)
+  assert store.state_hint(os.path.join(schema_dir, 'none')) == ''
