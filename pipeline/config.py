@@ -5,6 +5,7 @@ import os
 from typing import Tuple
 
 from contract import names
+from components.data_validation.options import DataValidationOptions
 from components.image_example_gen.options import ExampleGenOptions
 from trainer import config as training_config
 from trainer.config import TrainingConfig
@@ -12,6 +13,9 @@ from trainer.config import TrainingConfig
 # Beam's DirectRunner in one process: a component starts in under 2 s, against
 # about 8 s in multi_processing mode, which pays off only for large data.
 DEFAULT_BEAM_ARGS = ('--direct_running_mode=in_memory',)
+# Under the data root, beside train/, test/ or span-<N>/, which the layout
+# reads; nothing else there is read as data.
+DEFAULT_SCHEMA_DIR = 'schema'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +26,7 @@ class PipelineConfig:
   pipeline_name: str = 'imgcls'
   training: TrainingConfig = TrainingConfig()
   example_gen: ExampleGenOptions = ExampleGenOptions()
+  data_validation: DataValidationOptions = DataValidationOptions()
   # The Evaluator's gate: accuracy on the test split must reach min_accuracy
   # and may not fall more than max_accuracy_drop below the served model's.
   min_accuracy: float = 0.9
@@ -42,6 +47,13 @@ class PipelineConfig:
   @property
   def model_base_path(self) -> str:
     return os.path.join(self.serving_dir, self.model_name)
+
+  @property
+  def schema_dir(self) -> str:
+    """The data's schema lives with the data: on Kubeflow too, where the
+    data PVC is mounted and the pipeline root is an object store."""
+    return (self.data_validation.schema_dir or
+            os.path.join(self.data_root, DEFAULT_SCHEMA_DIR))
 
   @property
   def metadata_path(self) -> str:
@@ -76,6 +88,25 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
                       'pixels (width x height); at most, and by default, '
                       f'{d.example_gen.max_image_pixels:,}, the most the '
                       'model decodes')
+  dv = d.data_validation
+  parser.add_argument('--schema-dir', default=dv.schema_dir,
+                      help='the kept schema (schema.pbtxt, inferred on the '
+                      'first run, then edited by you) and the statistics of '
+                      'the data last accepted; default <data-root>/'
+                      f'{DEFAULT_SCHEMA_DIR}')
+  parser.add_argument('--accept-anomalies', action='store_true',
+                      help='train even when the data has anomalies (drift, '
+                      'skew, or against the schema); they are still listed')
+  parser.add_argument('--max-category-distance', type=float,
+                      default=dv.max_category_distance,
+                      help='L-infinity drift/skew threshold of label_name and '
+                      'image_format, for a newly inferred schema; default '
+                      f'{dv.max_category_distance}')
+  parser.add_argument('--max-numeric-divergence', type=float,
+                      default=dv.max_numeric_divergence,
+                      help='Jensen-Shannon drift/skew threshold of the image '
+                      'sizes, channels and file sizes, for a newly inferred '
+                      f'schema; default {dv.max_numeric_divergence}')
   parser.add_argument('--min-accuracy', type=float, default=d.min_accuracy,
                       help='blessing needs this test accuracy; default '
                       f'{d.min_accuracy}')
@@ -111,6 +142,12 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
       example_gen=ExampleGenOptions(span_window=args.span_window,
                                     max_bad_fraction=args.max_bad_fraction,
                                     max_image_pixels=args.max_image_pixels),
+      data_validation=DataValidationOptions(
+          schema_dir=os.path.abspath(args.schema_dir) if args.schema_dir
+          else '',
+          accept_anomalies=args.accept_anomalies,
+          max_category_distance=args.max_category_distance,
+          max_numeric_divergence=args.max_numeric_divergence),
       min_accuracy=args.min_accuracy,
       max_accuracy_drop=args.max_accuracy_drop,
       compare_with_baseline=args.compare_with_baseline,
