@@ -25,16 +25,36 @@ handled in the input, before TFX sees it:
    directly, so no zero-byte "directory" objects appear there, which KFP's
    launcher downloads as files and then cannot create the model's
    subdirectories under (kubeflow/pipelines#13476, the `Format-Serving` case).
+   Local paths are kept out of what is recorded: any metadata value, a
+   blessing's model URIs for one, and the Pusher's provenance get the remote
+   URI back.
+4. Input metadata went through MLMD (backend/src/v2/metadata/converter.go):
+   lists came back as {"list": [...]}, structs as {"struct": {...}}; they are
+   unwrapped. On the way out, a null metadata value fails the launcher's
+   conversion (StructValueToMLMDValue), so none is reported.
+5. Once the outputs are written the process exits at once (os._exit): the
+   interpreter's shutdown can crash ("pure virtual method called",
+   sky-uk/kfp-operator PR #1286) and turn a finished step into a failed one.
 """
+import json
+import logging
+import os
+import sys
+
 from absl import app
 from google.protobuf import json_format
+from google.protobuf import struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+
+from contract import names
 
 # The launcher's mapping of remote URIs to local paths (LocalPathForURI).
 LOCAL_ROOTS = {'gs://': '/gcs/', 'minio://': '/minio/', 's3://': '/s3/'}
 # Titles of KFP's own artifact types.
 _KFP_TYPE_PREFIX = 'system.'
+# How converter.go wraps lists and structs it stores in MLMD.
+_MLMD_WRAPPERS = ('list', 'struct')
 
 
 def to_local(uri: str) -> str:
@@ -59,6 +79,7 @@ def reconcile(executor_input: pipeline_spec_pb2.ExecutorInput,
       if name in inputs_spec.artifacts:
         artifact.type.CopyFrom(inputs_spec.artifacts[name].artifact_type)
       artifact.uri = to_local(artifact.uri)
+      _unwrap_mlmd_values(artifact.metadata)
   outputs = executor_input.outputs.artifacts
   for name in [
       name for name, artifacts in outputs.items() if any(
@@ -71,8 +92,30 @@ def reconcile(executor_input: pipeline_spec_pb2.ExecutorInput,
       artifact.uri = to_local(artifact.uri)
 
 
+def _unwrap_mlmd_values(metadata: struct_pb2.Struct) -> None:
+  """{"list": [...]} and {"struct": {...}} as the producer wrote them."""
+  for key, value in metadata.fields.items():
+    fields = value.struct_value.fields
+    if value.HasField('struct_value') and len(fields) == 1 and (
+        next(iter(fields)) in _MLMD_WRAPPERS):
+      metadata.fields[key].CopyFrom(next(iter(fields.values())))
+
+
+def _recordable(metadata: struct_pb2.Struct) -> None:
+  """No nulls (the launcher fails on them); remote URIs, not local paths."""
+  for key in list(metadata.fields):
+    value = metadata.fields[key]
+    if value.HasField('null_value'):
+      logging.warning('dropping metadata %r: null, which KFP cannot record',
+                      key)
+      del metadata.fields[key]
+    elif value.HasField('string_value'):
+      value.string_value = to_remote(value.string_value)
+
+
 def restore_remote_uris(output_metadata_file: str) -> None:
-  """Puts the remote URIs back into the ExecutorOutput that TFX wrote."""
+  """Puts the remote URIs back into the ExecutorOutput that TFX wrote, and
+  makes its metadata recordable."""
   output = pipeline_spec_pb2.ExecutorOutput()
   try:
     with open(output_metadata_file) as f:
@@ -82,8 +125,33 @@ def restore_remote_uris(output_metadata_file: str) -> None:
   for artifacts in output.artifacts.values():
     for artifact in artifacts.artifacts:
       artifact.uri = to_remote(artifact.uri)
+      _recordable(artifact.metadata)
+      _remote_provenance(artifact.metadata)
   with open(output_metadata_file, 'w') as f:
     f.write(json_format.MessageToJson(output))
+
+
+def _remote_provenance(metadata: struct_pb2.Struct) -> None:
+  """The provenance of a version the Pusher published, with remote URIs.
+
+  The Pusher records the model's URI as it saw it, the local path; the
+  remote one is what names the run (<root>/<pipeline>/<run ID>/...).
+  Replaced atomically; TF Serving ignores assets.extra.
+  """
+  destination = metadata.fields.get(names.PROP_PUSHED_DESTINATION)
+  if destination is None or not destination.string_value:
+    return
+  path = os.path.join(destination.string_value, names.PROVENANCE_FILE)
+  try:
+    with open(path) as f:
+      provenance = json.load(f)
+  except FileNotFoundError:
+    return
+  remote = {k: to_remote(v) if isinstance(v, str) else v
+            for k, v in provenance.items()}
+  with open(f'{path}.tmp', 'w') as f:
+    json.dump(remote, f)
+  os.replace(f'{path}.tmp', path)
 
 
 def main(parsed_argv) -> None:
@@ -101,6 +169,15 @@ def main(parsed_argv) -> None:
   restore_remote_uris(executor_input.outputs.output_file)
 
 
+def main_then_exit(parsed_argv) -> None:
+  """main, then an exit that skips the interpreter's shutdown (see 5.)."""
+  main(parsed_argv)
+  logging.shutdown()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(0)  # pylint: disable=protected-access
+
+
 if __name__ == '__main__':
   # TFX's own flags: the step's command line is the one TFX compiles.
-  app.run(main, flags_parser=kubeflow_v2_run_executor._parse_flags)  # pylint: disable=protected-access
+  app.run(main_then_exit, flags_parser=kubeflow_v2_run_executor._parse_flags)  # pylint: disable=protected-access

@@ -22,11 +22,12 @@ started it: two runs would mean two Pushers.
 """
 import dataclasses
 import datetime
+import json
 import logging
 import os
 from typing import Optional
 
-from components import versioned_pusher
+from contract import names
 from contract.errors import UserError
 from pipeline import kubeflow
 from pipeline.config import PipelineConfig
@@ -121,11 +122,19 @@ def _retried(api: kubeflow.KfpApi,
 def version_of_run(model_base_path: str, run_id: str) -> Optional[int]:
   """The version published from run_id's model, if there is one."""
   for version in reversed(model_versions.versions(model_base_path)):
-    model_uri = versioned_pusher.provenance(
-        os.path.join(model_base_path, str(version))).get('model_uri', '')
-    if f'/{run_id}/' in model_uri:
+    if f'/{run_id}/' in _model_uri(os.path.join(model_base_path,
+                                                str(version))):
       return version
   return None
+
+
+def _model_uri(version_dir: str) -> str:
+  """The model URI in the version's provenance (names.PROVENANCE_FILE)."""
+  try:
+    with open(os.path.join(version_dir, names.PROVENANCE_FILE)) as f:
+      return str(json.load(f).get('model_uri', ''))
+  except (OSError, ValueError, AttributeError):
+    return ''
 
 
 def _ended(attempt: Attempt, outcome: Outcome, detail: str) -> Attempt:

@@ -2,21 +2,27 @@
 
 There is no KFP backend here. The package is checked as kfp's own loaders
 read it and as KFP 2.16.1's API server validates uploads (tests/
-kfp_fake_server.py). Steps are run the way KFP 2.16.1's driver and launcher
-hand them over (executor input, artifact URIs and types, local paths), read
-from the KFP sources, not observed on a cluster. Submitting is checked at the
+kfp_fake_server.py), with the pinned kfp-pipeline-spec protos. Steps are run
+the way KFP 2.16.1's launcher runs them: each as its own process, with the
+argv compileCmdAndArgs makes (component/launcher_v2.go), and input metadata
+as it comes back from MLMD (metadata/converter.go); read from the KFP
+sources, not observed on a cluster. Submitting is checked at the
 protocol level: kfp.Client against a local HTTP server that answers the
 v2beta1 REST calls and records them.
 
 Each known trap of TFX on self-hosted KFP 2 has a test that shows it in what
 TFX alone produces and that it is handled in what `imgcls compile` produces.
 """
+import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
+import uuid
 
 from kfp.client import client as kfp_client
 import kfp.components
@@ -25,7 +31,6 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from google.protobuf import json_format
 import pytest
 from tfx import v1 as tfx
-from tfx.components.util import udf_utils
 from tfx.orchestration import data_types
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
@@ -39,6 +44,7 @@ from pipeline import kubeflow_config
 from pipeline import kubeflow_entrypoint
 from pipeline import pipeline as pipeline_def
 from pipeline.config import PipelineConfig
+from contract import names
 from tests import images
 from tests import kfp_fake_server
 
@@ -162,9 +168,32 @@ def test_every_step_runs_the_image_through_the_entrypoint(compiled):
   assert importlib.util.find_spec(kubeflow.ENTRYPOINT[-1])
 
 
-def test_gpu_resources_on_the_trainer_only(compiled):
+def test_pins_are_the_backends_and_the_checks_use_them():
+  pins = dict(line.strip().split('==') for line in open(
+      os.path.join(os.path.dirname(__file__), '..', 'requirements.txt'))
+              if line.strip().startswith(('kfp-pipeline-spec==',
+                                          'kfp-server-api==')))
+  assert pins == {'kfp-pipeline-spec': '2.16.1', 'kfp-server-api': '2.16.1'}
+  for package, version in pins.items():
+    assert importlib.metadata.version(package) == version
+  # check_package parses with these protos.
+  assert kfp_fake_server.pipeline_spec_pb2 is pipeline_spec_pb2
+
+
+def test_every_step_has_requests_and_limits(compiled):
+  # A namespace with a ResourceQuota admits no pod without them. Every
+  # executor, not a list: nodes added to the pipeline are covered too.
   spec, deployment, platform = compiled
   trainer = kubeflow.executor_label(spec, 'Trainer')
+  for label, executor in deployment.executors.items():
+    if label != trainer:
+      assert executor.container.resources == ResourceSpec(
+          resource_cpu_request='1', resource_cpu_limit='1',
+          resource_memory_request='4Gi', resource_memory_limit='4Gi'), label
+  # KFP 2.16's ResourceSpec has no ephemeral-storage field to set: the
+  # namespace's LimitRange gives it (docs/kubeflow.md). Fails when one comes.
+  assert not [f for f in ResourceSpec.DESCRIPTOR.fields
+              if 'storage' in f.name]
   assert deployment.executors[trainer].container.resources == ResourceSpec(
       resource_cpu_request='8', resource_cpu_limit='8',
       resource_memory_request='30Gi', resource_memory_limit='30Gi',
@@ -178,7 +207,8 @@ def test_gpu_resources_on_the_trainer_only(compiled):
   for task in TASKS:
     if task != 'Trainer':
       label = kubeflow.executor_label(spec, task)
-      assert not deployment.executors[label].container.HasField('resources')
+      assert not deployment.executors[label].container.resources.HasField(
+          'accelerator')
       assert not (_k8s(platform, label) or k8s_pb2.KubernetesExecutorConfig()
                  ).HasField('node_selector')
 
@@ -193,16 +223,18 @@ def test_gpus_0_trains_on_cpu_nodes(tmp_path):
   assert _k8s(platform, trainer) is None
 
 
-def test_example_gen_ignores_platform_config_so_it_stays_on_cpu(
+def test_example_gen_gets_resources_despite_tfx_ignoring_its_platform_config(
     tfx_alone, compiled):
   # tensorflow/tfx#6146: FileBasedExampleGens' container spec is built
-  # without the node's platform_config.
+  # without the node's platform_config; the compiled spec is edited instead.
   _, tfx_deployment, _ = tfx_alone
   assert not tfx_deployment.executors[
       'ImageExampleGen_executor'].container.HasField('resources')
   spec, deployment, platform = compiled
   label = kubeflow.executor_label(spec, 'ImageExampleGen')
-  assert not deployment.executors[label].container.HasField('resources')
+  resources = deployment.executors[label].container.resources
+  assert resources.resource_memory_request == '4Gi'
+  assert not resources.HasField('accelerator')
   assert not _k8s(platform, label).tolerations
 
 
@@ -242,7 +274,8 @@ def test_paths_outside_the_mounts_are_refused(tmp_path, capsys):
       (['--data-root', '/mnt/data'], 'not under /data'),
       (['--serving-dir', '/models'], 'not under /serving'),
       (['--pipeline-root', '/pipeline'], 'gs://, s3:// or minio://'),
-      (['--trainer-memory', '16 GB'], 'not a Kubernetes quantity')):
+      (['--trainer-memory', '16 GB'], 'not a Kubernetes quantity'),
+      (['--step-cpu', 'two'], 'not a Kubernetes quantity')):
     assert cli.main(['compile', '--output', str(tmp_path / 'x.yaml'),
                      *flags]) == 2
     assert message in capsys.readouterr().err
@@ -296,20 +329,31 @@ def test_no_pre_cache_check_hook(tfx_alone, compiled):
                  for e in deployment.executors.values())
 
 
-def test_trainer_imports_its_module_from_the_image(tfx_alone, compiled):
-  tfx_spec, _, tfx_root = tfx_alone
-  module = tfx_spec.root.dag.tasks['Trainer'].inputs.parameters[
-      'module_path'].runtime_value.constant_value.string_value  # schema 2.0
-  assert module.startswith('task@') and os.listdir(tfx_root / '_wheels')
+def test_trainer_runs_its_run_fn_from_the_image_and_no_wheel_is_built(
+    tfx_alone, compiled):
+  _, _, tfx_root = tfx_alone
+  assert not (tfx_root / '_wheels').exists()
   spec, _, _ = compiled
-  module = spec.root.dag.tasks['Trainer'].inputs.parameters[
-      'module_path'].runtime_value.constant.string_value
-  run_fn = udf_utils.get_fn({'module_path': module}, 'run_fn')
-  assert (run_fn.__module__, run_fn.__name__) == ('trainer.task', 'run_fn')
+  parameters = spec.root.dag.tasks['Trainer'].inputs.parameters
+  assert parameters['run_fn'].runtime_value.constant.string_value == (
+      'trainer.task.run_fn')
+  assert 'module_path' not in parameters and 'module_file' not in parameters
+  assert importlib.util.find_spec('trainer.task')
 
 
-def test_pipeline_root_recorded(compiled):
-  assert compiled[0].default_pipeline_root == 'minio://mlpipeline/imgcls'
+def test_without_pipeline_root_runs_write_under_the_namespaces_own(
+    package, compiled):
+  # KFP's driver then takes the namespace's kfp-launcher defaultPipelineRoot,
+  # the prefix its profile's credential may write (root_dag.go; sync.py).
+  spec, _, _ = compiled
+  assert not spec.default_pipeline_root
+  assert 'minio://' not in package.read_text()
+
+
+def test_a_given_pipeline_root_is_recorded(tmp_path):
+  spec, _ = _load(_compile(tmp_path / 'r.yaml', '--pipeline-root',
+                           'minio://mlpipeline/shared/imgcls'))
+  assert spec.default_pipeline_root == 'minio://mlpipeline/shared/imgcls'
 
 
 def test_cli_defaults_are_the_options_defaults():
@@ -323,26 +367,59 @@ def test_cli_defaults_are_the_options_defaults():
 # ---------------------------------------------------- the step entrypoint --
 
 
+def mlmd_round_trip(metadata):
+  """Artifact metadata as KFP 2.16.1 reads it back from MLMD for the next
+  step (backend/src/v2/metadata/converter.go and client.go): numbers and
+  booleans become doubles, lists {"list": ...}, structs {"struct": ...}; the
+  launcher adds display_name and store_session_info; a null fails it."""
+
+  def convert(key, value):
+    assert value is not None, f'{key}: null metadata fails the launcher'
+    if isinstance(value, bool):
+      return float(int(value))
+    if isinstance(value, (int, float)):
+      return float(value)
+    if isinstance(value, list):
+      return {'list': value}
+    if isinstance(value, dict):
+      return {'struct': value}
+    return value
+
+  return {'display_name': 'output', 'store_session_info': '{"Provider":"minio"}',
+          **{k: convert(k, v) for k, v in metadata.items()}}
+
+
+def launcher_argv(container, executor_input):
+  """compileCmdAndArgs (component/launcher_v2.go): {{$}} is the whole
+  ExecutorInput as JSON, in the command and in every argument."""
+  text = json.dumps(executor_input)
+  argv = [a.replace('{{$}}', text)
+          for a in list(container.command) + list(container.args)]
+  # The steps use no other placeholder, which this model would not fill in.
+  assert not any('{{$.' in a for a in argv)
+  return argv
+
+
 class Launcher:
-  """Hands compiled steps their executor input as KFP 2.16.1 does.
+  """Runs compiled steps as KFP 2.16.1's driver and launcher do.
 
   From backend/src/v2: output artifacts get URIs under
   <root>/<pipeline>/<run>/<task>/<salt>/ and their declared type, plus the
   launcher's own `executor-logs` (system.Artifact); the output metadata file
   lies in the task root's local path; input artifacts are rebuilt from MLMD
-  without a type (empty instance_schema), their properties as metadata. The
-  object store and /minio are one local folder (local_store), so the
-  launcher's downloads and uploads are no-ops. `mounts` stands in for
-  the PVCs.
+  without a type (empty instance_schema), their metadata converted. Each step
+  runs as a process of its own. The object store is the launcher's own
+  staging path, /minio/<bucket>, so its downloads and uploads are no-ops.
+  `mounts` stands in for the PVCs.
   """
 
-  def __init__(self, spec, mounts, params=None,
-               run_root='minio://mlpipeline/imgcls/imgcls/run-1'):
+  def __init__(self, spec, mounts, bucket, params=None, env=None):
     self.spec = spec
     self.deployment = kubeflow.deployment_config(spec)
     self.mounts = mounts
     self.params = params or {}
-    self.run_root = run_root
+    self.run_root = f'minio://{bucket}/v2/artifacts/imgcls/run-1'
+    self.env = env
     self.outputs = {}  # task -> output key -> RuntimeArtifact dict, as in MLMD
 
   def uri(self, task, key=''):
@@ -385,10 +462,13 @@ class Launcher:
     executor_input = self.executor_input(task_name)
     container = self.deployment.executors[
         kubeflow.executor_label(self.spec, task_name)].container
-    (execute or _in_process)(
-        list(container.command) +
-        [json.dumps(executor_input) if a == '{{$}}' else a
-         for a in container.args])
+    argv = launcher_argv(container, executor_input)
+    if execute:
+      execute(argv)
+    else:
+      done = subprocess.run(argv, env=self.env, capture_output=True,
+                            text=True, check=False)
+      assert done.returncode == 0, done.stderr[-3000:]
     with open(executor_input['outputs']['outputFile']) as f:
       reported = json.load(f)['artifacts']
     self.outputs[task_name] = {}
@@ -398,10 +478,17 @@ class Launcher:
       (mine,) = reported[key]['artifacts']
       # The launcher keeps a reported URI; it must be the remote one.
       assert mine['uri'] == a['artifacts'][0]['uri']
+      _assert_no_local_paths(mine.get('metadata', {}))
       self.outputs[task_name][key] = {
           'name': f'{task_name}.{key}', 'uri': mine['uri'],
-          'metadata': {**mine.get('metadata', {}), 'display_name': key}}
+          'metadata': mlmd_round_trip(mine.get('metadata', {}))}
     return self.outputs[task_name]
+
+
+def _assert_no_local_paths(metadata):
+  local = tuple(kubeflow_entrypoint.LOCAL_ROOTS.values())
+  assert not [v for v in metadata.values()
+              if isinstance(v, str) and v.startswith(local)], metadata
 
 
 def _in_process(command, main=kubeflow_entrypoint.main):
@@ -414,74 +501,89 @@ def _tfx_alone(command):
 
 
 @pytest.fixture
-def local_store(tmp_path, monkeypatch):
-  """The launcher's local paths of minio:// URIs, under tmp_path."""
-  monkeypatch.setattr(kubeflow_entrypoint, 'LOCAL_ROOTS',
-                      {'minio://': f'{tmp_path}/store/'})
+def bucket():
+  """A bucket of the launcher's staging path /minio, removed afterwards."""
+  name = f'imgcls-test-{uuid.uuid4().hex[:12]}'
+  local = os.path.join(kubeflow_entrypoint.LOCAL_ROOTS['minio://'], name)
+  try:
+    os.makedirs(local)
+  except PermissionError:
+    pytest.skip('needs to write /minio, the launcher\'s staging path')
+  yield name
+  shutil.rmtree(local, ignore_errors=True)
 
 
-def _pusher_launcher(compiled, tmp_path):
+def _pusher_launcher(compiled, tmp_path, bucket):
   spec, _, _ = compiled
-  launcher = Launcher(spec, {'/serving': str(tmp_path / 'srv')})
+  launcher = Launcher(spec, {'/serving': str(tmp_path / 'srv')}, bucket)
   model = launcher.uri('Trainer', 'model')
   saved = os.path.join(kubeflow_entrypoint.to_local(model), 'Format-Serving')
   os.makedirs(os.path.join(saved, 'variables'))
   with open(os.path.join(saved, 'saved_model.pb'), 'wb') as f:
     f.write(b'a SavedModel')
   launcher.outputs = {
-      'Trainer': {'model': {'name': '7', 'uri': model, 'metadata': {}}},
+      'Trainer': {'model': {'name': '7', 'uri': model,
+                            'metadata': mlmd_round_trip({})}},
       'GatedEvaluator': {'blessing': {
           'name': '8', 'uri': launcher.uri('GatedEvaluator', 'blessing'),
-          'metadata': {'blessed': 1.0, 'reason': 'passed'}}},
+          'metadata': mlmd_round_trip({'blessed': 1, 'reason': 'passed'})}},
       'ContractCheck': {'infra_blessing': {
           'name': '9', 'uri': launcher.uri('ContractCheck', 'infra_blessing'),
-          'metadata': {'blessed': 1.0}}},
+          'metadata': mlmd_round_trip({'blessed': 1})}},
   }
   return launcher
 
 
-@pytest.mark.usefixtures('local_store')
-def test_tfx_entrypoint_alone_fails_on_kfps_untyped_inputs(compiled, tmp_path):
-  launcher = _pusher_launcher(compiled, tmp_path)
+def test_tfx_entrypoint_alone_fails_on_kfps_untyped_inputs(compiled, tmp_path,
+                                                           bucket):
+  launcher = _pusher_launcher(compiled, tmp_path, bucket)
   with pytest.raises(AttributeError, match="'NoneType' object has no "
                      "attribute 'get'"):
     launcher.run('Pusher', execute=_tfx_alone)
 
 
-@pytest.mark.usefixtures('local_store')
-def test_tfx_entrypoint_alone_fails_on_kfps_log_output(compiled, tmp_path):
+def test_tfx_entrypoint_alone_fails_on_kfps_log_output(compiled, tmp_path,
+                                                       bucket):
   # ServingBaseline has no inputs; the launcher's executor-logs output is
   # typed system.Artifact, which TFX takes for a class path.
-  launcher = Launcher(compiled[0], {'/serving': str(tmp_path / 'srv')})
+  launcher = Launcher(compiled[0], {'/serving': str(tmp_path / 'srv')},
+                      bucket)
   with pytest.raises(ImportError, match='system'):
     launcher.run('ServingBaseline', execute=_tfx_alone)
-  assert launcher.run('ServingBaseline')['baseline']['metadata'][
-      'has_model'] == 0
 
 
-def test_entrypoint_runs_as_the_steps_command(compiled, tmp_path):
-  # The command line as KFP runs it, in a process of its own. The artifacts
-  # are plain paths here (no object store to map).
+def test_a_crash_at_interpreter_shutdown_does_not_fail_a_finished_step(
+    compiled, tmp_path, bucket):
+  # sky-uk/kfp-operator PR #1286: "pure virtual method called" at shutdown.
+  # Stand-in: an exit handler that aborts the process.
+  site = tmp_path / 'site'
+  site.mkdir()
+  (site / 'sitecustomize.py').write_text(
+      'import atexit, os\natexit.register(os.abort)\n')
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+      [str(site), os.environ.get('PYTHONPATH', '')])}
+  crashing = subprocess.run([sys.executable, '-c', 'pass'], env=env,
+                            check=False)
+  assert crashing.returncode != 0  # the stand-in does crash a plain exit
   launcher = Launcher(compiled[0], {'/serving': str(tmp_path / 'srv')},
-                      run_root=str(tmp_path / 'run'))
-  outputs = launcher.run(
-      'ServingBaseline',
-      execute=lambda command: subprocess.run(command, check=True))
-  assert outputs['baseline']['uri'] == str(
-      tmp_path / 'run' / 'ServingBaseline' / 'salt' / 'baseline')
+                      bucket, env=env)
+  assert launcher.run('ServingBaseline')['baseline']['metadata'][
+      'has_model'] == 0.0
 
 
-@pytest.mark.usefixtures('local_store')
-def test_entrypoint_types_inputs_drops_kfp_outputs_and_uses_local_paths(
-    compiled, tmp_path):
-  launcher = _pusher_launcher(compiled, tmp_path)
+def test_each_step_runs_as_its_own_process_with_the_launchers_argv(
+    compiled, tmp_path, bucket):
+  launcher = _pusher_launcher(compiled, tmp_path, bucket)
   pushed = launcher.run('Pusher')['pushed_model']
-  # The Pusher read the blessings' custom properties and the Model's files
+  # The Pusher read the blessings' converted metadata and the Model's files
   # at the launcher's local path, and reported the remote URI.
   assert pushed['metadata']['pushed'] == 1.0
-  assert pushed['metadata']['pushed_destination'] == str(
-      tmp_path / 'srv' / 'LenetModel' / '1')
-  assert (tmp_path / 'srv' / 'LenetModel' / '1' / 'saved_model.pb').exists()
+  version = tmp_path / 'srv' / 'LenetModel' / '1'
+  assert pushed['metadata']['pushed_destination'] == str(version)
+  assert (version / 'saved_model.pb').exists()
+  # The provenance names the remote model URI, and with it the run.
+  provenance = json.loads((version / names.PROVENANCE_FILE).read_text())
+  assert provenance['model_uri'] == launcher.uri('Trainer', 'model')
 
 
 def test_reconcile_unit():
@@ -510,8 +612,7 @@ def test_reconcile_unit():
 
 
 @pytest.mark.e2e
-@pytest.mark.usefixtures('local_store')
-def test_every_step_runs_as_kfp_hands_it_over(tmp_path):
+def test_every_step_runs_as_kfp_hands_it_over(tmp_path, bucket):
   """The whole compiled pipeline, step by step through the entrypoint."""
   classes = {'circle': 40, 'square': 40, 'triangle': 40}
   data = tmp_path / 'data'
@@ -521,17 +622,17 @@ def test_every_step_runs_as_kfp_hands_it_over(tmp_path):
   spec, _ = _load(_compile(tmp_path / 'p.yaml', '--epochs', '1',
                            '--batch-size', '32', '--min-accuracy', '0.5'))
   serving = tmp_path / 'serving'
-  launcher = Launcher(spec, {'/serving': str(serving)},
+  launcher = Launcher(spec, {'/serving': str(serving)}, bucket,
                       params={'data_root': str(data)})
   for task in TASKS:
     launcher.run(task)
   examples = launcher.outputs['ImageExampleGen']['examples']
-  assert examples['uri'].startswith('minio://mlpipeline/imgcls/')
+  assert examples['uri'].startswith(f'minio://{bucket}/')
   assert json.loads(examples['metadata']['split_names']) == ['train', 'test']
   assert launcher.outputs['ServingBaseline']['baseline']['metadata'][
       'has_model'] == 0
-  assert launcher.outputs['GatedEvaluator']['blessing']['metadata'][
-      'blessed'] == 1
+  blessing = launcher.outputs['GatedEvaluator']['blessing']['metadata']
+  assert blessing['blessed'] == 1
   pushed = launcher.outputs['Pusher']['pushed_model']['metadata']
   assert pushed['pushed_destination'] == str(serving / 'LenetModel' / '1')
   assert (serving / 'LenetModel' / '1' / 'saved_model.pb').exists()
@@ -567,9 +668,9 @@ def test_submit_uploads_the_package_and_starts_a_run(package, kfp_server,
   assert run['pipeline_version_reference'] == {
       'pipeline_id': pipeline['pipeline_id'],
       'pipeline_version_id': version['pipeline_version_id']}
+  # No root: KFP's driver takes the namespace's own (root_dag.go).
   assert run['runtime_config'] == {
-      'parameters': {'data_root': '/data/2024-06'},
-      'pipeline_root': 'minio://mlpipeline/imgcls'}
+      'parameters': {'data_root': '/data/2024-06'}}
   out = capsys.readouterr().out
   assert out == (f'run {run["run_id"]}: {kfp_server.host}/#/runs/details/'
                  f'{run["run_id"]}\n')
@@ -592,8 +693,7 @@ def test_submit_again_adds_a_version_and_a_recurring_run(package, kfp_server,
   assert int(recurring['max_concurrency']) == 1
   assert recurring['no_catchup'] is True
   assert recurring['mode'] == 'ENABLE'
-  assert recurring['runtime_config']['pipeline_root'] == (
-      'minio://mlpipeline/imgcls')
+  assert 'pipeline_root' not in recurring['runtime_config']
   assert capsys.readouterr().out.splitlines()[-1] == (
       f'recurring run {recurring["recurring_run_id"]}: {kfp_server.host}'
       f'/#/recurringrun/details/{recurring["recurring_run_id"]}')
@@ -678,3 +778,49 @@ def test_kfp_cron():
 
 def test_default_cron_is_five_fields():
   assert kubeflow.kfp_cron(kubeflow_cli.DEFAULT_CRON) == '0 0 3 * * *'
+
+
+def test_submit_into_a_namespace_where_the_server_requires_one(package):
+  server = kfp_fake_server.FakeKfp(namespace_required=True)
+  try:
+    assert _submit('--host', server.host, '--package', str(package)) == 2
+    assert not server.pipelines  # a shared pipeline is refused
+    assert _submit('--host', server.host, '--package', str(package),
+                   '--namespace', 'team-a') == 0
+    assert _submit('--host', server.host, '--package', str(package),
+                   '--namespace', 'team-a') == 0
+    (pipeline,) = server.pipelines  # found again in its namespace
+    assert pipeline['namespace'] == 'team-a'
+    assert [r['namespace'] for r in server.runs] == ['team-a', 'team-a']
+  finally:
+    server.stop()
+
+
+def test_a_given_pipeline_root_goes_with_every_run(kfp_server, tmp_path):
+  package = _compile(tmp_path / 'r.yaml', '--pipeline-root',
+                     'minio://mlpipeline/shared/imgcls')
+  assert _submit('--host', kfp_server.host, '--package', str(package)) == 0
+  assert kfp_server.runs[0]['runtime_config']['pipeline_root'] == (
+      'minio://mlpipeline/shared/imgcls')
+
+
+def test_metadata_is_unwrapped_on_the_way_in_and_recordable_on_the_way_out(
+    tmp_path):
+  executor_input = json_format.ParseDict({'inputs': {'artifacts': {'x': {
+      'artifacts': [{'uri': 'minio://b/x', 'metadata': mlmd_round_trip(
+          {'names': ['a', 'b'], 'info': {'k': 1}})}]}}}},
+      pipeline_spec_pb2.ExecutorInput())
+  kubeflow_entrypoint.reconcile(executor_input,
+                                pipeline_spec_pb2.ComponentInputsSpec())
+  metadata = json_format.MessageToDict(
+      executor_input.inputs.artifacts['x'].artifacts[0].metadata)
+  assert (metadata['names'], metadata['info']) == (['a', 'b'], {'k': 1})
+  output_file = tmp_path / 'output_metadata.json'
+  output_file.write_text(json.dumps({'artifacts': {'blessing': {'artifacts': [{
+      'uri': '/minio/b/run/blessing', 'metadata': {
+          'current_model': '/minio/b/run/model', 'baseline': None}}]}}}))
+  kubeflow_entrypoint.restore_remote_uris(str(output_file))
+  (blessing,) = json.loads(output_file.read_text())['artifacts']['blessing'][
+      'artifacts']
+  assert blessing == {'uri': 'minio://b/run/blessing',
+                      'metadata': {'current_model': 'minio://b/run/model'}}
