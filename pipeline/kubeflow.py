@@ -34,6 +34,7 @@ a recurring run, and it reads, retries and stops runs, for `imgcls retrain`.
 import contextlib
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -262,8 +263,13 @@ class KfpApi:
                kube_context: Optional[str] = None):
     self.host = host
     self.namespace = namespace
+    self._connect = lambda: _client(host, token, namespace, kube_context)
+
+  @functools.cached_property
+  def _client(self):
+    """Connected on first use, so that a bad package fails before any call."""
     with self._errors():
-      self._client = _client(host, token, namespace, kube_context)
+      return self._connect()
 
   def submit(self, package: str, experiment: str = 'imgcls',
              run_name: Optional[str] = None,
