@@ -132,6 +132,12 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                       default=d.class_weight,
                       help='balanced weighs classes by the inverse of their '
                       f'training counts; default {d.class_weight}')
+  parser.add_argument('--backup-root', default=d.backup_root,
+                      help='where an unfinished training keeps its backup, '
+                      'to resume from its last finished epoch when run '
+                      'again; a path all retries see (on Kubeflow, a '
+                      'mounted volume); default: beside the model '
+                      '(imgcls train) or in the pipeline root (imgcls run)')
   parser.add_argument('--validation-fraction', type=float,
                       default=d.validation_fraction,
                       help='share of the training images held out for early '
@@ -152,7 +158,8 @@ def training_config_from_args(args: argparse.Namespace) -> TrainingConfig:
       lr_schedule=args.lr_schedule,
       label_smoothing=args.label_smoothing,
       class_weight=args.class_weight,
-      validation_fraction=args.validation_fraction)
+      validation_fraction=args.validation_fraction,
+      backup_root=args.backup_root)
   if config.epochs < 1 or config.batch_size < 1:
     raise UserError('--epochs and --batch-size must be at least 1')
   if not 0 <= config.label_smoothing < 1:
