@@ -1,4 +1,6 @@
-"""`imgcls verify-serving`: one real image through a served version (a gate).
+"""`imgcls verify-serving`: one real image through a served version (a gate);
+and `--verify-serving`, the same after a push, with the run's test images
+checked against the model in-process and the push rolled back on failure.
 
 It passes only when the version (or the latest one) is AVAILABLE and answers
 a real image over REST and over gRPC, with every signature that takes images,
@@ -9,15 +11,25 @@ with a message that says what is wrong, and a non-zero exit status.
 Waiting for AVAILABLE matters: TF Serving answers the status call with 200 even
 for a version whose load failed, so "the server answers" proves nothing.
 """
+import dataclasses
+import io
+import os
 import sys
 from typing import Dict, List, Optional, Sequence, TextIO
+
+import numpy as np
+import tensorflow as tf
 
 from contract.errors import UserError
 from clients import image_inputs
 from clients.client import (Prediction, RequestFailed, SignatureInfo,
                             wait_until_available)
 from contract.names import CLASS_NAME_OUTPUT as _CLASS_NAME
-from contract.names import IMAGE_SIGNATURES, SERVING_BYTES
+from contract.names import IMAGE_SIGNATURES, SERVING_BYTES, SERVING_DEFAULT
+from imagedata import preprocessing
+from imagedata import tf_examples
+from serving_dir import history
+from serving_dir import versions as model_versions
 
 _CLASS_ID, _PROBABILITIES = 'class_id', 'probabilities'
 
@@ -123,3 +135,124 @@ def _disagreements(answers: Dict[str, Dict[str, str]]) -> List[str]:
       for name, by_protocol in answers.items()
       if len(set(by_protocol.values())) > 1
   ]
+
+
+# --- `--verify-serving`: a push that checks itself ---------------------------
+# Test images sent; each signature gets them as one batch over each protocol.
+PUSH_CHECK_IMAGES = 8
+# REST carries floats as decimal JSON text; gRPC as float32 bits.
+_PROBABILITY_TOLERANCE = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class PushVerdict:
+  """How the check of a pushed version ended."""
+  version: int
+  problem: str = ''  # '' when the server answered as the model in-process
+  rolled_back_as: Optional[int] = None  # the version republishing the previous
+  not_rolled_back: str = ''  # why there was no rollback, after a problem
+
+  @property
+  def passed(self) -> bool:
+    return not self.problem
+
+  def summary(self) -> str:
+    if self.passed:
+      return (f'  serving verified: version {self.version} answers over REST '
+              'and gRPC as the model does in-process')
+    outcome = (f'rolled back: version {self.rolled_back_as} republishes the '
+               'version before it' if self.rolled_back_as is not None else
+               f'NOT rolled back: {self.not_rolled_back}')
+    return (f'  serving verification FAILED for version {self.version}: '
+            f'{self.problem}\n  {outcome}')
+
+
+def verify_push(check, model_base_path: str, version: int,
+                examples_uri: Optional[str]) -> PushVerdict:
+  """Checks a pushed version on the server `check` names (a
+  pipeline.config.ServingCheck); on failure, rolls the push back."""
+  from contract.saved_model import SavedClassifier  # pylint: disable=g-import-not-at-top
+  from clients.client import GrpcClient, RestClient  # pylint: disable=g-import-not-at-top
+  model_name = os.path.basename(model_base_path.rstrip('/'))
+  version_dir = os.path.join(model_base_path, str(version))
+  images = _test_images(examples_uri) or [image_inputs.demo_png()]
+  rest = RestClient(check.host, check.rest_port, model_name)
+  try:
+    with GrpcClient(check.host, check.grpc_port, model_name) as grpc:
+      verify_serving(rest, grpc, version, check.timeout_s, images[0],
+                     out=io.StringIO())
+      problems = _differences_from_in_process(
+          (rest, grpc), SavedClassifier(version_dir), version, images)
+  except UserError as e:
+    problems = [str(e)]
+  if not problems:
+    return PushVerdict(version)
+  return _roll_back(model_base_path, version, '; '.join(problems))
+
+
+def _differences_from_in_process(clients, model, version: int,
+                                 images: Sequence[bytes]) -> List[str]:
+  served = clients[0].signatures(version)
+  expected = {
+      SERVING_BYTES: model.predict_bytes(images),
+      SERVING_DEFAULT: model.predict_pixels(
+          preprocessing.client_pixels(images, model.pixel_shape)),
+  }
+  problems = []
+  for name, wanted in expected.items():
+    inputs = image_inputs.signature_inputs(name, served[name], images)
+    for client in clients:
+      try:
+        got = client.predict(name, inputs, version).outputs
+      except RequestFailed as e:
+        problems.append(f'{client.protocol} {name}: {e}')
+        continue
+      if list(got[_CLASS_NAME]) != list(wanted[_CLASS_NAME]):
+        problems.append(f'{client.protocol} {name}: classes '
+                        f'{_decoded(got[_CLASS_NAME])}, in-process '
+                        f'{_decoded(wanted[_CLASS_NAME])}')
+      elif not np.allclose(got[_PROBABILITIES], wanted[_PROBABILITIES],
+                           atol=_PROBABILITY_TOLERANCE):
+        problems.append(f'{client.protocol} {name}: probabilities differ from '
+                        'in-process by up to '
+                        f'{np.abs(got[_PROBABILITIES] - wanted[_PROBABILITIES]).max():.2g}')
+  return problems
+
+
+def _decoded(class_names) -> List[str]:
+  return [n.decode('utf-8', errors='replace') for n in class_names]
+
+
+def _test_images(examples_uri: Optional[str]) -> List[bytes]:
+  """Encoded images of the run's test split, as the ExampleGen stored them."""
+  if not examples_uri:
+    return []
+  records = next(tf_examples.test_records(examples_uri, PUSH_CHECK_IMAGES,
+                                          PUSH_CHECK_IMAGES), [])
+  return (list(tf_examples.parse_image_bytes(tf.constant(records)).numpy())
+          if records else [])
+
+
+def _roll_back(model_base_path: str, version: int, problem: str) -> PushVerdict:
+  """Republishes the version before `version`, if `version` still serves."""
+  published = model_versions.versions(model_base_path)
+  earlier = [v for v in published if v < version]
+  if published[-1:] != [version]:
+    why = f'version {published[-1]} was published since' if published else (
+        'the version is gone')
+    return PushVerdict(version, problem, not_rolled_back=why)
+  if not earlier:
+    return PushVerdict(version, problem,
+                       not_rolled_back='it is the first version; nothing to '
+                       'roll back to')
+  new, _ = history.rollback(model_base_path, earlier[-1])
+  return PushVerdict(version, problem, rolled_back_as=new)
+
+
+def verify_run(config, result) -> Optional[PushVerdict]:
+  """verify_push for what a pipeline run (a pipeline.results.RunResult of the
+  pipeline.config.PipelineConfig) pushed; None when nothing is to check."""
+  if config.serving_check is None or not result.pushed_version:
+    return None
+  return verify_push(config.serving_check, config.model_base_path,
+                     int(result.pushed_version), result.uri('examples'))

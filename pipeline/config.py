@@ -2,9 +2,10 @@
 import argparse
 import dataclasses
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 from contract import names
+from contract.errors import UserError
 from components.data_validation.options import DataValidationOptions
 from components.image_example_gen.options import ExampleGenOptions
 from trainer import config as training_config
@@ -16,6 +17,17 @@ DEFAULT_BEAM_ARGS = ('--direct_running_mode=in_memory',)
 # Under the data root, beside train/, test/ or span-<N>/, which the layout
 # reads; nothing else there is read as data.
 DEFAULT_SCHEMA_DIR = 'schema'
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingCheck:
+  """`--verify-serving`: after a push, the server at `host` must load the new
+  version within `timeout_s` and answer real test images over REST and gRPC
+  as the SavedModel does in-process; otherwise the push is rolled back."""
+  host: str
+  rest_port: int = names.REST_PORT
+  grpc_port: int = names.GRPC_PORT
+  timeout_s: float = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +47,8 @@ class PipelineConfig:
   # accuracy is no yardstick for a model with other classes.
   compare_with_baseline: bool = True
   keep_versions: int = 5
+  # None: a push is not checked against a server (clients.verify.verify_push).
+  serving_check: Optional[ServingCheck] = None
   contract_sample_size: int = 32
   beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
   enable_cache: bool = True
@@ -121,6 +135,21 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
   parser.add_argument('--keep-versions', type=int, default=d.keep_versions,
                       help=f'versions kept in the serving directory; default '
                       f'{d.keep_versions}')
+  check = ServingCheck('')
+  parser.add_argument('--verify-serving', metavar='HOST',
+                      help='after a push, wait until the model server at HOST '
+                      'has the new version AVAILABLE and check its answers '
+                      'to test images over REST and gRPC against the model '
+                      'in-process; roll the push back and exit non-zero if '
+                      'they differ or it never loads')
+  parser.add_argument('--rest-port', type=int, default=check.rest_port,
+                      help=f'with --verify-serving; default {check.rest_port}')
+  parser.add_argument('--grpc-port', type=int, default=check.grpc_port,
+                      help=f'with --verify-serving; default {check.grpc_port}')
+  parser.add_argument('--verify-timeout', type=float, default=check.timeout_s,
+                      metavar='S',
+                      help='with --verify-serving: seconds to wait for the '
+                      f'version to be AVAILABLE; default {check.timeout_s:g}')
   parser.add_argument('--beam-arg', action='append', dest='beam_args',
                       metavar='ARG',
                       help='a Beam pipeline argument (repeatable), replacing '
@@ -152,4 +181,18 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
       max_accuracy_drop=args.max_accuracy_drop,
       compare_with_baseline=args.compare_with_baseline,
       keep_versions=args.keep_versions,
+      serving_check=_serving_check(args),
       beam_args=tuple(args.beam_args or DEFAULT_BEAM_ARGS))
+
+def _serving_check(args: argparse.Namespace) -> Optional[ServingCheck]:
+  if not args.verify_serving:
+    return None
+  for flag, port in (('--rest-port', args.rest_port),
+                     ('--grpc-port', args.grpc_port)):
+    if not 0 < port <= 65535:
+      raise UserError(f'{flag} {port} is not a port (1..65535)')
+  if not args.verify_timeout > 0:
+    raise UserError(f'--verify-timeout {args.verify_timeout:g} must be '
+                    'positive')
+  return ServingCheck(args.verify_serving, args.rest_port, args.grpc_port,
+                      args.verify_timeout)
