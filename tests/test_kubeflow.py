@@ -132,7 +132,10 @@ def test_tasks_and_their_dependencies(compiled):
       'Trainer': {'ImageExampleGen'},
       'GatedEvaluator': {'ImageExampleGen', 'Trainer', 'ServingBaseline'},
       'ContractCheck': {'ImageExampleGen', 'Trainer'},
-      'Pusher': {'Trainer', 'GatedEvaluator', 'ContractCheck'},
+      # VersionedPusher also reads the Examples (spans, warm-up images) and
+      # the baseline's version, for the provenance.
+      'Pusher': {'Trainer', 'GatedEvaluator', 'ContractCheck',
+                 'ImageExampleGen', 'ServingBaseline'},
   }
   sources = {
       (name, key): (a.task_output_artifact.producer_task,
