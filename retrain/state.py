@@ -12,7 +12,9 @@ string value) and a free-text `detail` saying why. An outcome is one of:
 - retriable: `failed` and `timed_out`, tried again on the next tick until
   `--max-tries` runs, then `gave_up`;
 - final, closing the data for good: `pushed` (with `version`), `not_blessed`,
-  `already_published`, `refused` and `gave_up`.
+  `already_published`, `refused`, `gave_up`, and `rolled_back` (pushed,
+  failed verification against the server, rolled back; `version` is the
+  push that failed).
 
 A new outcome is a new `Outcome` member placed in one of the three sets
 below; `load` accepts exactly the members, so an old watcher refuses a state
@@ -48,6 +50,8 @@ class Outcome(enum.StrEnum):
   NOT_BLESSED = 'not_blessed'
   ALREADY_PUBLISHED = 'already_published'
   REFUSED = 'refused'
+  # Pushed, failed verification (--verify-serving), rolled back.
+  ROLLED_BACK = 'rolled_back'
   GAVE_UP = 'gave_up'
 
 
@@ -55,7 +59,8 @@ IN_FLIGHT = frozenset({Outcome.RUNNING, Outcome.SUBMITTED})
 RETRIABLE = frozenset({Outcome.FAILED, Outcome.TIMED_OUT})
 FINAL = frozenset(Outcome) - IN_FLIGHT - RETRIABLE
 # Outcomes that need a person: `imgcls retrain` exits non-zero on them.
-NEEDS_A_PERSON = RETRIABLE | {Outcome.REFUSED, Outcome.GAVE_UP}
+NEEDS_A_PERSON = RETRIABLE | {Outcome.REFUSED, Outcome.GAVE_UP,
+                              Outcome.ROLLED_BACK}
 
 
 @dataclasses.dataclass

@@ -240,6 +240,7 @@ def _run_locally(config: PipelineConfig, attempt: Attempt,
   if result.pushed_version:
     attempt.outcome, attempt.version = Outcome.PUSHED, result.pushed_version
     attempt.detail = result.pushed_destination
+    _verify_push(config, result, attempt)
   elif result.already_published:
     attempt.outcome = Outcome.ALREADY_PUBLISHED
     attempt.version = result.already_published
@@ -249,6 +250,20 @@ def _run_locally(config: PipelineConfig, attempt: Attempt,
   else:
     attempt.outcome, attempt.detail = (Outcome.NOT_BLESSED,
                                        result.blessing_reason)
+
+
+def _verify_push(config: PipelineConfig, result, attempt: Attempt) -> None:
+  """With --verify-serving, a push that the server did not serve as the
+  model answers in-process has been rolled back; the attempt says so."""
+  from clients.verify import verify_run  # pylint: disable=g-import-not-at-top
+  verdict = verify_run(config, result)
+  if verdict and not verdict.passed:
+    attempt.outcome = Outcome.ROLLED_BACK
+    attempt.detail = ('pushed, failed verification, ' + (
+        f'rolled back as version {verdict.rolled_back_as}'
+        if verdict.rolled_back_as is not None else
+        f'NOT rolled back ({verdict.not_rolled_back})') +
+                      f': {verdict.problem}')
 
 
 def _close(config: PipelineConfig, state: state_lib.RetrainState,

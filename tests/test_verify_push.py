@@ -1,6 +1,7 @@
 """The push check behind `--verify-serving`, against real local servers:
 healthy, never loading the version, and answering with another model."""
 import os
+import shutil
 
 import pytest
 
@@ -91,3 +92,55 @@ def test_the_first_version_has_nothing_to_roll_back_to(tmp_path, models):
   assert verdict.rolled_back_as is None
   assert 'nothing to roll back to' in verdict.summary()
   assert versions.versions(base) == [1]
+
+
+class _PushingRun:
+  """Stands in for local.run: publishes model b as the next version."""
+
+  def __init__(self, model_dir):
+    self._model_dir = model_dir
+
+  def __call__(self, config):
+    version = versions.publish(
+        config.model_base_path,
+        lambda tmp_dir: shutil.copytree(self._model_dir, tmp_dir))
+    return _Result(str(version), os.path.join(config.model_base_path,
+                                              str(version)))
+
+
+class _Result:
+  data_refused = False
+  already_published = None
+
+  def __init__(self, version, destination):
+    self.pushed_version, self.pushed_destination = version, destination
+
+  def uri(self, key):
+    del key  # no Examples: the check sends a generated image
+
+
+def test_the_retrain_watcher_records_pushed_failed_verification_rolled_back(
+    tmp_path, models):
+  from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
+  from retrain import state as state_lib  # pylint: disable=g-import-not-at-top
+  from retrain import watcher  # pylint: disable=g-import-not-at-top
+  testing.write_class_folders(str(tmp_path / 'data' / 'train'),
+                              artifacts.CLASS_NAMES)
+  base = str(tmp_path / 'serving' / 'LenetModel')
+  testing.push_version(models[0], base, 1)
+  elsewhere = str(tmp_path / 'elsewhere' / NAME)
+  testing.push_version(models[0], elsewhere, 1)
+  with _served(elsewhere) as server:  # never sees version 2
+    config = PipelineConfig(
+        data_root=str(tmp_path / 'data'),
+        serving_dir=str(tmp_path / 'serving'),
+        pipeline_root=str(tmp_path / 'pipeline'),
+        serving_check=_check(server, timeout_s=1))
+    attempt = watcher.tick(watcher.RetrainOptions(pipeline=config),
+                           run_pipeline=_PushingRun(models[1]))
+  assert attempt.outcome == state_lib.Outcome.ROLLED_BACK
+  assert attempt.version == '2'
+  assert attempt.detail.startswith(
+      'pushed, failed verification, rolled back as version 3: ')
+  assert state_lib.Outcome.ROLLED_BACK in state_lib.NEEDS_A_PERSON
+  assert versions.versions(base) == [1, 2, 3]
