@@ -12,6 +12,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import tensorflow as tf
 
 from trainer import models
+from trainer.progress import EpochProgress
 from trainer.config import TrainingConfig
 from trainer.dataset import Inputs
 
@@ -214,6 +215,7 @@ def fit(model: models.ImageClassifierModel, config: TrainingConfig,
   history: History = {}
   epoch = 0
   skipped = None  # the last finished stage whose weights are not loaded yet
+  several_stages = len(model.training_stages()) > 1
   for stage, scale in model.training_stages():
     model.enter_stage(stage)
     if backup.finished(stage):
@@ -235,6 +237,7 @@ def fit(model: models.ImageClassifierModel, config: TrainingConfig,
                 initial_epoch=epoch, epochs=epoch + config.epochs,
                 class_weight=weights,
                 callbacks=[*backup.callbacks(stage), early_stopping,
+                           EpochProgress(stage if several_stages else ''),
                            *callbacks], verbose=2)
       backup.finish(model, stage)
     epochs = backup.epoch_log(stage).read()
