@@ -53,6 +53,8 @@ from tfx.orchestration import data_types
 from tfx.types import standard_component_specs
 import yaml
 
+from components.data_validation.component import CuratedSchemaGen
+from components.data_validation.component import DataValidator
 from components.image_example_gen.component import ImageExampleGen
 from components.serving_baseline import ServingBaseline
 from components.versioned_pusher import VersionedPusher
@@ -101,6 +103,9 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
   spec.default_pipeline_root = options.pipeline_root
   mounts = {
       ImageExampleGen: [(options.data_pvc, DATA_MOUNT)],
+      # The schema directory, kept with the data (PipelineConfig.schema_dir).
+      CuratedSchemaGen: [(options.data_pvc, DATA_MOUNT)],
+      DataValidator: [(options.data_pvc, DATA_MOUNT)],
       ServingBaseline: [(options.serving_pvc, SERVING_MOUNT)],
       VersionedPusher: [(options.serving_pvc, SERVING_MOUNT)],
   }
@@ -122,6 +127,7 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
 def _check(config: PipelineConfig, options: KubeflowOptions) -> None:
   """Paths are inside the pods, under the PVC mounts; quantities parse."""
   for flag, path, mount in (('--data-root', config.data_root, DATA_MOUNT),
+                            ('--schema-dir', config.schema_dir, DATA_MOUNT),
                             ('--serving-dir', config.serving_dir,
                              SERVING_MOUNT)):
     if os.path.commonpath([mount, os.path.abspath(path)]) != mount:

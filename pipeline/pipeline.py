@@ -1,7 +1,9 @@
 """The pipeline definition, shared by LocalDagRunner and Kubeflow Pipelines.
 
-    ImageExampleGen -> Trainer -> GatedEvaluator (against ServingBaseline)
-                                -> ContractCheck -> Pusher (versioned, atomic)
+    ImageExampleGen -> StatisticsGen -> CuratedSchemaGen -> DataValidator
+                    -> DataGate -> Trainer
+                    -> GatedEvaluator (against ServingBaseline)
+                    -> ContractCheck -> Pusher (versioned, atomic)
 
 No Resolver node: self-hosted Kubeflow Pipelines cannot run one, so the
 baseline is the model the serving directory publishes (ServingBaseline).
@@ -16,6 +18,9 @@ from tfx.orchestration import data_types
 from contract import names
 from components import versioned_pusher
 from components.contract_check import ContractCheck
+from components.data_validation import component as data_validation
+from components.data_validation import schema as validation_schema
+from components.data_validation import store as validation_store
 from components.gated_evaluator import GatedEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.serving_baseline import ServingBaseline
@@ -63,6 +68,31 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
       ])
 
 
+def _data_validation(config: PipelineConfig, example_gen) -> list:
+  """StatisticsGen -> CuratedSchemaGen -> DataValidator -> DataGate, on
+  both splits; the schema directory stands in for a Resolver (see
+  components/data_validation)."""
+  options = config.data_validation
+  hint = validation_store.state_hint(config.schema_dir)
+  statistics = tfx.components.StatisticsGen(
+      examples=example_gen.outputs['examples'],
+      stats_options=validation_schema.statistics_options())
+  schema = data_validation.CuratedSchemaGen(
+      statistics=statistics.outputs['statistics'],
+      schema_dir=config.schema_dir,
+      max_category_distance=options.max_category_distance,
+      max_numeric_divergence=options.max_numeric_divergence,
+      state_hint=hint)
+  validator = data_validation.DataValidator(
+      statistics=statistics.outputs['statistics'],
+      schema=schema.outputs['schema'],
+      schema_dir=config.schema_dir,
+      accept_anomalies=int(options.accept_anomalies),
+      state_hint=hint)
+  gate = data_validation.DataGate(anomalies=validator.outputs['anomalies'])
+  return [statistics, schema, validator, gate]
+
+
 def create_pipeline(config: PipelineConfig,
                     data_root: Optional[Union[str,
                                               data_types.RuntimeParameter]] = None,
@@ -81,12 +111,16 @@ def create_pipeline(config: PipelineConfig,
   """
   example_gen = ImageExampleGen(
       input_base=data_root or config.data_root, options=config.example_gen)
+  validation = _data_validation(config, example_gen)
+  gate = validation[-1]
   trainer = tfx.components.Trainer(
       run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
       train_args=tfx.proto.TrainArgs(splits=['train']),
       eval_args=tfx.proto.EvalArgs(splits=['test']),
       custom_config=config.training.to_custom_config())
+  # A task dependency, not an input: the Trainer's cache key stays the data's.
+  trainer.add_upstream_node(gate)
   baseline = (ServingBaseline(
       model_base_path=config.model_base_path, published_hint=published_hint)
               if config.compare_with_baseline else None)
@@ -110,7 +144,7 @@ def create_pipeline(config: PipelineConfig,
       evaluation=evaluator.outputs['evaluation'],
       baseline_model=baseline.outputs['baseline'] if baseline else None
   ).with_id('Pusher')
-  components = [example_gen, trainer, baseline, evaluator, contract, pusher]
+  components = [example_gen, *validation, trainer, baseline, evaluator, contract, pusher]
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,

@@ -37,6 +37,16 @@ class RunResult:
   pushed_destination: Optional[str]
   already_published: Optional[str]
   history: Dict[str, List[float]]
+  # The DataValidator's verdict: None when it did not run; True when the data
+  # may be trained on (no anomalies, or accepted); each anomaly found.
+  data_passed: Optional[bool] = None
+  data_anomalies: List[Dict[str, str]] = dataclasses.field(
+      default_factory=list)
+  anomalies_accepted: bool = False
+
+  @property
+  def data_refused(self) -> bool:
+    return self.data_passed is False
 
   def uri(self, key: str) -> Optional[str]:
     artifact = self.artifacts.get(key)
@@ -121,7 +131,8 @@ def _result(run_id: str, artifacts) -> RunResult:
       pushed_destination=_prop(pushed, names.PROP_PUSHED_DESTINATION) if _prop(
           pushed, names.PROP_PUSHED) == 1 else None,
       already_published=_prop(pushed, names.PROP_ALREADY_PUBLISHED),
-      history=_history(model_run.uri) if model_run else {})
+      history=_history(model_run.uri) if model_run else {},
+      **_data_validation(artifacts.get('anomalies')))
 
 
 def _accuracies(evaluation_uri: str):
@@ -143,6 +154,18 @@ def _accuracies(evaluation_uri: str):
       elif not is_baseline:
         per_class[slice_key[0].bytes_value.decode()] = value
   return overall, baseline, dict(sorted(per_class.items()))
+
+
+def _data_validation(anomalies) -> Dict[str, Any]:
+  if anomalies is None:
+    return {}
+  return {
+      'data_passed': _prop(anomalies, names.PROP_BLESSED) == 1,
+      'data_anomalies': json.loads(
+          _prop(anomalies, names.PROP_ANOMALIES) or '[]'),
+      'anomalies_accepted': _prop(anomalies,
+                                  names.PROP_ANOMALIES_ACCEPTED) == 1,
+  }
 
 
 def _history(model_run_uri: str) -> Dict[str, List[float]]:

@@ -6,14 +6,16 @@ machines and in threads; PNGs are rendered by Agg.
 """
 import io
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from contract.names import LABEL_NAME_KEY
 from imagedata import class_folders
 from report.evaluation import Misclassified
+from report.statistics import Distributions
 
 _DPI = 100
 _GRID_COLUMNS = 8
@@ -88,6 +90,61 @@ def misclassified_grid(examples: Sequence[Misclassified], path: str) -> None:
   for axes in figure.axes:
     axes.set_axis_off()
   _save(figure, path)
+
+
+def class_distribution(current: Dict[str, float],
+                       previous: Optional[Dict[str, float]], path: str) -> None:
+  """Each class's share of the train images, beside the data accepted
+  before: a class arriving at ten times its share stands out."""
+  classes = sorted(set(current) | set(previous or {}))
+  figure = Figure(figsize=(max(5.0, 0.6 * len(classes) + 2), 3.5), dpi=_DPI)
+  axes = figure.subplots()
+  positions = np.arange(len(classes))
+  for offset, (label, counts) in zip(
+      (-0.2, 0.2), _with_previous('this run', current, previous)):
+    axes.bar(positions + offset, [_share(counts, c) for c in classes], 0.4,
+             label=label)
+  axes.set_xticks(positions, classes, rotation=90 if len(classes) > 10 else 0)
+  axes.set_ylabel('share of train images')
+  axes.grid(axis='y', alpha=0.3)
+  axes.legend()
+  _save(figure, path)
+
+
+def image_facts(current: Distributions, previous: Optional[Distributions],
+                path: str) -> None:
+  """Width, height, channels, file size and format of the train images,
+  as shares, over the data accepted before."""
+  panels = [*current.histograms, *(n for n in current.counts
+                                    if n != LABEL_NAME_KEY)]
+  figure = Figure(figsize=(4 * len(panels), 3.2), dpi=_DPI)
+  for axes, name in zip(np.atleast_1d(figure.subplots(1, len(panels))),
+                        panels):
+    for label, dist in _with_previous('this run', current, previous):
+      if name in dist.histograms:
+        buckets = dist.histograms[name]
+        total = sum(count for _, _, count in buckets) or 1
+        axes.bar([low for low, _, _ in buckets],
+                 [count / total for _, _, count in buckets],
+                 [max(high - low, 1) for low, high, _ in buckets],
+                 align='edge', alpha=0.5, label=label)
+      elif name in dist.counts:
+        values = sorted(dist.counts[name])
+        axes.bar(values, [_share(dist.counts[name], v) for v in values],
+                 alpha=0.5, label=label)
+    axes.set_title(name)
+    axes.set_ylabel('share')
+    axes.legend(fontsize=8)
+  _save(figure, path)
+
+
+def _with_previous(label: str, current, previous):
+  return [(label, current)] + ([('previous accepted', previous)]
+                               if previous is not None else [])
+
+
+def _share(counts: Dict[str, float], key: str) -> float:
+  return counts.get(key, 0) / (sum(counts.values()) or 1)
 
 
 def _save(figure: Figure, path: str) -> None:

@@ -11,12 +11,16 @@ from typing import List, Optional
 
 from pipeline.results import RunResult
 from report.evaluation import TestErrors
+from report.statistics import Validation
 
 TRAINING = 'training_curves.png'
 CONFUSION = 'confusion_matrix.png'
 PER_CLASS = 'per_class_accuracy.png'
 MISCLASSIFIED = 'misclassified.png'
-FIGURES = (TRAINING, CONFUSION, PER_CLASS, MISCLASSIFIED)
+CLASS_SHARES = 'class_distribution.png'
+IMAGE_FACTS = 'image_facts.png'
+FIGURES = (TRAINING, CONFUSION, PER_CLASS, MISCLASSIFIED, CLASS_SHARES,
+           IMAGE_FACTS)
 # A long list of skipped files would bury the rest of the report.
 MAX_SKIPPED_SHOWN = 100
 
@@ -44,6 +48,8 @@ class Report:
   figures: List[str]  # the FIGURES drawn, as files beside the page
   errors: Optional[TestErrors]  # None when the run trained no model
   gate: List[str]  # the Evaluator's conditions for blessing
+  # None when the run did not get as far as the DataValidator.
+  validation: Optional[Validation] = None
 
 
 def render(report: Report) -> str:
@@ -51,6 +57,7 @@ def render(report: Report) -> str:
   sections = [
       _outcome(report),
       _data(result),
+      _data_validation(report),
       _training(report),
       _evaluation(report),
       _misclassified(report),
@@ -134,6 +141,42 @@ def _data(result: RunResult) -> str:
       _skipped(info.get('skipped', [])),
   ]
   return _section('Data', ''.join(parts))
+
+
+def _data_validation(report: Report) -> str:
+  """The gate before training: its verdict, every anomaly in TFDV's words,
+  the distributions against the data accepted before, what was measured."""
+  result, validation = report.result, report.validation
+  if result.data_passed is None or validation is None:
+    return _section('Data validation', _missing('no data validation'))
+  if not result.data_anomalies:
+    verdict = '<span class="good">no anomalies</span>'
+  elif result.anomalies_accepted:
+    verdict = ('<span class="bad">anomalies</span>, accepted with '
+               '<code>--accept-anomalies</code>: trained on all the same')
+  else:
+    verdict = ('<span class="bad">refused</span>: nothing was trained. '
+               '<code>--accept-anomalies</code>, or a schema edited to '
+               'expect this data, lets it through.')
+  anomalies = [(_e(a['split']), _e(a['feature']), _e(a['what']),
+                _e(a['description'])) for a in result.data_anomalies]
+  baseline = ('the data accepted before this run' if validation.previous
+              else 'nothing yet (the first accepted data): no drift measured')
+  measured = [(_e(m['feature']), _e(m['kind']), _e(m['measure']),
+               _num(m['value'], '.4f'), _num(m['threshold'], '.4f'))
+              for m in validation.measurements]
+  body = (f'<p>{verdict}</p>' +
+          (_table(['split', 'feature', 'anomaly', 'expected and found'],
+                  anomalies) if anomalies else '') +
+          f'<p>Drift is measured against {baseline}; skew between the train '
+          f'and test splits.</p>' +
+          _figure(report, CLASS_SHARES, 'share of each class in the train '
+                  'split, beside the data accepted before') +
+          _figure(report, IMAGE_FACTS, 'image sizes, channels, file sizes '
+                  'and formats of the train split') +
+          _table(['feature', 'compared', 'measure', 'value', 'threshold'],
+                 measured))
+  return _section('Data validation', body)
 
 
 def _test_source(info: dict) -> str:

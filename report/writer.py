@@ -9,10 +9,12 @@ import re
 import shutil
 from typing import List, Optional
 
+from contract import names
 from pipeline import results
 from report import evaluation
 from report import figures
 from report import page
+from report import statistics
 
 REPORTS_DIR = 'reports'
 REPORT_FILE = 'report.html'
@@ -39,11 +41,14 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   os.makedirs(out)
   errors = _test_errors(result)
   evaluation_uri = result.uri('evaluation')
+  validation = _validation(result)
   report = page.Report(
       pipeline_root, result,
-      figures=_draw(result, evaluation_uri, errors, out),
+      figures=(_draw(result, evaluation_uri, errors, out) +
+               _draw_distributions(validation, out)),
       errors=errors,
-      gate=evaluation.gate(evaluation_uri) if evaluation_uri else [])
+      gate=evaluation.gate(evaluation_uri) if evaluation_uri else [],
+      validation=validation)
   path = os.path.join(out, REPORT_FILE)
   with open(path, 'w', encoding='utf-8') as f:
     f.write(page.render(report))
@@ -58,6 +63,31 @@ def _test_errors(result: results.RunResult
   return evaluation.test_errors(model, examples,
                                 result.dataset_info['class_names'],
                                 MAX_MISCLASSIFIED)
+
+
+def _validation(result: results.RunResult
+               ) -> Optional[statistics.Validation]:
+  statistics_uri, anomalies_uri = result.uri('statistics'), result.uri(
+      'anomalies')
+  if not (statistics_uri and anomalies_uri):
+    return None
+  return statistics.validation(statistics_uri, anomalies_uri)
+
+
+def _draw_distributions(validation: Optional[statistics.Validation],
+                        out: str) -> List[str]:
+  """The train split's distributions, over the previous accepted data's."""
+  if validation is None:
+    return []
+  current, previous = validation.current, validation.previous
+  figures.class_distribution(
+      current.counts.get(names.LABEL_NAME_KEY, {}),
+      previous.counts.get(names.LABEL_NAME_KEY, {}) if previous else None,
+      os.path.join(out, page.CLASS_SHARES))
+  if not current.histograms:  # Examples from before the image facts
+    return [page.CLASS_SHARES]
+  figures.image_facts(current, previous, os.path.join(out, page.IMAGE_FACTS))
+  return [page.CLASS_SHARES, page.IMAGE_FACTS]
 
 
 def _draw(result: results.RunResult, evaluation_uri: Optional[str],

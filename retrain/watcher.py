@@ -237,7 +237,12 @@ def _run_locally(config: PipelineConfig, attempt: Attempt,
     from pipeline import local  # pylint: disable=g-import-not-at-top
     run_pipeline = local.run
   result = run_pipeline(config)
-  if result.pushed_version:
+  if result.data_refused:
+    from components.data_validation import component  # pylint: disable=g-import-not-at-top
+    attempt.outcome = Outcome.REFUSED
+    attempt.detail = 'data anomalies, nothing trained: ' + '; '.join(
+        component.anomaly_lines(result.data_anomalies))
+  elif result.pushed_version:
     attempt.outcome, attempt.version = Outcome.PUSHED, result.pushed_version
     attempt.detail = result.pushed_destination
     _verify_push(config, result, attempt)
