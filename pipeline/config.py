@@ -49,6 +49,11 @@ class PipelineConfig:
   keep_versions: int = 5
   # None: a push is not checked against a server (clients.verify.verify_push).
   serving_check: Optional[ServingCheck] = None
+  # TFX's Tuner before the Trainer: a KerasTuner random search of this many
+  # trials over the model class's search_space(), each trained as the
+  # Trainer trains; the Trainer then uses the best values.
+  tune: bool = False
+  tune_trials: int = 10
   contract_sample_size: int = 32
   beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
   enable_cache: bool = True
@@ -132,6 +137,12 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
                       action='store_false',
                       help='judge by --min-accuracy alone, not against the '
                       'served model (for a new label set)')
+  parser.add_argument('--tune', action='store_true',
+                      help="search the model class's hyperparameters with "
+                      "TFX's Tuner (KerasTuner) first; the Trainer uses the "
+                      'best')
+  parser.add_argument('--tune-trials', type=int, default=d.tune_trials,
+                      help=f'trials of --tune; default {d.tune_trials}')
   parser.add_argument('--keep-versions', type=int, default=d.keep_versions,
                       help=f'versions kept in the serving directory; default '
                       f'{d.keep_versions}')
@@ -182,7 +193,10 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
       compare_with_baseline=args.compare_with_baseline,
       keep_versions=args.keep_versions,
       serving_check=_serving_check(args),
+      tune=args.tune,
+      tune_trials=args.tune_trials,
       beam_args=tuple(args.beam_args or DEFAULT_BEAM_ARGS))
+
 
 def _serving_check(args: argparse.Namespace) -> Optional[ServingCheck]:
   if not args.verify_serving:

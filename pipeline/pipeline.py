@@ -1,13 +1,15 @@
 """The pipeline definition, shared by LocalDagRunner and Kubeflow Pipelines.
 
     ImageExampleGen -> StatisticsGen -> CuratedSchemaGen -> DataValidator
-                    -> DataGate -> Trainer
+                    -> DataGate -> [Tuner, with --tune] -> Trainer
                     -> GatedEvaluator (against ServingBaseline)
                     -> ContractCheck -> Pusher (versioned, atomic)
 
 No Resolver node: self-hosted Kubeflow Pipelines cannot run one, so the
 baseline is the model the serving directory publishes (ServingBaseline).
 """
+import dataclasses
+import os
 from typing import Optional, Union
 
 import tensorflow_model_analysis as tfma
@@ -25,11 +27,16 @@ from components.gated_evaluator import GatedEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.serving_baseline import ServingBaseline
 from pipeline.config import PipelineConfig
+from trainer.config import TrainingConfig
 
 # By import path: the environment and the image install the project, so TFX
 # needs no module file and builds no per-run wheel of one
 # (tfx/components/trainer/component.py, run_fn).
 TRAINER_RUN_FN = 'trainer.task.run_fn'
+TUNER_FN = 'trainer.task.tuner_fn'
+# Under the pipeline root: where an interrupted Trainer's backup waits for
+# the retry (trainer.task.backup_dir), removed once training has finished.
+TRAINER_BACKUP_DIR = 'trainer-backup'
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -93,6 +100,29 @@ def _data_validation(config: PipelineConfig, example_gen) -> list:
   return [statistics, schema, validator, gate]
 
 
+def _training_config(config: PipelineConfig) -> TrainingConfig:
+  """The Trainer's settings, its backup in the pipeline root unless set."""
+  return dataclasses.replace(
+      config.training, backup_root=config.training.backup_root or
+      os.path.join(config.pipeline_root, TRAINER_BACKUP_DIR))
+
+
+def _tuner(config: PipelineConfig, training: TrainingConfig,
+           example_gen) -> Optional[tfx.components.Tuner]:
+  """TFX's Tuner on the Trainer's splits (tfx/components/tuner/
+  component.py), when tuning; its custom_config is the Trainer's and the
+  number of trials."""
+  if not config.tune:
+    return None
+  return tfx.components.Tuner(
+      tuner_fn=TUNER_FN,
+      examples=example_gen.outputs['examples'],
+      train_args=tfx.proto.TrainArgs(splits=['train']),
+      eval_args=tfx.proto.EvalArgs(splits=['test']),
+      custom_config={**training.to_custom_config(),
+                     names.TUNE_TRIALS_KEY: config.tune_trials})
+
+
 def create_pipeline(config: PipelineConfig,
                     data_root: Optional[Union[str,
                                               data_types.RuntimeParameter]] = None,
@@ -113,14 +143,20 @@ def create_pipeline(config: PipelineConfig,
       input_base=data_root or config.data_root, options=config.example_gen)
   validation = _data_validation(config, example_gen)
   gate = validation[-1]
+  training = _training_config(config)
+  tuner = _tuner(config, training, example_gen)
   trainer = tfx.components.Trainer(
       run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
+      hyperparameters=(tuner.outputs['best_hyperparameters'] if tuner
+                       else None),
       train_args=tfx.proto.TrainArgs(splits=['train']),
       eval_args=tfx.proto.EvalArgs(splits=['test']),
-      custom_config=config.training.to_custom_config())
+      custom_config=training.to_custom_config())
   # A task dependency, not an input: the Trainer's cache key stays the data's.
-  trainer.add_upstream_node(gate)
+  for node in (trainer, tuner):
+    if node:
+      node.add_upstream_node(gate)
   baseline = (ServingBaseline(
       model_base_path=config.model_base_path, published_hint=published_hint)
               if config.compare_with_baseline else None)
@@ -144,7 +180,7 @@ def create_pipeline(config: PipelineConfig,
       evaluation=evaluator.outputs['evaluation'],
       baseline_model=baseline.outputs['baseline'] if baseline else None
   ).with_id('Pusher')
-  components = [example_gen, *validation, trainer, baseline, evaluator, contract, pusher]
+  components = [example_gen, *validation, tuner, trainer, baseline, evaluator, contract, pusher]
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,

@@ -37,6 +37,8 @@ class RunResult:
   pushed_destination: Optional[str]
   already_published: Optional[str]
   history: Dict[str, List[float]]
+  # The Tuner's chosen values, when the run tuned ({} otherwise).
+  hyperparameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
   # The DataValidator's verdict: None when it did not run; True when the data
   # may be trained on (no anomalies, or accepted); each anomaly found.
   data_passed: Optional[bool] = None
@@ -132,6 +134,7 @@ def _result(run_id: str, artifacts) -> RunResult:
           pushed, names.PROP_PUSHED) == 1 else None,
       already_published=_prop(pushed, names.PROP_ALREADY_PUBLISHED),
       history=_history(model_run.uri) if model_run else {},
+      hyperparameters=_hyperparameters(artifacts.get('best_hyperparameters')),
       **_data_validation(artifacts.get('anomalies')))
 
 
@@ -166,6 +169,19 @@ def _data_validation(anomalies) -> Dict[str, Any]:
       'anomalies_accepted': _prop(anomalies,
                                   names.PROP_ANOMALIES_ACCEPTED) == 1,
   }
+
+
+def _hyperparameters(artifact) -> Dict[str, Any]:
+  """The values of the KerasTuner HyperParameters config TFX's Tuner wrote
+  (tfx/components/tuner/executor.py, write_best_hyperparameters)."""
+  if artifact is None:
+    return {}
+  path = os.path.join(artifact.uri, names.BEST_HYPERPARAMETERS_FILE)
+  try:
+    with open(path) as f:
+      return json.load(f).get('values', {})
+  except FileNotFoundError:
+    return {}
 
 
 def _history(model_run_uri: str) -> Dict[str, List[float]]:

@@ -207,23 +207,38 @@ def _training(report: Report) -> str:
   body = (_figure(report, TRAINING, 'loss and accuracy per epoch') +
           f'<p>{epochs} epoch(s). Last epoch (early stopping may have '
           f'restored an earlier one\'s weights):</p>' +
-          _table(['metric', 'value'], last))
+          _table(['metric', 'value'], last) +
+          _hyperparameters(report.result.hyperparameters))
   return _section('Training', body)
+
+
+def _hyperparameters(values: dict) -> str:
+  if not values:
+    return ''
+  rows = [(_e(name), _e(value)) for name, value in sorted(values.items())]
+  return ('<h3>Tuned hyperparameters</h3><p>Chosen by the Tuner (the best '
+          'of its trials on validation accuracy) and trained with:</p>' +
+          _table(['hyperparameter', 'value'], rows))
 
 
 def _evaluation(report: Report) -> str:
   result = report.result
   if result.accuracy is None:
     return _section('Evaluation', _missing('no evaluation'))
-  counts = result.dataset_info.get('examples_per_class', {}).get('test', {})
-  rows = [(_e(name), _percent(accuracy), _num(counts.get(name)))
+  per_class = result.dataset_info.get('examples_per_class', {})
+  test, train = per_class.get('test', {}), per_class.get('train', {})
+  # The training counts beside the accuracy: a class that is rare in
+  # training is the usual reason for a low one (see --class-weight).
+  rows = [(_e(name), _percent(accuracy), _num(train.get(name)),
+           _num(test.get(name)))
           for name, accuracy in result.per_class_accuracy.items()]
   body = (f'<p>Test accuracy {_percent(result.accuracy)}, computed by the '
           f'Evaluator (TFMA) through the model\'s serving signature.</p>' +
           _figure(report, CONFUSION, 'confusion matrix: rows are the actual '
                   'classes, columns the predicted ones') +
           _figure(report, PER_CLASS, 'accuracy per class') +
-          _table(['class', 'accuracy', 'test images'], rows))
+          _table(['class', 'accuracy', 'training images', 'test images'],
+                 rows))
   return _section('Evaluation', body)
 
 
