@@ -7,6 +7,11 @@ interpreter). The clients are the project's clients.client.RestClient and
 GrpcClient. The peer is the same SavedModel's `serving_bytes` signature
 called in this process (contract.saved_model.SavedClassifier). Requests go
 one at a time, so latency is not queueing; req/s is that closed loop's rate.
+
+Two more measurements: requests/s of 8 concurrent gRPC clients against the
+server with and without `--enable_batching`; and the first request's latency
+after a version swap, with and without a warm-up file
+(assets.extra/tf_serving_warmup_requests) in the new version.
 """
 import os
 import re
@@ -14,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable, Dict, List, Sequence
 
@@ -26,6 +32,7 @@ from clients import client
 from trainer import models
 from contract import names
 from contract import saved_model
+from serving_dir import versions as model_versions
 from trainer.config import TrainingConfig
 
 NAME = 'serving'
@@ -38,6 +45,10 @@ _IN_PROCESS = 'in-process signature'
 _INPUT = 'image_bytes_string'
 _PORTS = re.compile(r'(REST|gRPC): \S*?:(\d+)')
 _START_TIMEOUT_S = 180
+CONCURRENT_CLIENTS = 8
+_BATCHING_PARAMETERS = ('max_batch_size { value: 64 } batch_timeout_micros '
+                        '{ value: 2000 } num_batch_threads { value: 2 }')
+_SWAP_POLL_S = '0.2'
 
 
 def run(session: common.Session) -> common.Result:
@@ -56,6 +67,9 @@ def run(session: common.Session) -> common.Result:
   calls: Dict[str, Callable[[List[bytes]], object]] = {
       _IN_PROCESS: local.predict_bytes
   }
+  concurrent = _concurrent_rates(base_path, out, images[0],
+                                 requests // 2 or 1)
+  swaps = _first_requests_after_swaps(base_path, out, images[0])
   server, ports = _start_server(base_path, os.path.join(out, 'server.log'))
   try:
     rest = client.RestClient('127.0.0.1', ports['REST'], MODEL_NAME)
@@ -70,10 +84,102 @@ def run(session: common.Session) -> common.Result:
         latencies[label, batch] = seconds
     grpc.close()
   finally:
-    server.send_signal(signal.SIGTERM)
-    server.wait(timeout=30)
-    server.stdout.close()
-  return _result(session, requests, latencies)
+    _stop(server)
+  return _result(session, requests, latencies, concurrent, swaps)
+
+
+def _concurrent_rates(base_path, out, image, per_client) -> Dict[str, float]:
+  """Requests/s of CONCURRENT_CLIENTS gRPC clients, batching off and on."""
+  batching_file = os.path.join(out, 'batching.config')
+  with open(batching_file, 'w') as f:
+    f.write(_BATCHING_PARAMETERS)
+  rates = {}
+  for label, extra in (('without batching', []),
+                       ('with batching', ['--enable_batching',
+                                          f'--batching_parameters_file='
+                                          f'{batching_file}'])):
+    server, ports = _start_server(
+        base_path, os.path.join(out, f'server-{len(rates)}.log'), extra)
+    try:
+      rates[label] = _closed_loop_rate(ports['gRPC'], image, per_client)
+    finally:
+      _stop(server)
+  return rates
+
+
+def _closed_loop_rate(grpc_port: int, image: bytes, per_client: int) -> float:
+  clients = [client.GrpcClient('127.0.0.1', grpc_port, MODEL_NAME)
+             for _ in range(CONCURRENT_CLIENTS)]
+  batch = {_INPUT: np.array([image], dtype=object)}
+  for each in clients:
+    each.predict(names.SERVING_BYTES, batch)  # connect and warm up
+
+  def send(each):
+    for _ in range(per_client):
+      each.predict(names.SERVING_BYTES, batch)
+
+  threads = [threading.Thread(target=send, args=(c,)) for c in clients]
+  start = time.perf_counter()
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  seconds = time.perf_counter() - start
+  for each in clients:
+    each.close()
+  return CONCURRENT_CLIENTS * per_client / seconds
+
+
+def _first_requests_after_swaps(base_path, out, image) -> Dict[str, float]:
+  """Seconds of the first request to a freshly swapped-in version, without
+  and with a warm-up file in it."""
+  from dev_server import warmup  # pylint: disable=g-import-not-at-top
+  swap_base = os.path.join(out, 'swap', MODEL_NAME)
+  shutil.copytree(os.path.join(base_path, '1'), os.path.join(swap_base, '1'))
+  server, ports = _start_server(swap_base, os.path.join(out, 'swap.log'),
+                                ['--file_system_poll_wait_seconds',
+                                 _SWAP_POLL_S])
+  rest = client.RestClient('127.0.0.1', ports['REST'], MODEL_NAME)
+  grpc = client.GrpcClient('127.0.0.1', ports['gRPC'], MODEL_NAME)
+  batch = {_INPUT: np.array([image], dtype=object)}
+  seconds = {}
+  try:
+    for version, label in ((2, 'without warm-up'), (3, 'with warm-up')):
+      model_versions.publish(
+          swap_base, lambda tmp, src=os.path.join(base_path, '1'):
+          shutil.copytree(src, tmp), min_version=version)
+      if label == 'with warm-up':
+        _write_warmup_file(warmup.requests_path(
+            os.path.join(swap_base, str(version))), image)
+      while not any(s.version == version and s.state == 'AVAILABLE'
+                    for s in rest.status()):
+        time.sleep(0.05)
+      start = time.perf_counter()
+      grpc.predict(names.SERVING_BYTES, batch)
+      seconds[label] = time.perf_counter() - start
+  finally:
+    grpc.close()
+    _stop(server)
+  return seconds
+
+
+def _write_warmup_file(path: str, image: bytes) -> None:
+  """One serving_bytes PredictionLog record, as the Pusher writes them."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  log = prediction_log_pb2.PredictionLog()
+  log.predict_log.request.model_spec.signature_name = names.SERVING_BYTES
+  log.predict_log.request.inputs[_INPUT].CopyFrom(
+      tf.make_tensor_proto([image]))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tf.io.TFRecordWriter(path) as writer:
+    writer.write(log.SerializeToString())
+
+
+def _stop(server) -> None:
+  server.send_signal(signal.SIGTERM)
+  server.wait(timeout=30)
+  server.stdout.close()
 
 
 def _test_images(data_root: str, count: int) -> List[bytes]:
@@ -85,13 +191,13 @@ def _test_images(data_root: str, count: int) -> List[bytes]:
   return encoded
 
 
-def _start_server(base_path: str, log_path: str):
+def _start_server(base_path: str, log_path: str, extra_flags=()):
   """`imgcls serve` on free ports; returns (process, {protocol: port})."""
   with open(log_path, 'w') as log:
     server = subprocess.Popen(
-        [sys.executable, '-m', 'imgcls.cli', 'serve', '--model-base-path',
-         base_path, '--model-name', MODEL_NAME, '--rest-port', '0',
-         '--grpc-port', '0'],
+        [sys.executable, '-m', 'imgcls.cli', 'serve', '--model_base_path',
+         base_path, '--model_name', MODEL_NAME, '--rest_api_port', '0',
+         '--port', '0', *extra_flags],
         stdout=subprocess.PIPE, stderr=log, text=True)
   ports = {}
   deadline = time.monotonic() + _START_TIMEOUT_S
@@ -123,7 +229,8 @@ def _latencies(calls, batch: Sequence[bytes], requests: int,
   return seconds
 
 
-def _result(session, requests, latencies) -> common.Result:
+def _result(session, requests, latencies, concurrent,
+            swaps) -> common.Result:
   p50 = {key: common.percentile(s, 50) * 1e3 for key, s in latencies.items()}
   figures, notes = [], []
   for batch in BATCHES:
@@ -145,6 +252,14 @@ def _result(session, requests, latencies) -> common.Result:
     details.append([label, str(batch), f'{p50[label, batch]:.2f}',
                     f'{common.percentile(seconds, 99) * 1e3:.2f}',
                     f'{rate:,.0f}', f'{rate * batch:,.0f}'])
+  details.append([f'gRPC, {CONCURRENT_CLIENTS} concurrent clients', '1', '',
+                  '', '', ''])
+  for label, rate in concurrent.items():
+    details.append([f'  {label}', '1', '', '', f'{rate:,.0f}',
+                    f'{rate:,.0f}'])
+  for label, seconds in swaps.items():
+    details.append([f'first request after a version swap, {label}', '1',
+                    f'{seconds * 1e3:.2f}', '', '', ''])
   if notes:
     notes.append(
         'The server is Python: each request is decoded from JSON or '
@@ -152,6 +267,12 @@ def _result(session, requests, latencies) -> common.Result:
         'encoded back, with the GIL held between TensorFlow calls, and the '
         'clients pay the same conversions on their side; on 2 cores client '
         'and server also compete for the CPU. TF Serving does this in C++.')
+  notes.append(
+      f'With {CONCURRENT_CLIENTS} concurrent clients: '
+      f'{concurrent["without batching"]:,.0f} req/s without batching, '
+      f'{concurrent["with batching"]:,.0f} with ({_BATCHING_PARAMETERS}). '
+      f'First request after a swap: {swaps["without warm-up"] * 1e3:.1f} ms '
+      f'without warm-up, {swaps["with warm-up"] * 1e3:.1f} ms with.')
   return common.Result(
       name=NAME, title=TITLE,
       setup=(f'Server: dev_server.server.ModelServer via `imgcls serve` '

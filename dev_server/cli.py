@@ -54,8 +54,8 @@ def _register_serve(subparsers) -> None:
                       help='the most bytes of pixels the images of one request '
                       'may declare (default '
                       f'{limits.MAX_DECODED_IMAGE_BYTES})')
-  parser.add_argument('--header-timeout-seconds', type=positive_seconds,
-                      default=10.0,
+  parser.add_argument('--header-timeout-seconds', dest='header_timeout_s',
+                      type=positive_seconds, default=10.0,
                       help='time a client has to send a request\'s headers '
                       '(default 10)')
   flags.add_model_server_flags(parser)
@@ -63,29 +63,13 @@ def _register_serve(subparsers) -> None:
 
 
 def _config(args):
+  """The ServerConfig of parsed args: each field from the flag of its name."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
   from dev_server.server import ServerConfig  # pylint: disable=g-import-not-at-top
-  return ServerConfig(
-      model_base_path=args.model_base_path,
-      model_name=args.model_name,
-      host=args.host,
-      rest_port=args.rest_port,
-      grpc_port=args.grpc_port,
-      poll_seconds=args.poll_seconds,
-      max_request_bytes=args.max_request_bytes,
-      model_config_file=args.model_config_file,
-      model_config_file_poll_wait_seconds=(
-          args.model_config_file_poll_wait_seconds),
-      enable_batching=args.enable_batching,
-      batching_parameters_file=args.batching_parameters_file,
-      monitoring_config_file=args.monitoring_config_file,
-      enable_model_warmup=args.enable_model_warmup,
-      num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
-      allow_version_labels_for_unavailable_models=(
-          args.allow_version_labels_for_unavailable_models),
-      rest_api_enable_cors_support=args.rest_api_enable_cors_support,
-      rest_api_num_threads=args.rest_api_num_threads,
-      header_timeout_s=args.header_timeout_seconds,
-      max_decoded_image_bytes=args.max_decoded_image_bytes)
+  return ServerConfig(**{
+      field.name: getattr(args, field.name)
+      for field in dataclasses.fields(ServerConfig)
+  })
 
 
 def _serve(args) -> int:
