@@ -95,7 +95,10 @@ def test_run_lists_every_hostile_file_and_pushes_a_model(tmp_path):
   data = _data(tmp_path / 'data')
   run = _imgcls('run', '--data-root', str(data), '--serving-dir',
                 str(tmp_path / 'serving'), '--epochs', '1', '--batch-size',
-                '8', '--min-accuracy', '0', '--max-bad-fraction', '0.5')
+                '8', '--min-accuracy', '0', '--max-bad-fraction', '0.5',
+                # 24 training and 8 test images drift by any measure; the data
+                # gate's verdict is not what this test is about.
+                '--accept-anomalies')
   assert run.returncode == 0, run.stderr[-3000:]
   assert 'Traceback' not in run.stderr + run.stdout
   (info_file,) = [os.path.join(d, names.DATASET_INFO_FILE)

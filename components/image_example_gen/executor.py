@@ -19,11 +19,13 @@ files. The Trainer and the reports read it; the same facts are recorded as
 custom properties of the artifact in MLMD.
 """
 import collections
+from concurrent import futures
+import functools
 import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -48,6 +50,10 @@ _WORK_DIR = '_work'
 # the work, small enough to spread over workers.
 _CHUNK = 1000
 _LOGGED_SKIPS = 50
+# Reader threads per shard: one per core, given files in batches of this
+# many; a chunk of one batch is read on the writer's thread.
+_BATCH = 16
+_QUEUED_PER_THREAD = 2  # batches read ahead of the writer, per thread
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -126,12 +132,12 @@ def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
   skipped = []
   shard = os.path.join(split_uri, f'data_tfrecord-{index:05d}-of-{count:05d}.gz')
   with tf.io.TFRecordWriter(shard + '.tmp', options='GZIP') as writer:
-    for f in files:
-      try:
-        data, header = class_folders.read_image(f.path, max_image_pixels)
-      except class_folders.ImageProblem as e:
-        skipped.append([f.relative_path, str(e)])
+    for f, read in zip(files, _read_all([f.path for f in files],
+                                        max_image_pixels)):
+      if isinstance(read, class_folders.ImageProblem):
+        skipped.append([f.relative_path, str(read)])
         continue
+      data, header = read
       counts[f.class_name] += 1
       writer.write(tf_examples.make_example(
           data, class_index[f.class_name], f.class_name, f.relative_path,
@@ -140,6 +146,46 @@ def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
   report = os.path.join(work_dir, f'{split}-{index:05d}.report.json')
   with tf.io.gfile.GFile(report, 'w') as f:
     json.dump({'split': split, 'counts': counts, 'skipped': skipped}, f)
+
+
+def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
+  """(bytes, header) or the ImageProblem of each path, in order.
+
+  Checking an image is most of ingest's work (a JPEG is decoded to be
+  checked), and Pillow's decoders, file reads and TFRecordWriter's gzip all
+  release the GIL: so the files are read and checked by threads, one per
+  core, while the caller writes. Threads start in microseconds, where
+  Beam's multi-processing mode costs seconds per run, so small runs keep
+  their fast start; a chunk too small to share stays on this thread. Each
+  task is a batch of files, so that handing tasks over costs little next to
+  a small PNG, and only a few batches per thread wait in memory.
+  """
+  batches = [paths[i:i + _BATCH] for i in range(0, len(paths), _BATCH)]
+  read = functools.partial(_read_batch, max_image_pixels=max_image_pixels)
+  threads = min(os.cpu_count() or 1, len(batches))
+  if threads < 2:
+    for batch in batches:
+      yield from read(batch)
+    return
+  with futures.ThreadPoolExecutor(threads) as pool:
+    pending = collections.deque()
+    for batch in batches:
+      pending.append(pool.submit(read, batch))
+      if len(pending) >= _QUEUED_PER_THREAD * threads:
+        yield from pending.popleft().result()
+    while pending:
+      yield from pending.popleft().result()
+
+
+def _read_batch(paths: Sequence[str], max_image_pixels: int) -> List[Any]:
+  return [_read_one(path, max_image_pixels) for path in paths]
+
+
+def _read_one(path: str, max_image_pixels: int) -> Any:
+  try:
+    return class_folders.read_image(path, max_image_pixels)
+  except class_folders.ImageProblem as e:
+    return e
 
 
 def _dataset_info(plan: data_layout.DataPlan,

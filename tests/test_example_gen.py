@@ -1,0 +1,76 @@
+"""The ImageExampleGen's executor on real files: the image facts it records,
+and every file accounted for when threads read them."""
+import os
+
+import tensorflow as tf
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+
+from components.image_example_gen import executor
+from contract import names
+from imagedata import tf_examples
+from tests import images
+
+
+def _run(data_root, out):
+  examples = standard_artifacts.Examples()
+  examples.uri = out
+  executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+                         {standard_component_specs.INPUT_BASE_KEY: data_root})
+  return examples
+
+
+def _records(examples, split):
+  pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*')
+  return [tf.train.Example.FromString(r.numpy()) for r in
+          tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)),
+                                  compression_type='GZIP')]
+
+
+def _value(example, key):
+  feature = example.features.feature[key]
+  return (feature.int64_list.value or feature.bytes_list.value)[0]
+
+
+def test_examples_carry_the_facts_of_their_headers(tmp_path):
+  root = tmp_path / 'data'
+  for fmt in images.FORMATS:  # 40 files per split: several reader batches
+    images.write_class_folders(str(root / 'train'), {'a': 5, 'b': 5}, fmt=fmt)
+    images.write_class_folders(str(root / 'test'), {'a': 2, 'b': 2}, fmt=fmt,
+                               seed=1)
+  (root / 'train' / 'a' / 'wide.png').write_bytes(
+      images.encode(images.digit_like(0, size=(12, 50)).repeat(3).reshape(
+          12, 50, 3)))
+  examples = _run(str(root), str(tmp_path / 'examples'))
+  train = _records(examples, names.TRAIN_SPLIT)
+  assert len(train) == 41 and len(_records(examples, names.TEST_SPLIT)) == 16
+  formats = set()
+  for example in train:
+    data = _value(example, names.IMAGE_KEY)
+    decoded = tf.io.decode_image(data, expand_animations=False).shape
+    assert (_value(example, names.IMAGE_HEIGHT_KEY),
+            _value(example, names.IMAGE_WIDTH_KEY),
+            _value(example, names.IMAGE_CHANNELS_KEY)) == tuple(decoded)
+    assert _value(example, names.FILE_SIZE_KEY) == len(data)
+    formats.add(_value(example, names.IMAGE_FORMAT_KEY).decode())
+  assert formats == set(images.FORMATS)
+  wide = [e for e in train
+          if _value(e, names.PATH_KEY) == b'train/a/wide.png']
+  assert _value(wide[0], names.IMAGE_WIDTH_KEY) == 50
+  assert _value(wide[0], names.IMAGE_CHANNELS_KEY) == 3
+
+
+def test_threaded_reading_keeps_every_file_and_every_skip(tmp_path):
+  root = tmp_path / 'data'
+  images.write_class_folders(str(root / 'train'), {'a': 60, 'b': 60})
+  images.write_class_folders(str(root / 'test'), {'a': 3, 'b': 3}, seed=1)
+  for n in range(0, 60, 13):  # bad files spread over the reader batches
+    (root / 'train' / 'b' / f'0-{n}.png').write_bytes(b'garbage')
+  examples = _run(str(root), str(tmp_path / 'examples'))
+  info = tf_examples.read_dataset_info(examples.uri)
+  assert [p for p, _ in info['skipped']] == sorted(
+      f'train/b/0-{n}.png' for n in range(0, 60, 13))
+  paths = sorted(_value(e, names.PATH_KEY).decode()
+                 for e in _records(examples, names.TRAIN_SPLIT))
+  assert len(paths) == 120 - 5 == len(set(paths))
