@@ -1,23 +1,19 @@
 """`imgcls rollback`: an earlier version republished as the newest, atomically,
 and served by the local server without a failed request."""
 import os
-import threading
 
-import numpy as np
 import pytest
 
-from clients.client import (GrpcClient, RequestFailed, RestClient,
-                            ServerUnreachable)
-from contract import names
 from dev_server.server import ModelServer, ServerConfig
 from imgcls import cli
 from serving_dir import history
 from serving_dir import provenance
 from serving_dir import versions
 from tests import served_models as testing
+# Requests over REST and gRPC in a loop, as the swap test sends them.
+from tests.test_serving_versions import _Load
 
 NAME = testing.MODEL_NAME
-IMAGE = {names.BYTES_INPUT: np.array([testing.png()], dtype=object)}
 
 
 def _rollback(base, *extra):
@@ -88,37 +84,6 @@ def test_nothing_to_roll_back_to(tmp_path, capsys):
   assert 'no earlier version to roll back to' in capsys.readouterr().err
 
 
-class _ClientLoop:
-  """Requests over REST and gRPC, one after another, until stopped."""
-
-  def __init__(self, server):
-    self.failures, self.versions_seen = [], []
-    self._stop = threading.Event()
-    self._threads = [threading.Thread(target=self._send, args=(client,))
-                     for client in (
-                         RestClient('127.0.0.1', server.rest_port, NAME),
-                         GrpcClient('127.0.0.1', server.grpc_port, NAME))]
-
-  def __enter__(self):
-    for thread in self._threads:
-      thread.start()
-    return self
-
-  def __exit__(self, *exc_info):
-    self._stop.set()
-    for thread in self._threads:
-      thread.join()
-
-  def _send(self, client):
-    while not self._stop.is_set():
-      try:
-        answer = client.predict(names.SERVING_BYTES, IMAGE)
-        if answer.version is not None:
-          self.versions_seen.append(answer.version)
-      except (RequestFailed, ServerUnreachable) as e:
-        self.failures.append(f'{client.protocol}: {e}')
-
-
 def test_the_local_server_serves_the_rollback_without_a_failed_request(
     tmp_path):
   saved = testing.save_model(str(tmp_path / 'model'))
@@ -127,7 +92,7 @@ def test_the_local_server_serves_the_rollback_without_a_failed_request(
   testing.push_version(saved, base, 2)
   config = ServerConfig(base, NAME, rest_port=0, grpc_port=0,
                         poll_seconds=0.05)
-  with ModelServer(config) as server, _ClientLoop(server) as loop:
+  with ModelServer(config) as server, _Load(server) as loop:
     assert testing.wait_for(lambda: 2 in loop.versions_seen)
     assert _rollback(base) == 0
     assert testing.wait_for(lambda: loop.versions_seen[-30:] == [3] * 30, 60)
