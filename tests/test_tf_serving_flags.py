@@ -114,8 +114,16 @@ def test_the_deployments_args_serve_over_rest_and_grpc(tmp_path, base_path):
       answer = client.predict('serving_bytes', {'image_bytes_string': IMAGE})
       assert answer.outputs['class_name'][0].decode() in testing.CLASS_NAMES
     page = _get(server, '/monitoring/prometheus/metrics')[1].decode()
+    # TF Serving's names and format (util.cc, prometheus_exporter.cc).
     assert (f':tensorflow:serving:request_count{{model_name="{model_name}",'
-            f'status="OK"}}') in page
+            f'status="OK"}} 2') in page
+    for api, entrypoint in (('predict', 'REST'), ('Predict', 'GRPC')):
+      labels = f'model_name="{model_name}",API="{api}",entrypoint="{entrypoint}"'
+      assert (f':tensorflow:serving:request_latency_bucket{{{labels},'
+              f'le="-1.79769e+308"}} 0') in page
+      assert (f':tensorflow:serving:request_latency_bucket{{{labels},'
+              f'le="+Inf"}} 1') in page
+    assert ':tensorflow:cc:saved_model:load_latency{model_path=' in page
 
 
 def test_flags_with_no_local_meaning_are_accepted(base_path):
