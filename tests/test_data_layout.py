@@ -117,3 +117,24 @@ def test_prune_keeps_the_newest(tmp_path):
   assert model_versions.versions(base) == [5, 7]
   assert model_versions.prune(base, keep=0) == [5]  # never the newest
   assert model_versions.versions(base) == [7]
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_refused_by_name(tmp_path):
+  root = _tree(str(tmp_path))
+  os.makedirs(os.path.join(os.fsencode(root), b'train', b'caf\xe9'))
+  with pytest.raises(UserError, match=r'train/caf\\xe9: a class folder name '
+                     'must be valid UTF-8'):
+    data_layout.resolve(root)
+
+
+def test_entries_that_cannot_be_examples_are_listed_and_fingerprinted(
+    tmp_path):
+  root = _tree(str(tmp_path), test_spans=[1])
+  first = data_layout.resolve(root)
+  assert first.skipped == []
+  os.symlink('/nowhere', os.path.join(root, 'test', 'a', 'gone.png'))
+  plan = data_layout.resolve(root)
+  assert plan.skipped == [('test/a/gone.png',
+                           'broken symbolic link to /nowhere')]
+  assert len(plan.files['test']) == 6
+  assert plan.fingerprint() != first.fingerprint()

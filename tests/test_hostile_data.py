@@ -110,6 +110,7 @@ def test_run_lists_every_hostile_file_and_pushes_a_model(tmp_path):
   assert sorted(listed) == sorted(_shown(f'train/{p}') for p in HOSTILE)
   for path, reason in HOSTILE.items():
     assert reason in listed[_shown(f'train/{path}')]
+  assert ' at 0x' not in json.dumps(listed)  # no object reprs in reasons
   assert info['examples'] == {'train': 24, 'test': 8}
   assert (tmp_path / 'serving' / 'LenetModel' / '1' / 'saved_model.pb').exists()
 
