@@ -10,6 +10,7 @@ from the start of an epoch to the start of its validation.
 """
 import math
 import os
+import tempfile
 import time
 from typing import List, Tuple
 
@@ -49,10 +50,10 @@ class _TrainingTimer(tf.keras.callbacks.Callback):
       self._start = None
 
 
-def _in_memory(files: List[str], config: TrainingConfig
+def _in_memory(files: List[str], count: int, config: TrainingConfig
               ) -> Tuple[tf.Tensor, tf.Tensor]:
   """The split decoded once by the same preprocessing, as tensors."""
-  batches = list(dataset.examples_dataset(files, config.input_shape,
+  batches = list(dataset.examples_dataset(files, count, config.input_shape,
                                           config.batch_size, shuffle=False,
                                           cache_limit_mb=0))
   return (tf.constant(np.concatenate([x for x, _ in batches])),
@@ -66,11 +67,16 @@ def _tensor_dataset(tensors, batch_size: int, shuffle: bool):
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _epoch_seconds(config, class_names, train_ds, eval_ds) -> List[float]:
+def _epoch_seconds(config, class_names, counts, train_ds, eval_ds
+                  ) -> List[float]:
+  """With the Trainer's whole loop: augmentation, class weights and the
+  BackupAndRestore of every epoch included."""
   tf.keras.utils.set_random_seed(0)
   model = training.build_model(config, class_names)
   timer = _TrainingTimer()
-  training.fit(model, config, train_ds, eval_ds, [timer])
+  inputs = dataset.Inputs(train_ds, eval_ds, sum(counts), counts)
+  with tempfile.TemporaryDirectory() as backup_dir:
+    training.fit(model, config, inputs, training.Backup(backup_dir), [timer])
   return timer.seconds
 
 
@@ -84,15 +90,19 @@ def run(session: common.Session) -> common.Result:
   pipeline_root = os.path.join(session.work_dir, NAME, 'pipeline')
   ingest.example_gen_seconds(root, pipeline_root)
   examples = results.load_run(pipeline_root)
-  class_names = examples.dataset_info['class_names']
+  info = examples.dataset_info
+  class_names = info['class_names']
+  counts = [info['examples_per_class']['train'][n] for n in class_names]
   train_files, test_files = (
       [os.path.join(examples.uri('examples'), f'Split-{split}', '*')]
       for split in data_layout.SPLITS)
-  train, test = (_in_memory(files, config)
-                 for files in (train_files, test_files))
+  train, test = (_in_memory(files, info['examples'][split], config)
+                 for files, split in ((train_files, 'train'),
+                                      (test_files, 'test')))
   datasets = {
-      _RECORDS: lambda: (_records(train_files, config, True),
-                         _records(test_files, config, False)),
+      _RECORDS: lambda: (
+          _records(train_files, info['examples']['train'], config, True),
+          _records(test_files, info['examples']['test'], config, False)),
       _IN_MEMORY: lambda: (_tensor_dataset(train, config.batch_size, True),
                            _tensor_dataset(test, config.batch_size, False)),
   }
@@ -101,14 +111,15 @@ def run(session: common.Session) -> common.Result:
   epochs = {label: [] for label in datasets}
   for _ in range(rounds):
     for label, make in datasets.items():
-      epochs[label].append(_epoch_seconds(config, class_names, *make()))
+      epochs[label].append(_epoch_seconds(config, class_names, counts,
+                                          *make()))
   steps = math.ceil(len(train[1]) / config.batch_size)
   return _result(session, config, len(train[1]), steps, rounds, epochs)
 
 
-def _records(files, config: TrainingConfig, shuffle: bool):
+def _records(files, count: int, config: TrainingConfig, shuffle: bool):
   """The Trainer's input pipeline, as run_fn builds it."""
-  return dataset.examples_dataset(files, config.input_shape,
+  return dataset.examples_dataset(files, count, config.input_shape,
                                   config.batch_size, shuffle=shuffle,
                                   cache_limit_mb=config.cache_limit_mb)
 

@@ -3,9 +3,9 @@
     python -m bench.plain_train --data-root DIR --out DIR --epochs N
 
 What a plain script does with the same data: PIL into numpy arrays, the same
-model class, optimizer, loss, batch size and epochs (validating on the test
-split each epoch, as the Trainer does), and the same SavedModel export. No
-TFRecords, no evaluation, no checks, no metadata.
+model class and augmentation, optimizer, loss, batch size and epochs
+(validating on the test split each epoch, as the Trainer does), and the same
+SavedModel export. No TFRecords, no evaluation, no checks, no metadata.
 """
 import argparse
 import os
@@ -43,6 +43,8 @@ def main(argv=None) -> int:
   class_names = sorted(os.listdir(os.path.join(args.data_root, 'train')))
   model = models.build_model(config.model_type, config.input_shape,
                              class_names)
+  # The class's augmentation, as the Trainer's default (--augment default).
+  model.use_augmentation(config.augment == 'default')
   model.compile(
       optimizer=tf.keras.optimizers.Adam(config.learning_rate),
       loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
