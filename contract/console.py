@@ -3,16 +3,17 @@
 TFX, Beam, TensorFlow and Keras each write to the terminal: absl warnings,
 CUDA probing from C++, Keras' per-epoch lines. A user running `imgcls run`
 wants to know which step is running, how long each took and what it found.
-So while a long command runs, file descriptors 1 and 2 (and Python's
-sys.stdout and sys.stderr) point at a log file, and only three things reach
-the terminal: a line as each TFX component starts and ends, with its time and
-key result; what the steps `progress.report` (epochs, for one); and the
-command's own output (`progress.output()`). `-v` shows the log too.
+So while a long command runs, file descriptors 1 and 2 and Python's
+sys.stderr point at a log file, and only three things reach the terminal: a
+line as each TFX component starts and ends, with its time and key result;
+what the steps `progress.report` (epochs, for one); and what the command
+prints to sys.stdout, its own output. `-v` shows the log too.
 """
 import logging
 import os
 import re
 import sys
+import tempfile
 import time
 from typing import Callable, Optional, TextIO
 
@@ -27,6 +28,8 @@ _STARTED = re.compile(r'^Component (\S+) is running\.$')
 _FINISHED = re.compile(r'^Component (\S+) is finished\.$')
 _CACHED = re.compile(r'^A cached execution \d+ is used\.$')
 _FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+# Beside the MLMD store, or the models a command writes.
+LOG_FILE = 'imgcls.log'
 
 
 class ComponentLines(logging.Handler):
@@ -57,6 +60,15 @@ class ComponentLines(logging.Handler):
                       f': {result}' if result else '')
 
 
+def log_path(directory: Optional[str], command: str) -> str:
+  """`<directory>/imgcls.log` for commands that work in a directory of their
+  own (a pipeline root), else `imgcls-<command>.log` in the temp folder: a
+  command that refuses its input must leave no new directory behind."""
+  if directory:
+    return os.path.join(directory, LOG_FILE)
+  return os.path.join(tempfile.gettempdir(), f'imgcls-{command}.log')
+
+
 def _safely(describe, node: str) -> str:
   """A failing description must not fail the run it describes."""
   try:
@@ -84,7 +96,6 @@ class Console:
     if not self._verbose:
       terminal_out, terminal_err = self._redirect_to_log()
     progress.set_console(terminal_err)
-    progress.set_output(terminal_out)
     self._handlers = [
         (logging.getLogger(), _handler(self._log, _FORMAT, logging.INFO)),
         (logging.getLogger(progress.LOGGER_NAME),
@@ -115,12 +126,11 @@ class Console:
     if self._saved:
       self._restore_terminal()
     progress.set_console(None)
-    progress.set_output(None)
     self._log.close()
 
   def _redirect_to_log(self):
-    """Points fds 1 and 2 and sys.stdout/err at the log; returns streams to
-    the terminal as it was."""
+    """Points fds 1 and 2 and sys.stderr at the log, sys.stdout at the
+    terminal; returns streams to the terminal as it was."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved_fds = (os.dup(1), os.dup(2))
@@ -131,7 +141,7 @@ class Console:
                            (sys.stderr, saved_fds[1])))
     os.dup2(self._log.fileno(), 1)
     os.dup2(self._log.fileno(), 2)
-    sys.stdout = sys.stderr = self._log
+    sys.stdout, sys.stderr = terminal[0], self._log
     self._terminal = terminal
     return terminal
 

@@ -13,7 +13,6 @@ from typing import TextIO
 LOGGER_NAME = 'imgcls.progress'
 _logger = logging.getLogger(LOGGER_NAME)
 _console: TextIO = None
-_output: TextIO = None
 
 
 def report(message: str, *args) -> None:
@@ -26,17 +25,6 @@ def console() -> TextIO:
   return _console or sys.stderr
 
 
-def output() -> TextIO:
-  """Where a command prints what it produced (a summary, a path): stdout
-  unless the command line has sent stdout to the log file."""
-  return _output or sys.stdout
-
-
 def set_console(stream: TextIO) -> None:
   global _console
   _console = stream
-
-
-def set_output(stream: TextIO) -> None:
-  global _output
-  _output = stream

@@ -4,6 +4,7 @@ import argparse
 from contract.errors import UserError
 from pipeline import config as pipeline_config
 from pipeline import kubeflow_config
+from pipeline.console import run_console
 
 
 def register(subparsers) -> None:
@@ -66,7 +67,8 @@ def _retrain(args: argparse.Namespace) -> int:
   if args.watch:
     watcher.watch(options, args.interval)
     return 0
-  with state.exclusive(options.pipeline.pipeline_root):
+  with state.exclusive(options.pipeline.pipeline_root), run_console(
+      options.pipeline.pipeline_root, 'retrain', args.verbose):
     attempt = watcher.tick(options)
   if attempt is None:
     print('no retraining: no new data, or fewer new images than '

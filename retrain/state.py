@@ -35,6 +35,7 @@ import os
 import typing
 from typing import Any, Dict, Iterator, List, Optional
 
+from contract import files
 from contract.errors import UserError
 
 STATE_FILE = 'retrain_state.json'
@@ -204,14 +205,8 @@ def _json_type(value: Any) -> str:
 
 
 def save(pipeline_root: str, state: RetrainState) -> None:
-  os.makedirs(pipeline_root, exist_ok=True)
-  path = state_path(pipeline_root)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(dataclasses.asdict(state), f, indent=1)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  files.write_json_atomically(state_path(pipeline_root),
+                              dataclasses.asdict(state))
 
 
 def record(pipeline_root: str, state: RetrainState, attempt: Attempt) -> None:

@@ -14,6 +14,7 @@ import os
 import typing
 from typing import Any, Dict, List, Optional
 
+from contract import files
 from contract import names
 
 PUSH, ROLLBACK = 'push', 'rollback'
@@ -122,10 +123,4 @@ def _json_types(hint) -> tuple:
 
 
 def _write(path: str, provenance: Provenance) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(dataclasses.asdict(provenance), f, indent=1)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  files.write_json_atomically(path, dataclasses.asdict(provenance))

@@ -8,7 +8,10 @@ import os
 
 import numpy as np
 import pytest
+import ml_metadata as mlmd
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
 
 from contract import names
 from serving_dir import versions as model_versions
@@ -46,6 +49,21 @@ def project(tmp_path_factory):
   (root / 'data' / 'train' / 'square' / 'corrupt.png').write_bytes(
       images.encode(images.digit_like(1))[:50])
   return root, local.run(_config(root))
+
+
+def _executions(root, component: str):
+  """{state: count} of the component's executions in the MLMD store."""
+  store = mlmd.MetadataStore(
+      metadata.sqlite_metadata_connection_config(
+          str(root / 'pipeline' / names.METADATA_FILE)))
+  counts = {}
+  for execution in store.get_executions():
+    type_name = store.get_execution_types_by_id([execution.type_id])[0].name
+    if type_name.rsplit('.', 1)[-1] == component:
+      state = metadata_store_pb2.Execution.State.Name(
+          execution.last_known_state)
+      counts[state] = counts.get(state, 0) + 1
+  return counts
 
 
 def _records(split_uri):
@@ -107,6 +125,9 @@ def test_unchanged_data_pushes_nothing_new_then_a_high_gate_says_why(
   assert second.pushed_version is None
   assert second.already_published == '1'
   assert second.baseline_version == 1
+  # As penguin_pipeline_local_e2e_test.py counts executions: across the two
+  # runs on unchanged data the Trainer ran once, the second run was cached.
+  assert _executions(root, 'Trainer') == {'COMPLETE': 1, 'CACHED': 1}
 
   assert cli.main([
       'run', '--data-root', str(root / 'data'), '--serving-dir',

@@ -2,6 +2,7 @@
 import argparse
 import os
 
+from contract import console
 from contract.errors import UserError
 from trainer import config as training_config
 
@@ -41,15 +42,19 @@ def register(subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
   from trainer import standalone  # pylint: disable=g-import-not-at-top
   config = training_config.training_config_from_args(args)
-  path = standalone.train(args.train_dir, args.test_dir, args.model_dir,
-                          config)
+  with console.Console(console.log_path(None, 'train'),
+                       args.verbose):
+    path = standalone.train(args.train_dir, args.test_dir, args.model_dir,
+                            config)
   print(f'saved model: {path}')
   return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
   from trainer import standalone  # pylint: disable=g-import-not-at-top
-  result = standalone.evaluate(args.model_path, args.test_dir, args.batch_size)
+  with console.Console(console.log_path(None, 'evaluate'), args.verbose):
+    result = standalone.evaluate(args.model_path, args.test_dir,
+                                 args.batch_size)
   print(f'{result.count} test images ({result.skipped} skipped)')
   for signature, scores in result.by_signature.items():
     print(f'{signature}: accuracy {scores.accuracy:.4f}')

@@ -238,7 +238,7 @@ def fit(model: models.ImageClassifierModel, config: TrainingConfig,
                 class_weight=weights,
                 callbacks=[*backup.callbacks(stage), early_stopping,
                            EpochProgress(stage if several_stages else ''),
-                           *callbacks], verbose=2)
+                           *callbacks], verbose=0)
       backup.finish(model, stage)
     epochs = backup.epoch_log(stage).read()
     epoch += len(epochs)
