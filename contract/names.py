@@ -102,15 +102,6 @@ MAX_WARMUP_RECORDS = 1000
 # Beside the versions, hidden from TF Serving (not an integer): the provenance
 # of every pruned version, so `imgcls versions` and `rollback` still know it.
 PRUNED_VERSIONS_DIR = '.imgcls-pruned'
-# Requests TF Serving replays when it loads a version, before AVAILABLE:
-# TFRecords of PredictionLog, at most 1,000 (tensorflow_serving/servables/
-# tensorflow/saved_model_warmup_util.h, WarmupConsts). The Pusher writes it;
-# the development server replays it too.
-WARMUP_REQUESTS_FILE = ASSETS_EXTRA + '/tf_serving_warmup_requests'
-MAX_WARMUP_RECORDS = 1000
-# Beside the versions, hidden from TF Serving (not an integer): the provenance
-# of every pruned version, so `imgcls versions` and `rollback` still know it.
-PRUNED_VERSIONS_DIR = '.imgcls-pruned'
 
 # --- TF Serving's ports (tensorflow_model_server's defaults in our manifests)
 REST_PORT = 8501

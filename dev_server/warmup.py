@@ -21,20 +21,18 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from clients.status import ServingError, invalid_argument
-from contract.names import ASSETS_EXTRA
+from contract import names
 from dev_server.metrics import Metrics
 from dev_server.predict import run_predict
 from dev_server.servable import Servable
 
-REQUESTS_FILE = 'tf_serving_warmup_requests'  # WarmupConsts::kRequestsFileName
-MAX_RECORDS = 1000  # WarmupConsts::kMaxNumRecords
 _NOT_REPLAYED_HERE = ('classify_log', 'regress_log', 'multi_inference_log')
 
 _log = logging.getLogger(__name__)
 
 
 def requests_path(version_dir: str) -> str:
-  return os.path.join(version_dir, ASSETS_EXTRA, REQUESTS_FILE)
+  return os.path.join(version_dir, names.WARMUP_REQUESTS_FILE)
 
 
 def replay(version_dir: str, servable: Servable, model_name: str,
@@ -68,9 +66,9 @@ def _replay_records(path, servable, model_name, iterations) -> int:
       for _ in range(iterations):
         _run(log, servable, model_name)
       count += 1
-      if count > MAX_RECORDS:
+      if count > names.MAX_WARMUP_RECORDS:
         raise invalid_argument(
-            f'Number of warmup records exceeds the maximum ({MAX_RECORDS}) '
+            f'Number of warmup records exceeds the maximum ({names.MAX_WARMUP_RECORDS}) '
             f'at {path}')
   except tf.errors.DataLossError as e:
     raise ServingError(
