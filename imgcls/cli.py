@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
       description='Train, ship and serve image classifiers with TFX and TF '
       'Serving.')
   parser.add_argument('-v', '--verbose', action='store_true',
-                      help='log at INFO level (TensorFlow, TFX, Beam)')
+                      help='show on the terminal too what TensorFlow, TFX and '
+                      'Beam log (long commands always write it to their log '
+                      'file: <pipeline root>/imgcls.log for run and retrain)')
   subparsers = parser.add_subparsers(dest='command', required=True,
                                      metavar='COMMAND')
   for module_name in _COMMAND_MODULES:
