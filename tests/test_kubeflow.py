@@ -49,8 +49,10 @@ from tests import images
 from tests import kfp_fake_server
 
 IMAGE = 'registry.example.com/imgcls:1.2.3'
-TASKS = ('ImageExampleGen', 'ServingBaseline', 'Trainer', 'GatedEvaluator',
-         'ContractCheck', 'Pusher')
+VALIDATION_TASKS = ('StatisticsGen', 'CuratedSchemaGen', 'DataValidator',
+                    'DataGate')
+TASKS = ('ImageExampleGen', *VALIDATION_TASKS, 'ServingBaseline', 'Trainer',
+         'GatedEvaluator', 'ContractCheck', 'Pusher')
 ResourceSpec = (pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
                 .ResourceSpec)
 
@@ -129,7 +131,12 @@ def test_tasks_and_their_dependencies(compiled):
   assert deps == {
       'ImageExampleGen': set(),
       'ServingBaseline': set(),
-      'Trainer': {'ImageExampleGen'},
+      'StatisticsGen': {'ImageExampleGen'},
+      'CuratedSchemaGen': {'StatisticsGen'},
+      'DataValidator': {'StatisticsGen', 'CuratedSchemaGen'},
+      'DataGate': {'DataValidator'},
+      # The gate is a task dependency, not an input (pipeline.py).
+      'Trainer': {'ImageExampleGen', 'DataGate'},
       'GatedEvaluator': {'ImageExampleGen', 'Trainer', 'ServingBaseline'},
       'ContractCheck': {'ImageExampleGen', 'Trainer'},
       # VersionedPusher also reads the Examples (spans, warm-up images) and
@@ -253,6 +260,10 @@ def test_pvcs_mounted_where_needed(compiled):
       'ImageExampleGen': [('imgcls-data', 'imgcls-data', '/data')],
       'ServingBaseline': [('imgcls-serving', 'imgcls-serving', '/serving')],
       'Pusher': [('imgcls-serving', 'imgcls-serving', '/serving')],
+      # The schema directory is on the data volume.
+      'CuratedSchemaGen': [('imgcls-data', 'imgcls-data', '/data')],
+      'DataValidator': [('imgcls-data', 'imgcls-data', '/data')],
+      'StatisticsGen': [], 'DataGate': [],
       'Trainer': [], 'GatedEvaluator': [], 'ContractCheck': []}
   tasks = spec.root.dag.tasks
   constant = lambda t, p: tasks[t].inputs.parameters[p].runtime_value.constant
@@ -269,6 +280,7 @@ def test_without_baseline_nothing_mounts_the_serving_dir_but_the_pusher(
   assert 'baseline_model' not in spec.root.dag.tasks[
       'GatedEvaluator'].inputs.artifacts
   assert sorted(platform.platforms['kubernetes'].deployment_spec.executors) == [
+      'CuratedSchemaGen_executor', 'DataValidator_executor',
       'ImageExampleGen_executor', 'Pusher_executor', 'Trainer_executor']
 
 
@@ -473,7 +485,8 @@ class Launcher:
                             text=True, check=False)
       assert done.returncode == 0, done.stderr[-3000:]
     with open(executor_input['outputs']['outputFile']) as f:
-      reported = json.load(f)['artifacts']
+      # A step without outputs (DataGate) reports no artifacts at all.
+      reported = json.load(f).get('artifacts', {})
     self.outputs[task_name] = {}
     for key, a in executor_input['outputs']['artifacts'].items():
       if key == 'executor-logs':
