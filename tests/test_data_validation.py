@@ -264,3 +264,18 @@ def test_state_hint_changes_with_either_file(schema_dir):
     f.write('\n')
   assert store.state_hint(schema_dir) not in ('', before)
   assert store.state_hint(os.path.join(schema_dir, 'none')) == ''
+
+
+def test_retrain_records_refused_data_with_its_anomalies():
+  from retrain import state as state_lib  # pylint: disable=g-import-not-at-top
+  from retrain import watcher  # pylint: disable=g-import-not-at-top
+  anomaly = {'split': 'train', 'feature': names.IMAGE_CHANNELS_KEY,
+             'what': 'High approximate Jensen-Shannon divergence',
+             'description': 'between current and previous is 1'}
+  result = type('Result', (), {'data_refused': True,
+                               'data_anomalies': [anomaly]})()
+  attempt = state_lib.Attempt(data_key='span-2',
+                              outcome=state_lib.Outcome.RUNNING)
+  watcher._run_locally(None, attempt, lambda config: result)
+  assert attempt.outcome == state_lib.Outcome.REFUSED
+  assert 'train image_channels: High approximate' in attempt.detail
