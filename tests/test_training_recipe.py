@@ -217,3 +217,20 @@ def test_mixed_precision_model_keeps_float32_logits():
   assert model.output.dtype == tf.float32
   # The process-wide policy is left as it was, for the next component.
   assert tf.keras.mixed_precision.global_policy().name == 'float32'
+
+
+def test_trainer_validates_on_a_held_out_part_of_the_training_records(
+    tmp_path):
+  uri = str(tmp_path / 'examples')
+  info = training_data.write_examples(
+      uri, {'train': {'a': 40, 'b': 40}, 'test': {'a': 2, 'b': 2}})
+  args = training_data.fn_args(uri, str(tmp_path / 'out'), {})
+  inputs = dataset.examples_inputs(
+      args.train_files, args.eval_files, info,
+      TrainingConfig(validation_fraction=0.3), batch_size=100)
+  (_, train_labels), = list(inputs.train)
+  (_, validation_labels), = list(inputs.validation)
+  # Every training record lands on exactly one side, none from the test split.
+  assert len(train_labels) + len(validation_labels) == 80
+  assert 10 <= len(validation_labels) <= 40
+  assert inputs.train_count == 56
