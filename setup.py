@@ -38,6 +38,8 @@ setuptools.setup(
         'serving_dir.*', 'retrain', 'retrain.*',
         'report', 'report.*', 'imgcls', 'imgcls.*'
     ]),
+    # The deployment's shared names (contract/deployment.py reads them).
+    data_files=[('share/imgcls', ['kubernetes/params/params.env'])],
     install_requires=_RUNTIME,
     extras_require={'dev': _DEV},
     entry_points={'console_scripts': ['imgcls = imgcls.cli:main']},

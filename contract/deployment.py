@@ -7,13 +7,15 @@ the manifests (kubernetes/params/kustomization.yaml); this module gives the
 same values to Python, e.g. to pipeline.kubeflow_config's defaults.
 
 Where the file is: $IMGCLS_PARAMS_FILE if set (the Dockerfile sets it to the
-copy inside the image), else the source tree's kubernetes/params/params.env.
+copy inside the image), else the source tree's kubernetes/params/params.env,
+else the copy `pip install` puts in <prefix>/share/imgcls (setup.py).
 
 Pure Python and read once, on first use: `imgcls --help` stays instant.
 """
 import functools
 import os
 import pathlib
+import sys
 from typing import Dict, Optional, Tuple
 
 from contract.errors import UserError
@@ -21,10 +23,16 @@ from contract.errors import UserError
 PARAMS_FILE_ENV = 'IMGCLS_PARAMS_FILE'
 SOURCE_TREE_PARAMS = (pathlib.Path(__file__).resolve().parents[1] /
                       'kubernetes' / 'params' / 'params.env')
+# Where setup.py's data_files puts the copy of an installed package.
+INSTALLED_PARAMS = pathlib.Path(sys.prefix) / 'share' / 'imgcls' / 'params.env'
 
 
 def params_file() -> pathlib.Path:
-  return pathlib.Path(os.environ.get(PARAMS_FILE_ENV) or SOURCE_TREE_PARAMS)
+  if os.environ.get(PARAMS_FILE_ENV):
+    return pathlib.Path(os.environ[PARAMS_FILE_ENV])
+  if SOURCE_TREE_PARAMS.exists() or not INSTALLED_PARAMS.exists():
+    return SOURCE_TREE_PARAMS
+  return INSTALLED_PARAMS
 
 
 def parse_env_file(text: str) -> Dict[str, str]:

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from typing import Any, Dict, Tuple
 
+from contract import deployment
 from contract import names
 from contract.errors import UserError
 
@@ -18,7 +19,9 @@ CLASS_WEIGHT_CHOICES = ('none', 'balanced')
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-  model_type: str = 'LenetModel'
+  # The served model's name is the class's (kubernetes/params/params.env):
+  # the default comes from there, so TF Serving reads where the Pusher writes.
+  model_type: str = dataclasses.field(default_factory=deployment.model_name)
   input_shape: Tuple[int, int, int] = (28, 28, 1)
   epochs: int = 10
   batch_size: int = 128
