@@ -2,6 +2,7 @@
 and every file accounted for when threads read them."""
 import os
 
+import numpy as np
 import tensorflow as tf
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
@@ -62,15 +63,28 @@ def test_examples_carry_the_facts_of_their_headers(tmp_path):
 
 
 def test_threaded_reading_keeps_every_file_and_every_skip(tmp_path):
+  """Photo-sized files (over executor._THREADED_FILE_BYTES) go to reader
+  threads; every result must still land with its own file."""
   root = tmp_path / 'data'
-  images.write_class_folders(str(root / 'train'), {'a': 60, 'b': 60})
+  rng = np.random.default_rng(0)
+  for label, name in enumerate('ab'):
+    for n in range(60):
+      noise = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+      noise[:, :, 0] = label * 255  # the label is in the pixels
+      path = root / 'train' / name / f'0-{n}.png'
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_bytes(images.encode(noise))
+  assert os.path.getsize(path) > executor._THREADED_FILE_BYTES
   images.write_class_folders(str(root / 'test'), {'a': 3, 'b': 3}, seed=1)
-  for n in range(0, 60, 13):  # bad files spread over the reader batches
+  for n in range(20, 60, 13):  # bad files spread over the reader batches
     (root / 'train' / 'b' / f'0-{n}.png').write_bytes(b'garbage')
   examples = _run(str(root), str(tmp_path / 'examples'))
   info = tf_examples.read_dataset_info(examples.uri)
   assert [p for p, _ in info['skipped']] == sorted(
-      f'train/b/0-{n}.png' for n in range(0, 60, 13))
-  paths = sorted(_value(e, names.PATH_KEY).decode()
-                 for e in _records(examples, names.TRAIN_SPLIT))
-  assert len(paths) == 120 - 5 == len(set(paths))
+      f'train/b/0-{n}.png' for n in range(20, 60, 13))
+  records = _records(examples, names.TRAIN_SPLIT)
+  paths = [_value(e, names.PATH_KEY).decode() for e in records]
+  assert len(paths) == 120 - 4 == len(set(paths))
+  for example in records:
+    red = tf.io.decode_png(_value(example, names.IMAGE_KEY))[0, 0, 0]
+    assert int(red) == 255 * _value(example, names.LABEL_KEY)

@@ -51,8 +51,9 @@ _WORK_DIR = '_work'
 _CHUNK = 1000
 _LOGGED_SKIPS = 50
 # Reader threads per shard: one per core, given files in batches of this
-# many; a chunk of one batch is read on the writer's thread.
+# many, when the files average this size (a 640x480 JPEG is ~100 KB).
 _BATCH = 16
+_THREADED_FILE_BYTES = 16 * 1024
 _QUEUED_PER_THREAD = 2  # batches read ahead of the writer, per thread
 
 
@@ -88,9 +89,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 options.max_image_pixels))
     info = _dataset_info(plan, work_dir)
     _check(info, options)
-    with tf.io.gfile.GFile(os.path.join(examples.uri, names.DATASET_INFO_FILE),
-                           'w') as f:
-      json.dump(info, f, indent=1)
+    _write_json(os.path.join(examples.uri, names.DATASET_INFO_FILE), info,
+                indent=1)
     tf.io.gfile.rmtree(work_dir)
     examples_utils.set_payload_format(examples,
                                       example_gen_pb2.FORMAT_TF_EXAMPLE)
@@ -115,8 +115,7 @@ def _write_chunks(files: Sequence[data_layout.ImageFile], split: str,
   chunks = []
   for index, piece in enumerate(pieces):
     path = os.path.join(work_dir, f'{split}-{index:05d}.files.json')
-    with tf.io.gfile.GFile(path, 'w') as out:
-      json.dump([(f.path, f.relative_path, f.class_name) for f in piece], out)
+    _write_json(path, [(f.path, f.relative_path, f.class_name) for f in piece])
     chunks.append((index, len(pieces), path))
   return chunks
 
@@ -143,33 +142,39 @@ def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
           data, class_index[f.class_name], f.class_name, f.relative_path,
           header).SerializeToString())
   tf.io.gfile.rename(shard + '.tmp', shard, overwrite=True)
-  report = os.path.join(work_dir, f'{split}-{index:05d}.report.json')
-  with tf.io.gfile.GFile(report, 'w') as f:
-    json.dump({'split': split, 'counts': counts, 'skipped': skipped}, f)
+  _write_json(os.path.join(work_dir, f'{split}-{index:05d}.report.json'),
+              {'split': split, 'counts': counts, 'skipped': skipped})
 
 
 def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
   """(bytes, header) or the ImageProblem of each path, in order.
 
-  Checking an image is most of ingest's work (a JPEG is decoded to be
-  checked), and Pillow's decoders, file reads and TFRecordWriter's gzip all
-  release the GIL: so the files are read and checked by threads, one per
-  core, while the caller writes. Threads start in microseconds, where
-  Beam's multi-processing mode costs seconds per run, so small runs keep
-  their fast start; a chunk too small to share stays on this thread. Each
-  task is a batch of files, so that handing tasks over costs little next to
-  a small PNG, and only a few batches per thread wait in memory.
+  Checking a photo is most of ingest's work (a JPEG is decoded to be
+  checked), and Pillow's decoders and file reads release the GIL: so files
+  of photo size are read and checked by threads, one per core, while the
+  caller writes. Small files (MNIST's PNGs) are checked in microseconds of
+  Python that holds the GIL, where threads only contend, so they stay on
+  this thread; the first batch's sizes decide. Threads start in
+  microseconds, where Beam's multi-processing mode costs seconds per run, so
+  small runs keep their fast start. Each task is a batch of files, and only
+  a few batches per thread wait in memory.
   """
   batches = [paths[i:i + _BATCH] for i in range(0, len(paths), _BATCH)]
+  if not batches:
+    return
   read = functools.partial(_read_batch, max_image_pixels=max_image_pixels)
-  threads = min(os.cpu_count() or 1, len(batches))
+  first = read(batches[0])
+  yield from first
+  sizes = [len(r[0]) for r in first if not isinstance(r, Exception)]
+  large = sizes and sum(sizes) / len(sizes) >= _THREADED_FILE_BYTES
+  threads = min(os.cpu_count() or 1, len(batches) - 1) if large else 1
   if threads < 2:
-    for batch in batches:
+    for batch in batches[1:]:
       yield from read(batch)
     return
   with futures.ThreadPoolExecutor(threads) as pool:
     pending = collections.deque()
-    for batch in batches:
+    for batch in batches[1:]:
       pending.append(pool.submit(read, batch))
       if len(pending) >= _QUEUED_PER_THREAD * threads:
         yield from pending.popleft().result()
@@ -186,6 +191,13 @@ def _read_one(path: str, max_image_pixels: int) -> Any:
     return class_folders.read_image(path, max_image_pixels)
   except class_folders.ImageProblem as e:
     return e
+
+
+def _write_json(path: str, value: Any, **options) -> None:
+  """In one write: json.dump to a GFile sends every token through TF's file
+  layer, which for a chunk's file list costs more than reading its PNGs."""
+  with tf.io.gfile.GFile(path, 'w') as f:
+    f.write(json.dumps(value, **options))
 
 
 def _dataset_info(plan: data_layout.DataPlan,
