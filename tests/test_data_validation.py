@@ -159,7 +159,11 @@ def test_first_run_writes_statistics_and_a_curated_schema(baseline):
   assert features[names.IMAGE_WIDTH_KEY].int_domain.min == 1
   assert features[names.LABEL_NAME_KEY].drift_comparator.infinity_norm.threshold == 0.1
   assert features[
-      names.FILE_SIZE_KEY].skew_comparator.jensen_shannon_divergence.threshold == 0.1
+      names.IMAGE_WIDTH_KEY].skew_comparator.jensen_shannon_divergence.threshold == 0.1
+  # A file's size is compared with the previous span's, not the test split's.
+  file_size = features[names.FILE_SIZE_KEY]
+  assert file_size.drift_comparator.jensen_shannon_divergence.threshold == 0.1
+  assert not file_size.HasField('skew_comparator')
   # The schema artifact is the kept file's content, and says it was inferred.
   assert anomalies.get_int_custom_property(names.PROP_BLESSED) == 1
   assert _anomalies_of(anomalies) == []
