@@ -1,10 +1,13 @@
 """3. Whole pipeline: `imgcls run` against a plain script doing the training.
 
 Both are timed as commands, from process start to exit, on the same class
-folders for the same epochs: `imgcls run` (ExampleGen -> Trainer ->
-Evaluator -> contract check -> Pusher, then the run report) in a fresh
-pipeline root, and bench.plain_train (load, fit, save). The time of each
-component comes from MLMD, to show where the difference goes.
+folders for the same epochs: `imgcls run` (ExampleGen -> statistics, schema
+and validation -> Trainer -> Evaluator -> contract check -> Pusher, then the
+run report) in a fresh pipeline root, and bench.plain_train (load, fit,
+save). The time of each component comes from MLMD, to show where the
+difference goes. The start-up before the first component is set against its
+own floor, importing TensorFlow and TFX (bench.imports), measured in the same
+run.
 """
 import os
 import shutil
@@ -17,13 +20,22 @@ from pipeline import results
 
 NAME = 'pipeline'
 TITLE = 'Whole pipeline: imgcls run'
-TARGET = 1.5  # imgcls run at most 1.5x the plain script
+# imgcls run at most this many times the plain script, by data size: what
+# the pipeline adds is mostly a fixed cost, so the bound is looser when small.
+TARGETS = {7_000: 1.8, 70_000: 1.3}
+# Data validation's components (issue 15): at most this share of the whole
+# run at 70,000 images.
+VALIDATION = ('StatisticsGen', 'CuratedSchemaGen', 'DataValidator',
+              'DataGate')
+VALIDATION_TARGET = 0.10
+# The start-up over importing TensorFlow and TFX, at most: building the
+# pipeline, opening MLMD (a per-run wheel of the Trainer module used to add
+# about 5 s here).
+STARTUP_TARGET = 1.5
 _PLAIN = 'plain script'
 
 
-# A pipeline's Trainer module is packaged as a wheel when the pipeline is
-# compiled, before any component runs.
-_BEFORE = 'start-up: imports, Trainer module wheel (before the first component)'
+_BEFORE = 'start-up: imports, pipeline build (before the first component)'
 _BETWEEN = 'orchestration between components'
 _AFTER = 'run report, exit (after the last component)'
 
@@ -70,7 +82,9 @@ def run(session: common.Session) -> common.Result:
       plain.append(_plain(root, out, epochs))
     pipeline_seconds, by_part = min(runs, key=lambda run: run[0])
     measured[n] = (pipeline_seconds, min(plain), by_part)
-  return _result(session, epochs, rounds, measured)
+  imports = min(common.run_command(['bench.imports'], os.path.join(
+      session.work_dir, NAME, 'imports.log')) for _ in range(rounds))
+  return _result(session, epochs, rounds, measured, imports)
 
 
 def _pipeline(root: str, out: str, epochs: int):
@@ -95,15 +109,16 @@ def _plain(root: str, out: str, epochs: int) -> float:
       os.path.join(out, 'plain.log'))
 
 
-def _result(session, epochs, rounds, measured) -> common.Result:
+def _result(session, epochs, rounds, measured, imports) -> common.Result:
   figures, notes = [], []
   for n, (pipeline_seconds, plain_seconds, parts) in measured.items():
     ratio = pipeline_seconds / plain_seconds
-    met = ratio <= TARGET
+    target = TARGETS.get(n, max(TARGETS.values()))
+    met = ratio <= target
     figures.append(
         common.Figure(f'wall time, {n:,} images', pipeline_seconds, 's',
                       _PLAIN, plain_seconds,
-                      f'<= {TARGET:g}x the plain script', met))
+                      f'<= {target:g}x the plain script', met))
     if not met:
       notes.append(
           f'Not met at {n:,} images: {ratio:.2f}x. ' +
@@ -113,6 +128,22 @@ def _result(session, epochs, rounds, measured) -> common.Result:
         'Most of the difference is a fixed cost, so the ratio falls as the '
         'data grows: ' + ', '.join(f'{m[0] / m[1]:.2f}x at {n:,} images'
                                    for n, m in measured.items()) + '.')
+  for n, (pipeline_seconds, _, parts) in measured.items():
+    validation = sum(parts.get(name, 0) for name in VALIDATION)
+    share = validation / pipeline_seconds
+    figures.append(
+        common.Figure(f'data validation, {n:,} images', validation, 's',
+                      'the whole run', pipeline_seconds,
+                      f'<= {VALIDATION_TARGET:.0%} of the run' if n == max(
+                          measured) else '',
+                      share <= VALIDATION_TARGET if n == max(measured)
+                      else None))
+  startup = min(m[2][_BEFORE] for m in measured.values())
+  figures.append(
+      common.Figure('start-up before the first component', startup, 's',
+                    'importing TensorFlow and TFX', imports,
+                    f'<= {STARTUP_TARGET:g}x the imports',
+                    startup <= STARTUP_TARGET * imports))
   parts = next(iter(measured.values()))[2]  # the same parts at every size
   details = [['', *(f'{n:,} images (s)' for n in measured)]]
   details.append(['`imgcls run`', *(f'{m[0]:.1f}' for m in measured.values())])
@@ -138,9 +169,8 @@ def _why(plain_seconds, parts) -> str:
   why = (f'The Trainer itself took {trainer:.0f} s against the plain '
          f'script\'s {plain_seconds:.0f} s in all')
   if trainer > plain_seconds:
-    why += (' (it also installs its module wheel, reads and decodes the '
-            'TFRecords in its first epoch, see benchmark 2, and writes '
-            'TensorBoard logs)')
+    why += (' (it also reads and decodes the TFRecords in its first epoch, '
+            'see benchmark 2, and writes TensorBoard logs)')
   return (why + '; the rest is work the script does not do: ' +
           ', '.join(f'{name} {seconds:.0f} s' for seconds, name in extra) +
           '.')
