@@ -80,6 +80,7 @@ _QUANTITY = re.compile(r'^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$')
 def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
                      output: str) -> str:
   """Writes the KFP package for `config` to `output` (.yaml); returns it."""
+  config = _with_backup_on_the_data_volume(config)
   _check(config, options)
   data_root = data_types.RuntimeParameter(
       name=DATA_ROOT_PARAMETER, ptype=str, default=config.data_root)
@@ -106,17 +107,20 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
       # The schema directory, kept with the data (PipelineConfig.schema_dir).
       CuratedSchemaGen: [(options.data_pvc, DATA_MOUNT)],
       DataValidator: [(options.data_pvc, DATA_MOUNT)],
+      # Its backup, for a retried Trainer to resume from.
+      tfx.components.Trainer: [(options.data_pvc, DATA_MOUNT)],
       ServingBaseline: [(options.serving_pvc, SERVING_MOUNT)],
       VersionedPusher: [(options.serving_pvc, SERVING_MOUNT)],
   }
   platform = pipeline_spec_pb2.PlatformSpec()
   for node in tfx_pipeline.components:
-    executor_config = _executor_config(
-        mounts.get(type(node), []), options if node is trainer else None)
-    if executor_config.ListFields():
-      platform.platforms['kubernetes'].deployment_spec.executors[
-          executor_label(spec, node.id)].update(
-              json_format.MessageToDict(executor_config))
+    _set_executor_config(platform, executor_label(spec, node.id),
+                         _executor_config(mounts.get(type(node), []),
+                                          options if node is trainer else None))
+  if config.serving_check:
+    (pusher,) = [node.id for node in tfx_pipeline.components
+                 if isinstance(node, VersionedPusher)]
+    _add_serving_check(spec, platform, config, options, pusher)
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   pipeline_spec_builder.write_pipeline_spec_to_file(
       spec, 'imgcls: pipeline/pipeline.py, compiled by pipeline/kubeflow.py',
@@ -124,10 +128,26 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
   return output
 
 
+def _with_backup_on_the_data_volume(config: PipelineConfig) -> PipelineConfig:
+  """The Trainer's backup on the data PVC unless --backup-root says where.
+
+  Its local default, under the pipeline root, is an object store here, which
+  TensorFlow cannot write (trainer.task.backup_dir), and a retried step runs
+  in a new pod: only a volume keeps the backup for the retry.
+  """
+  if config.training.backup_root:
+    return config
+  return dataclasses.replace(config, training=dataclasses.replace(
+      config.training, backup_root=os.path.join(
+          DATA_MOUNT, pipeline_def.TRAINER_BACKUP_DIR)))
+
+
 def _check(config: PipelineConfig, options: KubeflowOptions) -> None:
   """Paths are inside the pods, under the PVC mounts; quantities parse."""
   for flag, path, mount in (('--data-root', config.data_root, DATA_MOUNT),
                             ('--schema-dir', config.schema_dir, DATA_MOUNT),
+                            ('--backup-root', config.training.backup_root,
+                             DATA_MOUNT),
                             ('--serving-dir', config.serving_dir,
                              SERVING_MOUNT)):
     if os.path.commonpath([mount, os.path.abspath(path)]) != mount:
@@ -195,6 +215,12 @@ def _edit_executors(spec: pipeline_spec_pb2.PipelineSpec, trainer_label: str,
         _resources(options.trainer_cpu, options.trainer_memory, options.gpus)
         if label == trainer_label else
         _resources(options.step_cpu, options.step_memory))
+  _store_deployment(spec, deployment)
+
+
+def _store_deployment(spec: pipeline_spec_pb2.PipelineSpec,
+                      deployment: pipeline_spec_pb2.PipelineDeploymentConfig
+                     ) -> None:
   spec.deployment_spec.Clear()
   spec.deployment_spec.update(json_format.MessageToDict(deployment))
 
@@ -215,6 +241,13 @@ def executor_label(spec: pipeline_spec_pb2.PipelineSpec, task: str) -> str:
       spec.root.dag.tasks[task].component_ref.name].executor_label
 
 
+def _set_executor_config(platform: pipeline_spec_pb2.PlatformSpec, label: str,
+                         config: k8s_pb2.KubernetesExecutorConfig) -> None:
+  if config.ListFields():
+    platform.platforms['kubernetes'].deployment_spec.executors[label].update(
+        json_format.MessageToDict(config))
+
+
 def _executor_config(pvc_mounts: List[Tuple[str, str]],
                      gpu_options: Optional[KubeflowOptions]
                     ) -> k8s_pb2.KubernetesExecutorConfig:
@@ -232,6 +265,68 @@ def _executor_config(pvc_mounts: List[Tuple[str, str]],
     config.tolerations.add(key=GPU_RESOURCE, operator='Exists',
                            effect='NoSchedule')
   return config
+
+
+# ------------------------------------------------ --verify-serving's step --
+
+VERIFY_TASK = 'VerifyServing'
+VERIFY_COMMAND = ('imgcls', 'verify-push')
+_RUN_ID_INPUT = 'pipeline_run_id'
+# KFP's driver replaces a task input that is exactly this constant with the
+# run's ID (backend/src/v2/driver/resolve.go, resolveInputParameter), the ID
+# in the URI of every output of the run (v2/metadata/client.go, GetPipeline),
+# and so in the provenance of the version its Pusher published. The launcher
+# then puts the input into the args (component/launcher_v2.go, getPlaceholders).
+RUN_ID_PLACEHOLDER = '{{$.pipeline_job_uuid}}'
+
+
+def _add_serving_check(spec: pipeline_spec_pb2.PipelineSpec,
+                       platform: pipeline_spec_pb2.PlatformSpec,
+                       config: PipelineConfig, options: KubeflowOptions,
+                       pusher: str) -> None:
+  """A plain container step after the Pusher: `imgcls verify-push` on the
+  serving PVC, mounted as the Pusher mounts it.
+
+  Not a TFX component: the check is a client of the server (clients/), which
+  no component may import. It needs no artifact: the version holds its test
+  images (the Pusher's warm-up requests).
+  """
+  label = f'{VERIFY_TASK}_executor'
+  component = spec.components[VERIFY_TASK]
+  component.executor_label = label
+  component.input_definitions.parameters[_RUN_ID_INPUT].parameter_type = (
+      pipeline_spec_pb2.ParameterType.STRING)
+  task = spec.root.dag.tasks[VERIFY_TASK]
+  task.task_info.name = VERIFY_TASK
+  task.component_ref.name = VERIFY_TASK
+  task.dependent_tasks.append(pusher)
+  task.inputs.parameters[_RUN_ID_INPUT].runtime_value.constant.string_value = (
+      RUN_ID_PLACEHOLDER)
+  deployment = deployment_config(spec)
+  container = deployment.executors[label].container
+  container.image = options.image
+  container.command.extend(VERIFY_COMMAND)
+  container.args.extend(verify_push_args(
+      config, f"{{{{$.inputs.parameters['{_RUN_ID_INPUT}']}}}}"))
+  container.resources.CopyFrom(
+      _resources(options.step_cpu, options.step_memory))
+  _store_deployment(spec, deployment)
+  _set_executor_config(platform, label, _executor_config(
+      [(options.serving_pvc, SERVING_MOUNT)], None))
+
+
+def verify_push_args(config: PipelineConfig, run_id: str) -> List[str]:
+  """`imgcls verify-push`'s flags for what run `run_id` of `config` pushed:
+  every address of the host, so that each pod behind a headless Service
+  must serve the version."""
+  check = config.serving_check
+  return ['--model-base-path', config.model_base_path,
+          '--host', check.host,
+          '--rest-port', str(check.rest_port),
+          '--grpc-port', str(check.grpc_port),
+          '--timeout', f'{check.timeout_s:g}',
+          '--every-address',
+          '--pushed-by-run', run_id]
 
 
 # ------------------------------------------------------------- KFP's API --

@@ -14,6 +14,9 @@ from pipeline import config as pipeline_config
 # retrain CronJob and TF Serving, all from kubernetes/params/params.env.
 DATA_MOUNT = deployment.data_mount()
 SERVING_MOUNT = deployment.serving_mount()
+# TF Serving's headless Service, in the namespace the steps run in: its name
+# resolves to every ready pod (params.env SERVING_PODS_SERVICE).
+SERVING_PODS = deployment.serving_pods_service()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +58,14 @@ def add_kubeflow_args(parser: argparse.ArgumentParser) -> None:
   d = KubeflowOptions()
   pipeline_config.add_pipeline_args(parser, paths_required=False)
   parser.set_defaults(data_root=DATA_MOUNT, serving_dir=SERVING_MOUNT)
+  parser.add_argument('--verify-serving', nargs='?', const=SERVING_PODS,
+                      metavar='HOST',
+                      help='add a last step: once the Pusher has published, '
+                      'every address of HOST (without HOST: '
+                      f'{SERVING_PODS}, each ready TF Serving pod) must have '
+                      'the new version AVAILABLE and answer its test images '
+                      'over REST and gRPC as the model does in-process; '
+                      'otherwise the push is rolled back and the run fails')
   parser.add_argument('--pipeline-root', default=d.pipeline_root,
                       help='object store for the artifacts: gs://, s3:// or '
                       'minio://, which KFP\'s launcher has credentials for; '

@@ -230,7 +230,8 @@ def test_gpus_0_trains_on_cpu_nodes(tmp_path):
       trainer].container.resources
   assert not resources.HasField('accelerator')
   assert resources.resource_memory_limit == '16Gi'
-  assert _k8s(platform, trainer) is None
+  placement = _k8s(platform, trainer)
+  assert not placement.HasField('node_selector') and not placement.tolerations
 
 
 def test_example_gen_gets_resources_despite_tfx_ignoring_its_platform_config(
@@ -263,10 +264,14 @@ def test_pvcs_mounted_where_needed(compiled):
       # The schema directory is on the data volume.
       'CuratedSchemaGen': [('imgcls-data', 'imgcls-data', '/data')],
       'DataValidator': [('imgcls-data', 'imgcls-data', '/data')],
+      # The Trainer's backup, which a retried Trainer resumes from.
+      'Trainer': [('imgcls-data', 'imgcls-data', '/data')],
       'StatisticsGen': [], 'DataGate': [],
-      'Trainer': [], 'GatedEvaluator': [], 'ContractCheck': []}
+      'GatedEvaluator': [], 'ContractCheck': []}
   tasks = spec.root.dag.tasks
   constant = lambda t, p: tasks[t].inputs.parameters[p].runtime_value.constant
+  assert json.loads(constant('Trainer', 'custom_config').string_value)[
+      'backup_root'] == '/data/trainer-backup'
   assert constant('ServingBaseline', 'model_base_path').string_value == (
       '/serving/LenetModel')
   assert json.loads(constant('Pusher', 'push_destination').string_value) == {
@@ -288,6 +293,7 @@ def test_paths_outside_the_mounts_are_refused(tmp_path, capsys):
   for flags, message in (
       (['--data-root', '/mnt/data'], 'not under /data'),
       (['--serving-dir', '/models'], 'not under /serving'),
+      (['--backup-root', '/tmp/backup'], 'not under /data'),
       (['--pipeline-root', '/pipeline'], 'gs://, s3:// or minio://'),
       (['--trainer-memory', '16 GB'], 'not a Kubernetes quantity'),
       (['--step-cpu', 'two'], 'not a Kubernetes quantity')):
@@ -537,12 +543,26 @@ def _pusher_launcher(compiled, tmp_path, bucket):
   os.makedirs(os.path.join(saved, 'variables'))
   with open(os.path.join(saved, 'saved_model.pb'), 'wb') as f:
     f.write(b'a SavedModel')
+  # VersionedPusher's optional inputs, present and empty: no test images
+  # (no warm-up file), no metrics, no served model.
+  for task, key in (('ImageExampleGen', 'examples'),
+                    ('GatedEvaluator', 'evaluation')):
+    os.makedirs(kubeflow_entrypoint.to_local(launcher.uri(task, key)))
   launcher.outputs = {
       'Trainer': {'model': {'name': '7', 'uri': model,
                             'metadata': mlmd_round_trip({})}},
+      'ImageExampleGen': {'examples': {
+          'name': '5', 'uri': launcher.uri('ImageExampleGen', 'examples'),
+          'metadata': mlmd_round_trip({})}},
+      'ServingBaseline': {'baseline': {
+          'name': '6', 'uri': launcher.uri('ServingBaseline', 'baseline'),
+          'metadata': mlmd_round_trip({'has_model': 0})}},
       'GatedEvaluator': {'blessing': {
           'name': '8', 'uri': launcher.uri('GatedEvaluator', 'blessing'),
-          'metadata': mlmd_round_trip({'blessed': 1, 'reason': 'passed'})}},
+          'metadata': mlmd_round_trip({'blessed': 1, 'reason': 'passed'})},
+                         'evaluation': {
+          'name': '10', 'uri': launcher.uri('GatedEvaluator', 'evaluation'),
+          'metadata': mlmd_round_trip({})}},
       'ContractCheck': {'infra_blessing': {
           'name': '9', 'uri': launcher.uri('ContractCheck', 'infra_blessing'),
           'metadata': mlmd_round_trip({'blessed': 1})}},
