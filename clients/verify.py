@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, TextIO
 import numpy as np
 import tensorflow as tf
 
+from contract import outputs as outputs_lib
 from contract.errors import UserError
 from clients import image_inputs
 from clients.client import (Prediction, RequestFailed, SignatureInfo,
@@ -111,17 +112,9 @@ def _class_problems(prediction: Prediction,
     return [f'empty {_CLASS_NAME}']
   problems = []
   if _CLASS_ID in outputs and _PROBABILITIES in outputs:
-    class_id = int(outputs[_CLASS_ID][0])
-    num_classes = outputs[_PROBABILITIES].shape[-1]
-    if not 0 <= class_id < num_classes:
-      problems.append(f'{_CLASS_ID} {class_id} is not one of the '
-                      f'{num_classes} classes')
-    elif class_names and len(class_names) != num_classes:
-      problems.append(f'the model has {num_classes} classes; --class-names '
-                      f'lists {len(class_names)}')
-    elif class_names and class_names[class_id] != class_name:
-      problems.append(f'{_CLASS_NAME} {class_name!r} is not class {class_id} '
-                      f'({class_names[class_id]!r})')
+    problems = outputs_lib.class_problems(
+        outputs[_CLASS_ID][:1], [class_name],
+        outputs[_PROBABILITIES].shape[-1], class_names or None)
   if class_names and class_name not in class_names:
     problems.append(f'{_CLASS_NAME} {class_name!r} is not one of the '
                     f'classes {list(class_names)}')

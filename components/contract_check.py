@@ -25,6 +25,7 @@ from tfx.utils import path_utils
 
 from imagedata import tf_examples
 from contract import names
+from contract import outputs as outputs_lib
 from contract import saved_model
 from imagedata import preprocessing
 
@@ -92,9 +93,11 @@ def _check_outputs(signature: str, outputs, count: int,
   if not np.allclose(sums, 1, atol=1e-3):
     raise ContractError(f'{signature}: probabilities sum to {sums.min():.4f}.. '
                         f'{sums.max():.4f}, not 1')
-  decoded = [n.decode() for n in outputs[names.CLASS_NAME_OUTPUT]]
-  if decoded != [class_names[i] for i in outputs[names.CLASS_ID_OUTPUT]]:
-    raise ContractError(f'{signature}: class_name does not match class_id')
+  problems = outputs_lib.class_problems(
+      outputs[names.CLASS_ID_OUTPUT], outputs[names.CLASS_NAME_OUTPUT],
+      len(class_names), class_names)
+  if problems:
+    raise ContractError(f'{signature}: {problems[0]}')
 
 
 @component
