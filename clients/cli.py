@@ -4,11 +4,13 @@ import argparse
 
 from contract.errors import UserError
 from contract import names as defaults
+from pipeline.config import ServingCheck
 
 
 def register(subparsers) -> None:
   _register_evaluate(subparsers)
   _register_verify(subparsers)
+  _register_verify_push(subparsers)
 
 
 def _parsed(convert, accept, what: str):
@@ -93,6 +95,33 @@ def _register_verify(subparsers) -> None:
   parser.set_defaults(handler=_verify)
 
 
+def _register_verify_push(subparsers) -> None:
+  default = ServingCheck('')
+  parser = subparsers.add_parser(
+      'verify-push',
+      help='check the version a Kubeflow run pushed; roll it back if it '
+      'fails (the last step of `imgcls compile --verify-serving`)',
+      description='Finds the version that the Pusher of run --pushed-by-run '
+      'published (by its provenance) and checks it as `imgcls run '
+      '--verify-serving` does: AVAILABLE within --timeout, and its test '
+      'images (the warm-up requests in the version) answered over REST and '
+      'gRPC as the model answers them in-process. Exits 0 when it passes or '
+      'the run pushed nothing; 1, with the push rolled back, when it fails.')
+  parser.add_argument('--model-base-path', required=True,
+                      help='<serving dir>/<model name>; the served model '
+                      'name is its last part')
+  add_server_address(parser)
+  parser.add_argument('--timeout', type=_seconds, default=default.timeout_s,
+                      help='seconds to wait for AVAILABLE, and for HOST to '
+                      f'resolve (default {default.timeout_s:g})')
+  parser.add_argument('--pushed-by-run', required=True, metavar='RUN_ID',
+                      help='the KFP run ID, as in its artifacts\' URIs')
+  parser.add_argument('--every-address', action='store_true',
+                      help='check each address HOST resolves to, one after '
+                      'another (every ready pod behind a headless Service)')
+  parser.set_defaults(handler=_verify_push)
+
+
 def _clients(args, protocols):
   from clients.client import GrpcClient, RestClient  # pylint: disable=g-import-not-at-top
   make = {
@@ -121,6 +150,25 @@ def _verify(args) -> int:
   rest, grpc = _clients(args, ('rest', 'grpc'))
   return verify_serving(rest, grpc, args.version, args.timeout, image,
                         class_names)
+
+
+def _verify_push(args) -> int:
+  from clients import verify  # pylint: disable=g-import-not-at-top
+  version = verify.version_pushed_by_run(args.model_base_path,
+                                         args.pushed_by_run)
+  if version is None:
+    print(f'nothing pushed by this run ({args.pushed_by_run}) to '
+          f'{args.model_base_path}: nothing to verify')
+    return 0
+  check = ServingCheck(args.host, args.rest_port, args.grpc_port, args.timeout)
+  if args.every_address:
+    addresses, verdict = verify.verify_push_at_every_address(
+        check, args.model_base_path, version)
+  else:
+    addresses = [args.host]
+    verdict = verify.verify_push(check, args.model_base_path, version, None)
+  print(f'{args.host} ({", ".join(addresses)}):\n{verdict.summary()}')
+  return 0 if verdict.passed else 1
 
 
 def _read_image(path: str) -> bytes:

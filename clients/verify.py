@@ -14,8 +14,10 @@ for a version whose load failed, so "the server answers" proves nothing.
 import dataclasses
 import io
 import os
+import socket
 import sys
-from typing import Dict, List, Optional, Sequence, TextIO
+import time
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -30,7 +32,9 @@ from contract.names import IMAGE_SIGNATURES, SERVING_BYTES, SERVING_DEFAULT
 from imagedata import preprocessing
 from imagedata import tf_examples
 from serving_dir import history
+from serving_dir import provenance as provenance_lib
 from serving_dir import versions as model_versions
+from serving_dir import warmup
 
 _CLASS_ID, _PROBABILITIES = 'class_id', 'probabilities'
 
@@ -168,7 +172,8 @@ def verify_push(check, model_base_path: str, version: int,
   from clients.client import GrpcClient, RestClient  # pylint: disable=g-import-not-at-top
   model_name = os.path.basename(model_base_path.rstrip('/'))
   version_dir = os.path.join(model_base_path, str(version))
-  images = _test_images(examples_uri) or [image_inputs.demo_png()]
+  images = (_test_images(examples_uri) or warmup.images_in(version_dir) or
+            [image_inputs.demo_png()])
   rest = RestClient(check.host, check.rest_port, model_name)
   try:
     with GrpcClient(check.host, check.grpc_port, model_name) as grpc:
@@ -249,3 +254,52 @@ def verify_run(config, result) -> Optional[PushVerdict]:
     return None
   return verify_push(config.serving_check, config.model_base_path,
                      int(result.pushed_version), result.uri('examples'))
+
+
+# --- `imgcls verify-push`: the same as the last step of a Kubeflow run -------
+
+
+def version_pushed_by_run(model_base_path: str, run_id: str) -> Optional[int]:
+  """The version the Pusher of KFP run `run_id` published, if any: its
+  provenance names a model under <root>/<pipeline>/<run ID>/, where KFP's
+  driver puts every output of the run (retrain/kfp_runs.py reads it alike).
+  A rollback copies another version's provenance, so only pushes count."""
+  for version in reversed(model_versions.versions(model_base_path)):
+    try:
+      pushed = provenance_lib.of_version(
+          os.path.join(model_base_path, str(version)))
+    except provenance_lib.ProvenanceError:
+      continue
+    if pushed.kind == provenance_lib.PUSH and f'/{run_id}/' in pushed.model_uri:
+      return version
+  return None
+
+
+def verify_push_at_every_address(check, model_base_path: str, version: int
+                                ) -> Tuple[List[str], PushVerdict]:
+  """verify_push at each address `check.host` resolves to, until one fails:
+  behind a headless Service, every ready pod must serve the version, not
+  just the one a Service address would pick. Returns (addresses, verdict)."""
+  addresses = _addresses(check.host, check.timeout_s)
+  if not addresses:  # the check of the bare name says why, and rolls back
+    addresses, check = [check.host], dataclasses.replace(check, timeout_s=0)
+  for address in addresses:
+    verdict = verify_push(dataclasses.replace(check, host=address),
+                          model_base_path, version, None)
+    if not verdict.passed:
+      break
+  return addresses, verdict
+
+
+def _addresses(host: str, timeout_s: float) -> List[str]:
+  """The host's addresses, waiting up to `timeout_s` for a first one: a pod
+  joins a headless Service's DNS only once ready, i.e. serving a version."""
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      return sorted({info[4][0] for info in socket.getaddrinfo(
+          host, None, type=socket.SOCK_STREAM)})
+    except socket.gaierror:
+      if time.monotonic() >= deadline:
+        return []
+      time.sleep(1.0)

@@ -90,6 +90,11 @@ def serving_image(gpu: bool = False) -> str:
   return get('SERVING_GPU_IMAGE' if gpu else 'SERVING_IMAGE')
 
 
+def serving_pods_service() -> str:
+  """TF Serving's headless Service: its name resolves to every ready pod."""
+  return get('SERVING_PODS_SERVICE')
+
+
 def data_pvc() -> str:
   return get('DATA_PVC')
 

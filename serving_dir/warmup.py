@@ -12,7 +12,7 @@ InfraValidator writes the same format (tfx/components/infra_validator/
 executor.py, _CreateWarmupModel).
 """
 import os
-from typing import Sequence
+from typing import List, Sequence
 
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
@@ -37,3 +37,21 @@ def write_requests(version_dir: str,
       writer.write(prediction_log_pb2.PredictionLog(
           predict_log=prediction_log_pb2.PredictLog(
               request=request)).SerializeToString())
+
+
+def images_in(version_dir: str) -> List[bytes]:
+  """The encoded images of the version's largest serving_bytes warm-up
+  request: test images the Pusher picked, kept in the version itself, for a
+  check that has no Examples at hand (`imgcls verify-push`). [] without a
+  warm-up file."""
+  if not os.path.exists(path_in(version_dir)):
+    return []
+  found, records = [], tf.data.TFRecordDataset(path_in(version_dir))
+  for record in records.as_numpy_iterator():
+    request = prediction_log_pb2.PredictionLog.FromString(
+        record).predict_log.request
+    if (request.model_spec.signature_name == names.SERVING_BYTES and
+        names.BYTES_INPUT in request.inputs):
+      images = list(tf.make_ndarray(request.inputs[names.BYTES_INPUT]).ravel())
+      found = max(found, images, key=len)
+  return found

@@ -298,6 +298,7 @@ _CHANGED = {
     'IMGCLS_IMAGE': 'registry.example.com/imgcls:1.2.3',
     'DATA_PVC': 'other-data',
     'SERVING_PVC': 'other-serving',
+    'SERVING_PODS_SERVICE': 'other-serving-pods',
     'DATA_MOUNT': '/mnt/images',
     'SERVING_MOUNT': '/mnt/models',
     'STORAGE_ACCESS_MODE': 'ReadWriteOnce',
