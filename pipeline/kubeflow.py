@@ -20,6 +20,11 @@ spec is adjusted for KFP's own backend (read against the KFP 2.16.1 sources):
   limits, so that a namespace with a ResourceQuota admits it; they are set in
   the compiled spec, because TFX drops a FileBasedExampleGen's platform config
   (tensorflow/tfx#6146);
+- the Trainer's backup (for a retried Trainer to resume) is on the data PVC,
+  not in the pipeline root, an object store TensorFlow cannot write;
+- with --verify-serving, a last plain container step, `imgcls verify-push`,
+  checks the version the run pushed on TF Serving and rolls it back when it
+  fails (_add_serving_check);
 - without --pipeline-root the spec names no root, and neither do its runs, so
   KFP's driver uses the namespace's own, the `defaultPipelineRoot` of its
   kfp-launcher ConfigMap (backend/src/v2/driver/root_dag.go); with one,
