@@ -11,6 +11,7 @@ from typing import Dict, List, Sequence, Tuple
 import tensorflow as tf
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
+from tfx.utils import json_utils
 from tfx.utils import path_utils
 
 from contract import names
@@ -59,3 +60,43 @@ def model(uri: str, keras_model=None) -> standard_artifacts.Model:
                                                   CLASS_NAMES)
   keras_model.save(path_utils.serving_model_dir(uri))
   return artifact
+
+
+def artifact(cls, uri: str, **int_properties):
+  """An artifact of type `cls` at `uri` with integer custom properties."""
+  made = cls()
+  made.uri = uri
+  for name, value in int_properties.items():
+    made.set_int_custom_property(name, value)
+  return made
+
+
+def push(tmp_path, base_dir: str, images: int = 6, with_examples: bool = True,
+         trained=None, baseline_version: int = 2, blessed: int = 1,
+         keep_versions: int = 5) -> standard_artifacts.PushedModel:
+  """Runs the versioned Pusher's executor once; returns its PushedModel."""
+  from components import versioned_pusher  # pylint: disable=g-import-not-at-top
+  inputs = {
+      'model': [trained or model(str(tmp_path / 'model'))],
+      'model_blessing': [artifact(standard_artifacts.ModelBlessing,
+                                  str(tmp_path / 'blessing'), blessed=blessed)],
+      'infra_blessing': [artifact(standard_artifacts.InfraBlessing,
+                                  str(tmp_path / 'infra'), blessed=1)],
+      'baseline_model': [artifact(
+          standard_artifacts.Model, str(tmp_path / 'baseline'),
+          **{names.PROP_HAS_MODEL: 1,
+             names.PROP_SERVING_VERSION: baseline_version})],
+  }
+  if with_examples:
+    test_examples = examples(str(tmp_path / 'examples'),
+                             {'test': labelled_images(images)})
+    test_examples.set_string_custom_property(names.PROP_TRAIN_SPANS, '[3, 4]')
+    inputs['examples'] = [test_examples]
+  pushed = artifact(standard_artifacts.PushedModel, str(tmp_path / 'pushed'))
+  versioned_pusher.Executor().Do(inputs, {'pushed_model': [pushed]}, {
+      'push_destination': json.dumps(
+          {'filesystem': {'base_directory': base_dir}}),
+      'custom_config': json_utils.dumps(
+          {versioned_pusher.KEEP_VERSIONS: keep_versions}),
+  })
+  return pushed

@@ -10,9 +10,8 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import prediction_log_pb2
 from tfx.types import standard_artifacts
-from tfx.utils import json_utils
+from tensorflow_serving.apis import prediction_log_pb2
 
 from clients.client import RestClient
 from components import versioned_pusher
@@ -27,47 +26,11 @@ from tests import served_models as testing
 IMAGES = 6
 
 
-def _artifact(cls, uri, **int_properties):
-  artifact = cls()
-  artifact.uri = uri
-  for name, value in int_properties.items():
-    artifact.set_int_custom_property(name, value)
-  return artifact
-
-
-def push(tmp_path, base_dir, examples=True, model=None, baseline_version=2):
-  """Runs the Pusher executor once; returns the PushedModel artifact."""
-  model = model or artifacts.model(str(tmp_path / 'model'))
-  inputs = {
-      'model': [model],
-      'model_blessing': [_artifact(standard_artifacts.ModelBlessing,
-                                   str(tmp_path / 'blessing'), blessed=1)],
-      'infra_blessing': [_artifact(standard_artifacts.InfraBlessing,
-                                   str(tmp_path / 'infra'), blessed=1)],
-      'baseline_model': [_artifact(
-          standard_artifacts.Model, str(tmp_path / 'baseline'),
-          **{names.PROP_HAS_MODEL: 1,
-             names.PROP_SERVING_VERSION: baseline_version})],
-  }
-  if examples:
-    test_examples = artifacts.examples(
-        str(tmp_path / 'examples'), {'test': artifacts.labelled_images(IMAGES)})
-    test_examples.set_string_custom_property(names.PROP_TRAIN_SPANS, '[3, 4]')
-    inputs['examples'] = [test_examples]
-  pushed = _artifact(standard_artifacts.PushedModel, str(tmp_path / 'pushed'))
-  versioned_pusher.Executor().Do(inputs, {'pushed_model': [pushed]}, {
-      'push_destination': json.dumps(
-          {'filesystem': {'base_directory': base_dir}}),
-      'custom_config': json_utils.dumps({versioned_pusher.KEEP_VERSIONS: 5}),
-  })
-  return pushed
-
-
 @pytest.fixture(scope='module')
 def pushed_version(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp('push')
   base_dir = str(tmp_path / 'serving' / testing.MODEL_NAME)
-  push(tmp_path, base_dir)
+  artifacts.push(tmp_path, base_dir, IMAGES)
   return os.path.join(base_dir, '1'), tmp_path
 
 
@@ -161,15 +124,17 @@ def test_provenance_names_model_run_spans_accuracy_and_baseline(
 
 def test_the_same_model_is_not_pushed_twice(pushed_version):
   version_dir, tmp_path = pushed_version
-  same_model = _artifact(standard_artifacts.Model, str(tmp_path / 'model'))
-  again = push(tmp_path, os.path.dirname(version_dir), model=same_model)
+  same_model = artifacts.artifact(standard_artifacts.Model,
+                                  str(tmp_path / 'model'))
+  again = artifacts.push(tmp_path, os.path.dirname(version_dir),
+                         trained=same_model)
   assert again.get_string_custom_property(names.PROP_ALREADY_PUBLISHED) == '1'
   assert os.listdir(os.path.dirname(version_dir)) == ['1']
 
 
 def test_without_test_examples_a_version_has_no_warmup_file(tmp_path):
   base_dir = str(tmp_path / 'serving' / testing.MODEL_NAME)
-  push(tmp_path, base_dir, examples=False)
+  artifacts.push(tmp_path, base_dir, with_examples=False)
   assert not os.path.exists(warmup.path_in(os.path.join(base_dir, '1')))
   assert provenance.of_version(os.path.join(base_dir, '1')).train_spans == []
 
