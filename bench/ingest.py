@@ -162,9 +162,12 @@ def _result(session, sizes, repeats, best, lines, photo_count,
       f'check it makes of every file (class_folders.check_image), added to '
       f'the loop, accounts for {(checked_slope - loop_slope) * 1e3:.3f} ms of '
       f'the difference; the rest, {(eg_slope - checked_slope) * 1e3:.3f} ms, '
-      f'is what the component adds around the same work (Beam\'s '
-      f'DirectRunner, sharding, its per-shard reports), less what its '
-      f'reader threads win back.',
+      f'is what the component adds around the same work: Beam\'s '
+      f'DirectRunner, the driver listing and stat-ing every file for its '
+      f'cache fingerprint and the executor listing them again (Kubeflow runs '
+      f'no driver), shard lists and per-shard reports. Files this small are '
+      f'checked on the writer\'s thread: the check holds the GIL, and reader '
+      f'threads would only contend for it.',
       f'Photos: the ExampleGen takes {photo_ratio:.2f}x the checking loop\'s '
       f'wall time ({photo_best[_EXAMPLE_GEN]:.1f} against '
       f'{photo_best[_CHECKED_LOOP]:.1f} s). Decoding a JPEG to check it is '
@@ -175,8 +178,9 @@ def _result(session, sizes, repeats, best, lines, photo_count,
   if not met:
     notes.append(
         f'Not met (MNIST): {eg_slope / loop_slope:.2f}x > {SLOPE_TARGET:g}x. '
-        f'A PNG\'s check is pure-Python work under the GIL, so threads win '
-        f'little there; the room is in the component\'s own share.')
+        f'An MNIST PNG costs the loop about 20 microseconds, so the few '
+        f'microseconds per file of listing it twice and stat-ing it once '
+        f'weigh as much as its check; see the load average too.')
   if not photo_met:
     notes.append(
         f'Not met (photos): {photo_ratio:.2f}x > {PHOTO_TARGET:g}x. The reader '

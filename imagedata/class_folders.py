@@ -254,7 +254,7 @@ def read_split(split_dir: str,
       try:
         read_image(path, max_pixels)
       except ImageProblem as e:
-        skipped.append((path, str(e)))
+        skipped.append((display_path(path), str(e)))
       else:
         files.append(LabeledFile(path, label, name))
   listing = SplitListing(split_dir, found, files, sorted(skipped))
