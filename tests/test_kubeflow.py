@@ -658,8 +658,9 @@ def test_every_step_runs_as_kfp_hands_it_over(tmp_path, bucket):
   spec, _ = _load(_compile(tmp_path / 'p.yaml', '--epochs', '1',
                            '--batch-size', '32', '--min-accuracy', '0.5'))
   serving = tmp_path / 'serving'
-  launcher = Launcher(spec, {'/serving': str(serving)}, bucket,
-                      params={'data_root': str(data)})
+  # The data PVC too: the schema steps and the Trainer's backup write there.
+  launcher = Launcher(spec, {'/serving': str(serving), '/data': str(data)},
+                      bucket, params={'data_root': str(data)})
   for task in TASKS:
     launcher.run(task)
   examples = launcher.outputs['ImageExampleGen']['examples']
@@ -672,6 +673,9 @@ def test_every_step_runs_as_kfp_hands_it_over(tmp_path, bucket):
   pushed = launcher.outputs['Pusher']['pushed_model']['metadata']
   assert pushed['pushed_destination'] == str(serving / 'LenetModel' / '1')
   assert (serving / 'LenetModel' / '1' / 'saved_model.pb').exists()
+  assert (data / 'schema' / names.SCHEMA_FILE).exists()
+  # The Trainer's backup on the data volume is gone once training finished.
+  assert not (data / 'trainer-backup').exists()
 
 
 # -------------------------------------------------------------- submitting --
