@@ -19,6 +19,11 @@ def report(message: str, *args) -> None:
   _logger.info(message, *args)
 
 
+def warn(message: str, *args) -> None:
+  """What a person must see even when all goes on: a skipped file, say."""
+  _logger.warning(message, *args)
+
+
 def console() -> TextIO:
   """The terminal, for progress bars: stderr unless the command line has
   sent stderr to the log file."""

@@ -7,7 +7,6 @@ large dataset should not stop a run.
 """
 import dataclasses
 import io
-import logging
 import os
 import struct
 import zlib
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from contract import names
+from contract import progress
 from contract.errors import UserError
 from imagedata import image_header
 
@@ -265,7 +265,7 @@ def read_split(split_dir: str,
 
 def log_skipped(skipped: Iterable[Tuple[str, str]]) -> None:
   for path, reason in skipped:
-    logging.warning('skipped %s: %s', path, reason)
+    progress.warn('skipped %s: %s', path, reason)
 
 
 def _check_not_empty(listing: SplitListing) -> None:

@@ -40,10 +40,10 @@ def register(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-  from trainer import standalone  # pylint: disable=g-import-not-at-top
   config = training_config.training_config_from_args(args)
-  with console.Console(console.log_path(None, 'train'),
-                       args.verbose):
+  with console.Console(console.log_path(None, 'train'), args.verbose):
+    # TensorFlow loads inside the console, where what it prints is logged.
+    from trainer import standalone  # pylint: disable=g-import-not-at-top
     path = standalone.train(args.train_dir, args.test_dir, args.model_dir,
                             config)
   print(f'saved model: {path}')
@@ -51,8 +51,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-  from trainer import standalone  # pylint: disable=g-import-not-at-top
   with console.Console(console.log_path(None, 'evaluate'), args.verbose):
+    from trainer import standalone  # pylint: disable=g-import-not-at-top
     result = standalone.evaluate(args.model_path, args.test_dir,
                                  args.batch_size)
   print(f'{result.count} test images ({result.skipped} skipped)')

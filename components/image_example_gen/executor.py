@@ -41,6 +41,7 @@ from imagedata import data_layout
 from imagedata import tf_examples
 from components.image_example_gen import options as options_lib
 from contract import names
+from contract import progress
 from contract.errors import UserError
 
 # Chunk lists and per-shard reports (merged into names.DATASET_INFO_FILE), removed
@@ -223,11 +224,10 @@ def _check(info: Dict[str, Any], options: options_lib.ExampleGenOptions
           ) -> None:
   """Logs what was skipped; fails when the data cannot train a classifier."""
   skipped = info['skipped']
-  for path, reason in skipped[:_LOGGED_SKIPS]:
-    logging.warning('skipped %s: %s', path, reason)
+  class_folders.log_skipped(skipped[:_LOGGED_SKIPS])
   if len(skipped) > _LOGGED_SKIPS:
-    logging.warning('... and %d more skipped files (see %s)',
-                    len(skipped) - _LOGGED_SKIPS, names.DATASET_INFO_FILE)
+    progress.warn('... and %d more skipped files (see %s)',
+                  len(skipped) - _LOGGED_SKIPS, names.DATASET_INFO_FILE)
   total = sum(info['examples'].values()) + len(skipped)  # every file found
   if total and len(skipped) / total > options.max_bad_fraction:
     raise UserError(
