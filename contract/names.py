@@ -86,6 +86,10 @@ PROP_PUSHED_VERSION = 'pushed_version'
 PROP_PUSHED_DESTINATION = 'pushed_destination'
 PROP_ALREADY_PUBLISHED = 'already_published'
 
+# --- Pipeline node ids that retrain reads back from a KFP run's tasks --------
+# The data gate's failure is a refusal of the data, not a failed run.
+DATA_GATE_NODE = 'DataGate'
+
 # --- The local MLMD store, in the pipeline root ------------------------------
 METADATA_FILE = 'metadata.sqlite'
 

@@ -348,6 +348,9 @@ class RunStatus:
   run_id: str
   state: str  # a v2beta1 RuntimeState name
   error: str  # the run's error message, '' when none
+  # Display names of the run's tasks that FAILED (run_details.task_details,
+  # backend/api/v2beta1/run.proto): which step ended the run.
+  failed_tasks: Tuple[str, ...] = ()
 
   @property
   def active(self) -> bool:
@@ -525,8 +528,11 @@ def _now() -> datetime.datetime:
 
 def _status(run) -> RunStatus:
   error = getattr(run.error, 'message', None) if run.error else None
+  tasks = (run.run_details.task_details or []) if run.run_details else []
   return RunStatus(run.run_id, run.state or 'RUNTIME_STATE_UNSPECIFIED',
-                   error or '')
+                   error or '',
+                   tuple(t.display_name for t in tasks
+                         if t.state == 'FAILED' and t.display_name))
 
 
 def _load_package(package: str) -> pipeline_spec_pb2.PipelineSpec:

@@ -96,7 +96,8 @@ def _data_validation(config: PipelineConfig, example_gen) -> list:
       schema_dir=config.schema_dir,
       accept_anomalies=int(options.accept_anomalies),
       state_hint=hint)
-  gate = data_validation.DataGate(anomalies=validator.outputs['anomalies'])
+  gate = data_validation.DataGate(
+      anomalies=validator.outputs['anomalies']).with_id(names.DATA_GATE_NODE)
   return [statistics, schema, validator, gate]
 
 

@@ -11,6 +11,8 @@ it ended:
   layout KFP's driver gives every output (backend/src/v2/driver/driver.go,
   provisionOutputs; v2/metadata/client.go, GetPipeline). A run that succeeded
   and published nothing was `not_blessed`.
+- FAILED at the data gate: `refused`, as a local run records it; the data
+  needs a person, not another try.
 - FAILED, CANCELED (or any other end): `failed`, retried through KFP's own
   retry of the run (the failed steps run again), or as a new run when KFP
   refuses that.
@@ -68,6 +70,12 @@ def follow(target: KfpTarget, config: PipelineConfig,
                     f'{target.timeout_s / 3600:g} h after its submission; '
                     'stopped')
     return attempt
+  if names.DATA_GATE_NODE in status.failed_tasks:
+    return _ended(attempt, Outcome.REFUSED,
+                  f'KFP run {status.run_id}: the data validation gate refused '
+                  'the data; its anomalies are in the run\'s DataValidator '
+                  'output (--accept-anomalies, or an edited schema, lets it '
+                  'through)')
   if status.state != kubeflow.SUCCEEDED:
     return _ended(attempt, Outcome.FAILED,
                   f'KFP run {status.run_id} {status.state}'

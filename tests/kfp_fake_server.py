@@ -115,12 +115,20 @@ class FakeKfp:
     self._server.shutdown()
     self._server.server_close()
 
-  def set_state(self, run_id: str, state: str, error: str = '') -> None:
-    """What Argo and the persistence agent would report for the run."""
+  def set_state(self, run_id: str, state: str, error: str = '',
+                failed_task: str = '') -> None:
+    """What Argo and the persistence agent would report for the run; a
+    failed task appears in run_details as the API server lists the run's
+    MLMD executions (apiserver/server/api_converter.go)."""
     run = self._run(run_id)
     run['state'] = state
     if error:
       run['error'] = {'code': 2, 'message': error}
+    if failed_task:
+      run['run_details'] = {'task_details': [{
+          'run_id': run_id, 'task_id': self._new_id('task'),
+          'display_name': failed_task, 'state': 'FAILED',
+          'error': {'code': 2, 'message': error}}]}
 
   def uploaded(self, pipeline_id: str) -> List[bytes]:
     return [v['package'] for v in self.versions[pipeline_id]]

@@ -107,6 +107,22 @@ def test_a_failed_run_is_retried_on_the_next_tick_up_to_max_tries(
   assert len(kfp_server.runs) == 1
 
 
+def test_a_run_failed_by_the_data_gate_is_refused_data_not_retried(
+    root, kfp_server, capsys):
+  assert _tick(root, kfp_server) == 0
+  (run,) = kfp_server.runs
+  kfp_server.set_state(run['run_id'], 'FAILED', 'data refused',
+                       failed_task=names.DATA_GATE_NODE)
+  capsys.readouterr()
+  assert _tick(root, kfp_server) == 1
+  assert 'span-1: refused' in capsys.readouterr().out
+  (attempt,) = _history(root)
+  assert attempt['outcome'] == 'refused'
+  assert 'data validation gate' in attempt['detail']
+  assert _tick(root, kfp_server) == 0  # handled: no retry, no new run
+  assert len(kfp_server.runs) == 1 and kfp_server.runs[0]['state'] == 'FAILED'
+
+
 def test_a_timed_out_run_is_stopped_and_a_new_run_follows_once_it_is_over(
     root, kfp_server):
   assert _tick(root, kfp_server) == 0
