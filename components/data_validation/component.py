@@ -41,6 +41,7 @@ from components.data_validation import schema as schema_lib
 from components.data_validation import store
 from components.data_validation.options import DataValidationOptions
 from contract import names
+from contract import progress
 from contract.errors import UserError
 
 # TFX's file names (example_validator/executor.py, schema_gen/executor.py).
@@ -90,9 +91,9 @@ def CuratedSchemaGen(  # pylint: disable=invalid-name  (TFX component naming)
         DataValidationOptions(max_category_distance=max_category_distance,
                               max_numeric_divergence=max_numeric_divergence))
     store.write_schema(schema_dir, kept)
-    logging.warning('inferred a schema from this run\'s data: %s (edit it to '
-                    'change what later data must look like)',
-                    store.schema_path(schema_dir))
+    progress.warn('inferred a schema from this run\'s data: %s (edit it to '
+                  'change what later data must look like)',
+                  store.schema_path(schema_dir))
   io_utils.write_pbtxt_file(os.path.join(schema.uri, names.SCHEMA_FILE), kept)
   schema.set_int_custom_property(names.PROP_SCHEMA_INFERRED, int(inferred))
   schema.set_string_custom_property(names.PROP_SCHEMA_FILE,
