@@ -24,6 +24,15 @@ def _requirements():
 
 
 _RUNTIME, _DEV = _requirements()
+# Installed as imgcls.pipeline, imgcls.components and imgcls.trainer.
+_TOP_LEVEL = ('pipeline', 'components', 'trainer')
+
+
+def _packages_under(directory, prefix):
+  """`prefix` and its subpackages, found in `directory`."""
+  found = setuptools.find_packages(where=directory)
+  return [prefix, *(f'{prefix}.{name}' for name in found)]
+
 
 setuptools.setup(
     name='imgcls',
@@ -31,15 +40,18 @@ setuptools.setup(
     description='Object-oriented TensorFlow image classifiers, trained and '
     'shipped by a TFX pipeline and served by TF Serving.',
     python_requires='>=3.10',
-    packages=setuptools.find_packages(include=[
-        'trainer', 'trainer.*', 'components', 'components.*', 'pipeline',
-        'pipeline.*', 'clients', 'clients.*', 'dev_server', 'dev_server.*',
-        'contract', 'contract.*', 'imagedata', 'imagedata.*', 'serving_dir',
-        'serving_dir.*', 'retrain', 'retrain.*',
-        'report', 'report.*', 'imgcls', 'imgcls.*'
-    ]),
-    # The deployment's shared names (contract/deployment.py reads them).
-    data_files=[('share/imgcls', ['kubernetes/params/params.env'])],
+    # One import name, imgcls. The supporting packages live under imgcls/;
+    # pipeline/, components/ and trainer/ stay at the repository's top level
+    # and install under imgcls. (imgcls/__init__.py gives them the same names
+    # in a checkout). The deployment's params file ships as package data of
+    # imgcls.params (imgcls/contract/deployment.py reads it).
+    packages=[*_packages_under('imgcls', 'imgcls'),
+              *(name for top in _TOP_LEVEL
+                for name in _packages_under(top, f'imgcls.{top}')),
+              'imgcls.params'],
+    package_dir={**{f'imgcls.{top}': top for top in _TOP_LEVEL},
+                 'imgcls.params': 'kubernetes/params'},
+    package_data={'imgcls.params': ['params.env']},
     install_requires=_RUNTIME,
     extras_require={'dev': _DEV},
     entry_points={'console_scripts': ['imgcls = imgcls.cli:main']},

@@ -6,14 +6,16 @@ import sys
 import tempfile
 import traceback
 
-from bench import accuracy
-from bench import doc
-from bench import ingest
-from bench import input_pipeline
-from bench import serve_latency
-from bench import whole_pipeline
-from bench import common
-from imagedata import sample_data
+from bench import (
+  accuracy,
+  common,
+  doc,
+  ingest,
+  input_pipeline,
+  serve_latency,
+  whole_pipeline,
+)
+from imgcls.imagedata import sample_data
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(_REPO, 'docs', 'benchmarks.md')

@@ -11,10 +11,9 @@ import os
 import re
 import shutil
 
-from bench import common
-from bench import data
-from trainer import standalone
-from trainer.config import TrainingConfig
+from bench import common, data
+from imgcls.trainer import standalone
+from imgcls.trainer.config import TrainingConfig
 
 NAME = 'accuracy'
 TITLE = 'Accuracy: LeNet on MNIST'

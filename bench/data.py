@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from imagedata import sample_data
+from imgcls.imagedata import sample_data
 
 _COMPLETE = '.complete'  # written last: a half-written tree is redone
 _DESCRIPTIONS = {'digits': 'scikit-learn digits', 'mnist': 'MNIST'}

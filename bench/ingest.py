@@ -16,18 +16,15 @@ the same tf.Examples in one process and one thread.
 """
 import os
 import shutil
-from typing import Dict, List
+from typing import Dict
 
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from bench import common
-from bench import data
-from imagedata import class_folders
-from imagedata import data_layout
-from imagedata import tf_examples
-from components.image_example_gen.component import ImageExampleGen
-from pipeline.config import DEFAULT_BEAM_ARGS
+from bench import common, data
+from imgcls.components.image_example_gen.component import ImageExampleGen
+from imgcls.imagedata import class_folders, data_layout, tf_examples
+from imgcls.pipeline.config import DEFAULT_BEAM_ARGS
 
 NAME = 'ingest'
 TITLE = 'Ingest: ImageExampleGen'

@@ -21,14 +21,11 @@ from typing import List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from bench import common
-from bench import data
-from bench import ingest
-from imagedata import data_layout
-from pipeline import results
-from trainer import dataset
-from trainer import training
-from trainer.config import TrainingConfig
+from bench import common, data, ingest
+from imgcls.imagedata import data_layout
+from imgcls.pipeline import results
+from imgcls.trainer import dataset, training
+from imgcls.trainer.config import TrainingConfig
 
 NAME = 'input'
 TITLE = 'Input pipeline: Trainer on TFRecords'

@@ -12,11 +12,11 @@ import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+import tensorflow as tf
 
-from trainer import models
-from trainer.config import TrainingConfig
+from imgcls.trainer import models
+from imgcls.trainer.config import TrainingConfig
 
 
 def load_split(split_dir: str):

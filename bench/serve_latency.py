@@ -25,15 +25,13 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from bench import common
-from bench import data
-from imagedata import data_layout
-from clients import client
-from trainer import models
-from contract import names
-from contract import saved_model
-from serving_dir import versions as model_versions
-from trainer.config import TrainingConfig
+from bench import common, data
+from imgcls.clients import client
+from imgcls.contract import names, saved_model
+from imgcls.imagedata import data_layout
+from imgcls.serving_dir import versions as model_versions
+from imgcls.trainer import models
+from imgcls.trainer.config import TrainingConfig
 
 NAME = 'serving'
 TITLE = 'Serving: REST and gRPC'
@@ -133,7 +131,7 @@ def _closed_loop_rate(grpc_port: int, image: bytes, per_client: int) -> float:
 def _first_requests_after_swaps(base_path, out, image) -> Dict[str, float]:
   """Seconds of the first request to a freshly swapped-in version, without
   and with a warm-up file in it."""
-  from dev_server import warmup  # pylint: disable=g-import-not-at-top
+  from imgcls.dev_server import warmup  # pylint: disable=g-import-not-at-top
   swap_base = os.path.join(out, 'swap', MODEL_NAME)
   shutil.copytree(os.path.join(base_path, '1'), os.path.join(swap_base, '1'))
   server, ports = _start_server(swap_base, os.path.join(out, 'swap.log'),

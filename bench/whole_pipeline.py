@@ -14,9 +14,8 @@ import shutil
 import time
 from typing import Dict
 
-from bench import common
-from bench import data
-from pipeline import results
+from bench import common, data
+from imgcls.pipeline import results
 
 NAME = 'pipeline'
 TITLE = 'Whole pipeline: imgcls run'

@@ -8,26 +8,22 @@ answers, so it is not pushed. The result is an InfraBlessing, which the
 Pusher already knows how to honour.
 """
 import logging
-import os
-from typing import List, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
-from tfx.dsl.component.experimental.annotations import InputArtifact
-from tfx.dsl.component.experimental.annotations import OutputArtifact
-from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.annotations import (
+  InputArtifact,
+  OutputArtifact,
+  Parameter,
+)
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types import artifact_utils
-from tfx.types.standard_artifacts import Examples
-from tfx.types.standard_artifacts import InfraBlessing
-from tfx.types.standard_artifacts import Model
+from tfx.types.standard_artifacts import Examples, InfraBlessing, Model
 from tfx.utils import path_utils
 
-from imagedata import tf_examples
-from contract import names
-from contract import outputs as outputs_lib
-from contract import saved_model
-from imagedata import preprocessing
+from imgcls.contract import names, saved_model
+from imgcls.contract import outputs as outputs_lib
+from imgcls.imagedata import preprocessing, tf_examples
 
 # serving_default gets pixels decoded by a client library, not by TF; lossy
 # formats may round differently, so a rare disagreement is tolerated there.

@@ -6,12 +6,11 @@ import pytest
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from components import contract_check
-from contract import names
-from imagedata import tf_examples
-from tests import artifacts
-from tests import broken_models
-from trainer import models
+from imgcls.components import contract_check
+from imgcls.contract import names
+from imgcls.imagedata import tf_examples
+from imgcls.trainer import models
+from tests import artifacts, broken_models
 
 
 @pytest.fixture(scope='module')

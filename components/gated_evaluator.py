@@ -14,12 +14,10 @@ import tensorflow_model_analysis as tfma
 from tfx.components import Evaluator
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
-from tfx.types import artifact_utils
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
 
-from components import serving_baseline
-from contract import names
-
+from imgcls.components import serving_baseline
+from imgcls.contract import names
 
 
 class Executor(evaluator_executor.Executor):

@@ -1,13 +1,12 @@
 """Tests for the GatedEvaluator: a first model without a baseline, and the
 reason recorded when a model is not blessed."""
 import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.proto import config_pb2
-from tensorflow_model_analysis.proto import validation_result_pb2
+from tensorflow_model_analysis.proto import config_pb2, validation_result_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components import gated_evaluator
-from contract import names
+from imgcls.components import gated_evaluator
+from imgcls.contract import names
 from tests import artifacts
 
 

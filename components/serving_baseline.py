@@ -10,15 +10,13 @@ and the Evaluator judges the candidate by the value threshold alone.
 import os
 import shutil
 
-from tfx.dsl.component.experimental.annotations import OutputArtifact
-from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
 from tfx.utils import path_utils
 
-from contract import names
-from serving_dir import versions as model_versions
-
+from imgcls.contract import names
+from imgcls.serving_dir import versions as model_versions
 
 
 def has_model(baseline: Model) -> bool:

@@ -4,8 +4,8 @@ import os
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from components import serving_baseline
-from contract import names
+from imgcls.components import serving_baseline
+from imgcls.contract import names
 
 
 def _run(model_base_path, tmp_path):

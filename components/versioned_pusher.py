@@ -29,29 +29,24 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_model_analysis as tfma
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import model_pb2
-from tensorflow_serving.apis import predict_pb2
+import tensorflow_model_analysis as tfma
+from tensorflow_serving.apis import model_pb2, predict_pb2
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
-from tfx.dsl.components.base import base_component
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.types import standard_component_specs as specs
 from tfx.types.component_spec import ChannelParameter
-from tfx.utils import json_utils
-from tfx.utils import proto_utils
+from tfx.utils import json_utils, proto_utils
 
-from components import serving_baseline
-from contract import names
-from imagedata import preprocessing
-from imagedata import tf_examples
-from serving_dir import provenance as provenance_lib
-from serving_dir import versions as model_versions
-from serving_dir import warmup
+from imgcls.components import serving_baseline
+from imgcls.contract import names
+from imgcls.imagedata import preprocessing, tf_examples
+from imgcls.serving_dir import provenance as provenance_lib
+from imgcls.serving_dir import versions as model_versions
+from imgcls.serving_dir import warmup
 
 KEEP_VERSIONS = 'keep_versions'
 DEFAULT_KEEP_VERSIONS = 5

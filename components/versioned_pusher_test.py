@@ -2,8 +2,8 @@
 nothing is."""
 import os
 
-from contract import names
-from serving_dir import versions
+from imgcls.contract import names
+from imgcls.serving_dir import versions
 from tests import artifacts
 
 

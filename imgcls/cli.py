@@ -9,18 +9,18 @@ import importlib
 import logging
 import sys
 
-from contract.errors import UserError
+from imgcls.contract.errors import UserError
 
 _COMMAND_MODULES = (
-    'imagedata.cli',
-    'trainer.cli',
+    'imgcls.imagedata.cli',
+    'imgcls.trainer.cli',
     'imgcls.run',
-    'pipeline.kubeflow_cli',
-    'clients.cli',
-    'serving_dir.cli',
-    'dev_server.cli',
-    'retrain.cli',
-    'report.cli',
+    'imgcls.pipeline.kubeflow_cli',
+    'imgcls.clients.cli',
+    'imgcls.serving_dir.cli',
+    'imgcls.dev_server.cli',
+    'imgcls.retrain.cli',
+    'imgcls.report.cli',
 )
 
 

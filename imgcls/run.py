@@ -5,9 +5,9 @@ does not know about the report.
 """
 import argparse
 
-from contract import progress
-from pipeline import config as pipeline_config
-from pipeline import console as pipeline_console
+from imgcls.contract import progress
+from imgcls.pipeline import config as pipeline_config
+from imgcls.pipeline import console as pipeline_console
 
 
 def register(subparsers) -> None:
@@ -25,9 +25,9 @@ def _run(args: argparse.Namespace) -> int:
   with pipeline_console.run_console(config.pipeline_root, 'run',
                                    args.verbose) as console:
     # pylint: disable=g-import-not-at-top  (TFX loads inside the console)
-    from clients.verify import verify_run
-    from pipeline import local
-    from report import write_report
+    from imgcls.clients.verify import verify_run
+    from imgcls.pipeline import local
+    from imgcls.report import write_report
     # pylint: enable=g-import-not-at-top
     progress.report('imgcls run: %s -> %s (log: %s)', config.data_root,
                     config.model_base_path, console.log_path)

@@ -4,12 +4,12 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
-from contract import names
-from contract.errors import UserError
-from components.data_validation.options import DataValidationOptions
-from components.image_example_gen.options import ExampleGenOptions
-from trainer import config as training_config
-from trainer.config import TrainingConfig
+from imgcls.components.data_validation.options import DataValidationOptions
+from imgcls.components.image_example_gen.options import ExampleGenOptions
+from imgcls.contract import names
+from imgcls.contract.errors import UserError
+from imgcls.trainer import config as training_config
+from imgcls.trainer.config import TrainingConfig
 
 # Beam's DirectRunner in one process: a component starts in under 2 s, against
 # about 8 s in multi_processing mode, which pays off only for large data.

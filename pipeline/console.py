@@ -5,7 +5,7 @@ inside the console, where what it prints goes to the log.
 """
 import functools
 
-from contract import console
+from imgcls.contract import console
 
 
 def run_console(pipeline_root: str, command: str,
@@ -17,5 +17,5 @@ def run_console(pipeline_root: str, command: str,
 
 
 def _describe(pipeline_root: str, node_id: str) -> str:
-  from pipeline import local  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import local  # pylint: disable=g-import-not-at-top
   return local.describe_component(pipeline_root, node_id)

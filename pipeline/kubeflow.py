@@ -46,8 +46,8 @@ import os
 import re
 import sys
 import tempfile
-import warnings
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+import warnings
 
 from google.protobuf import json_format
 from kfp.compiler import pipeline_spec_builder
@@ -55,20 +55,23 @@ from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
-from tfx.types import standard_component_specs
 import yaml
 
-from components.data_validation.component import CuratedSchemaGen
-from components.data_validation.component import DataValidator
-from components.image_example_gen.component import ImageExampleGen
-from components.serving_baseline import ServingBaseline
-from components.versioned_pusher import VersionedPusher
-from contract.errors import UserError
-from pipeline import pipeline as pipeline_def
-from pipeline.config import PipelineConfig
-from pipeline.kubeflow_config import DATA_MOUNT
-from pipeline.kubeflow_config import KubeflowOptions
-from pipeline.kubeflow_config import SERVING_MOUNT
+from imgcls.components.data_validation.component import (
+  CuratedSchemaGen,
+  DataValidator,
+)
+from imgcls.components.image_example_gen.component import ImageExampleGen
+from imgcls.components.serving_baseline import ServingBaseline
+from imgcls.components.versioned_pusher import VersionedPusher
+from imgcls.contract.errors import UserError
+from imgcls.pipeline import pipeline as pipeline_def
+from imgcls.pipeline.config import PipelineConfig
+from imgcls.pipeline.kubeflow_config import (
+  DATA_MOUNT,
+  SERVING_MOUNT,
+  KubeflowOptions,
+)
 
 DATA_ROOT_PARAMETER = 'data_root'
 # TFX needs a root to compile against; nothing is written there at compile
@@ -76,7 +79,7 @@ DATA_ROOT_PARAMETER = 'data_root'
 # the compiled spec does not name it.
 _NAMESPACE_ROOT = 'minio://namespace-default-root'
 GPU_RESOURCE = 'nvidia.com/gpu'
-ENTRYPOINT = ('python', '-m', 'pipeline.kubeflow_entrypoint')
+ENTRYPOINT = ('python', '-m', 'imgcls.pipeline.kubeflow_entrypoint')
 _ResourceSpec = (pipeline_spec_pb2.PipelineDeploymentConfig
                  .PipelineContainerSpec.ResourceSpec)
 _QUANTITY = re.compile(r'^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$')

@@ -1,8 +1,8 @@
 """`imgcls compile` and `imgcls submit`: the pipeline on Kubeflow Pipelines."""
 import argparse
 
-from contract.errors import UserError
-from pipeline import kubeflow_config
+from imgcls.contract.errors import UserError
+from imgcls.pipeline import kubeflow_config
 
 _PATHS = ('--data-root and --serving-dir are paths in the pipeline\'s pods: '
           f'the data PVC is mounted at {kubeflow_config.DATA_MOUNT}, the '
@@ -60,14 +60,14 @@ def register(subparsers) -> None:
 
 
 def _compile(args: argparse.Namespace) -> int:
-  from pipeline import kubeflow  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import kubeflow  # pylint: disable=g-import-not-at-top
   print(kubeflow.compile_pipeline(*kubeflow_config.from_args(args),
                                   args.output))
   return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-  from pipeline import kubeflow  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import kubeflow  # pylint: disable=g-import-not-at-top
   if args.cron and not args.recurring:
     raise UserError('--cron schedules a recurring run: add --recurring')
   submit_args = dict(

@@ -7,8 +7,8 @@ import argparse
 import dataclasses
 from typing import Optional, Tuple
 
-from contract import deployment
-from pipeline import config as pipeline_config
+from imgcls.contract import deployment
+from imgcls.pipeline import config as pipeline_config
 
 # Where the PVCs are mounted in the steps' pods: the same paths as in the
 # retrain CronJob and TF Serving, all from kubernetes/params/params.env.

@@ -42,12 +42,11 @@ import os
 import sys
 
 from absl import app
-from google.protobuf import json_format
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 
-from contract import names
+from imgcls.contract import names
 
 # The launcher's mapping of remote URIs to local paths (LocalPathForURI).
 LOCAL_ROOTS = {'gs://': '/gcs/', 'minio://': '/minio/', 's3://': '/s3/'}

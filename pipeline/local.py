@@ -3,11 +3,11 @@ import os
 
 from tfx import v1 as tfx
 
-from components.data_validation import component as data_validation
-from serving_dir import versions as model_versions
-from pipeline import pipeline as pipeline_def
-from pipeline import results
-from pipeline.config import PipelineConfig
+from imgcls.components.data_validation import component as data_validation
+from imgcls.pipeline import pipeline as pipeline_def
+from imgcls.pipeline import results
+from imgcls.pipeline.config import PipelineConfig
+from imgcls.serving_dir import versions as model_versions
 
 
 def run(config: PipelineConfig) -> results.RunResult:

@@ -17,23 +17,23 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
 
-from contract import names
-from components import versioned_pusher
-from components.contract_check import ContractCheck
-from components.data_validation import component as data_validation
-from components.data_validation import schema as validation_schema
-from components.data_validation import store as validation_store
-from components.gated_evaluator import GatedEvaluator
-from components.image_example_gen.component import ImageExampleGen
-from components.serving_baseline import ServingBaseline
-from pipeline.config import PipelineConfig
-from trainer.config import TrainingConfig
+from imgcls.components import versioned_pusher
+from imgcls.components.contract_check import ContractCheck
+from imgcls.components.data_validation import component as data_validation
+from imgcls.components.data_validation import schema as validation_schema
+from imgcls.components.data_validation import store as validation_store
+from imgcls.components.gated_evaluator import GatedEvaluator
+from imgcls.components.image_example_gen.component import ImageExampleGen
+from imgcls.components.serving_baseline import ServingBaseline
+from imgcls.contract import names
+from imgcls.pipeline.config import PipelineConfig
+from imgcls.trainer.config import TrainingConfig
 
 # By import path: the environment and the image install the project, so TFX
 # needs no module file and builds no per-run wheel of one
 # (tfx/components/trainer/component.py, run_fn).
-TRAINER_RUN_FN = 'trainer.task.run_fn'
-TUNER_FN = 'trainer.task.tuner_fn'
+TRAINER_RUN_FN = 'imgcls.trainer.task.run_fn'
+TUNER_FN = 'imgcls.trainer.task.tuner_fn'
 # Under the pipeline root: where an interrupted Trainer's backup waits for
 # the retry (trainer.task.backup_dir), removed once training has finished.
 TRAINER_BACKUP_DIR = 'trainer-backup'

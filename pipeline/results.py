@@ -9,13 +9,13 @@ import os
 from typing import Any, Dict, List, Optional
 
 import ml_metadata as mlmd
-import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
+import tensorflow_model_analysis as tfma
 from tfx.orchestration import metadata
 
-from contract import names
-from contract.errors import UserError
-from imagedata import tf_examples
+from imgcls.contract import names
+from imgcls.contract.errors import UserError
+from imgcls.imagedata import tf_examples
 
 _OUTPUT = metadata_store_pb2.Event.OUTPUT
 

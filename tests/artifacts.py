@@ -9,15 +9,13 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 import tensorflow as tf
-from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
-from tfx.utils import json_utils
-from tfx.utils import path_utils
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import json_utils, path_utils
 
-from contract import names
-from imagedata import tf_examples
+from imgcls.contract import names
+from imgcls.imagedata import tf_examples
+from imgcls.trainer import models
 from tests import images
-from trainer import models
 
 CLASS_NAMES = ['zero', 'one', 'two']
 
@@ -75,7 +73,7 @@ def push(tmp_path, base_dir: str, images: int = 6, with_examples: bool = True,
          trained=None, baseline_version: int = 2, blessed: int = 1,
          keep_versions: int = 5) -> standard_artifacts.PushedModel:
   """Runs the versioned Pusher's executor once; returns its PushedModel."""
-  from components import versioned_pusher  # pylint: disable=g-import-not-at-top
+  from imgcls.components import versioned_pusher  # pylint: disable=g-import-not-at-top
   inputs = {
       'model': [trained or model(str(tmp_path / 'model'))],
       'model_blessing': [artifact(standard_artifacts.ModelBlessing,

@@ -1,7 +1,7 @@
 """Model classes that break the serving contract, for the contract check."""
 import tensorflow as tf
 
-from trainer.models import LenetModel
+from imgcls.trainer.models import LenetModel
 
 
 class UnnormalizedModel(LenetModel):

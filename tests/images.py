@@ -6,7 +6,7 @@ from typing import Dict, Sequence
 import numpy as np
 from PIL import Image
 
-from imagedata import sample_data
+from imgcls.imagedata import sample_data
 
 FORMATS = ('PNG', 'JPEG', 'BMP', 'GIF')
 _EXTENSIONS = {'PNG': 'png', 'JPEG': 'jpg', 'BMP': 'bmp', 'GIF': 'gif'}

@@ -30,8 +30,8 @@ import http.server
 import itertools
 import json
 import threading
-import urllib.parse
 from typing import Any, Dict, List, Optional
+import urllib.parse
 
 from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2

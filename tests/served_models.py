@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from imagedata import sample_data
-from serving_dir import versions as model_versions
+from imgcls.imagedata import sample_data
+from imgcls.serving_dir import versions as model_versions
 
 CLASS_NAMES = ('cat', 'dog', 'fox')
 MODEL_NAME = 'Lenet'
@@ -22,7 +22,7 @@ MODEL_NAME = 'Lenet'
 
 def save_model(path: str, class_names: Sequence[str] = CLASS_NAMES) -> str:
   """A LenetModel SavedModel, with all serving signatures, at `path`."""
-  from trainer import models  # pylint: disable=g-import-not-at-top  (slow)
+  from imgcls.trainer import models  # pylint: disable=g-import-not-at-top  (slow)
   models.build_model('LenetModel', (28, 28, 1), class_names).save(path)
   return path
 

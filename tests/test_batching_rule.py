@@ -27,7 +27,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from contract import names
+from imgcls.contract import names
 
 Inputs = Dict[str, np.ndarray]
 

@@ -5,8 +5,7 @@ import types
 import pytest
 
 from bench import __main__ as bench_main
-from bench import common
-from bench import doc
+from bench import common, doc
 
 
 def _result(name, met=True, quick=True) -> common.Result:
@@ -98,5 +97,5 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path, capsys):
     assert result.quick and result.figures and result.machine['cores']
   page = out.read_text()
   assert 'Quick mode' in page
-  assert 'dev_server.server.ModelServer' in page  # the server is named
+  assert 'imgcls.dev_server.server.ModelServer' in page  # the server is named
   assert f'wrote {out}' in capsys.readouterr().out

@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from imagedata import data_layout
-from serving_dir import versions as model_versions
-from contract.errors import UserError
+from imgcls.contract.errors import UserError
+from imgcls.imagedata import data_layout
+from imgcls.serving_dir import versions as model_versions
 from tests import images
 
 

@@ -15,14 +15,13 @@ from tfx.components.statistics_gen import executor as statistics_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components.data_validation import component
-from components.data_validation import schema as schema_lib
-from components.data_validation import store
-from components.image_example_gen import executor as example_gen_executor
-from components.image_example_gen.options import ExampleGenOptions
-from contract import names
-from contract.errors import UserError
-from imagedata import sample_data
+from imgcls.components.data_validation import component, store
+from imgcls.components.data_validation import schema as schema_lib
+from imgcls.components.image_example_gen import executor as example_gen_executor
+from imgcls.components.image_example_gen.options import ExampleGenOptions
+from imgcls.contract import names
+from imgcls.contract.errors import UserError
+from imgcls.imagedata import sample_data
 from tests import images
 
 CLASSES = ('circle', 'square', 'triangle')
@@ -271,8 +270,8 @@ def test_state_hint_changes_with_either_file(schema_dir):
 
 
 def test_retrain_records_refused_data_with_its_anomalies():
-  from retrain import state as state_lib  # pylint: disable=g-import-not-at-top
-  from retrain import watcher  # pylint: disable=g-import-not-at-top
+  from imgcls.retrain import state as state_lib  # pylint: disable=g-import-not-at-top
+  from imgcls.retrain import watcher  # pylint: disable=g-import-not-at-top
   anomaly = {'split': 'train', 'feature': names.IMAGE_CHANNELS_KEY,
              'what': 'High approximate Jensen-Shannon divergence',
              'description': 'between current and previous is 1'}

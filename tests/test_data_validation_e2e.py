@@ -9,13 +9,13 @@ import os
 
 import pytest
 
-from contract import names
 from imgcls import cli
-from pipeline import local
-from pipeline.config import PipelineConfig
-from serving_dir import versions as model_versions
+from imgcls.contract import names
+from imgcls.pipeline import local
+from imgcls.pipeline.config import PipelineConfig
+from imgcls.serving_dir import versions as model_versions
+from imgcls.trainer.config import TrainingConfig
 from tests import test_data_validation as executors
-from trainer.config import TrainingConfig
 
 pytestmark = pytest.mark.e2e
 

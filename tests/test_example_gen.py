@@ -4,13 +4,15 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
-from tfx.types import standard_component_specs
+from tfx.types import (
+  artifact_utils,
+  standard_artifacts,
+  standard_component_specs,
+)
 
-from components.image_example_gen import executor
-from contract import names
-from imagedata import tf_examples
+from imgcls.components.image_example_gen import executor
+from imgcls.contract import names
+from imgcls.imagedata import tf_examples
 from tests import images
 
 

@@ -16,10 +16,9 @@ import textwrap
 
 import pytest
 
-from contract import names
 from imgcls import cli
-from tests import images
-from tests import served_models
+from imgcls.contract import names
+from tests import images, served_models
 from tests.test_image_header import png_header
 
 CLASSES = {'a': 12, 'b': 12}
@@ -139,8 +138,8 @@ def test_max_image_pixels_above_what_the_model_decodes_is_refused(
 _SERVE_BOMBS = textwrap.dedent('''
     import json, resource, sys
     import tensorflow as tf
-    from contract import saved_model
-    from imagedata import tf_examples
+    from imgcls.contract import saved_model
+    from imgcls.imagedata import tf_examples
     from tests import images
     model = saved_model.SavedClassifier(sys.argv[1])
     good = images.encode(images.digit_like(1))

@@ -11,12 +11,12 @@ import struct
 import zlib
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
-from imagedata import image_header
-from imagedata.image_header import HeaderError
+from imgcls.imagedata import image_header
+from imgcls.imagedata.image_header import HeaderError
 from tests import images
 
 _MODES = ('L', 'RGB', 'RGBA', 'P', 'LA', 'I;16')

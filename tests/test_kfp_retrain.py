@@ -9,12 +9,11 @@ import os
 
 import pytest
 
-from contract import names
 from imgcls import cli
-from pipeline import kubeflow
-from retrain import state as state_lib
-from tests import images
-from tests import kfp_fake_server
+from imgcls.contract import names
+from imgcls.pipeline import kubeflow
+from imgcls.retrain import state as state_lib
+from tests import images, kfp_fake_server
 
 
 @pytest.fixture

@@ -18,23 +18,22 @@ import subprocess
 
 import pytest
 
-from clients import verify
-from components import versioned_pusher
-from dev_server.server import ModelServer, ServerConfig
-from pipeline import kubeflow
-from pipeline.config import ServingCheck
-from serving_dir import history
-from serving_dir import provenance
-from serving_dir import versions
-from serving_dir import warmup
+from imgcls.clients import verify
+from imgcls.components import versioned_pusher
+from imgcls.dev_server.server import ModelServer, ServerConfig
+from imgcls.pipeline import kubeflow
+from imgcls.pipeline.config import ServingCheck
+from imgcls.serving_dir import history, provenance, versions, warmup
 from tests import kfp_fake_server
 from tests import served_models as testing
-from tests.test_kubeflow import IMAGE
-from tests.test_kubeflow import ResourceSpec
-from tests.test_kubeflow import TASKS
-from tests.test_kubeflow import _compile
-from tests.test_kubeflow import _k8s
-from tests.test_kubeflow import _load
+from tests.test_kubeflow import (
+  IMAGE,
+  TASKS,
+  ResourceSpec,
+  _compile,
+  _k8s,
+  _load,
+)
 
 MODEL = 'LenetModel'
 RUN_ID = '4f6d2a8e-run-of-this-test'

@@ -24,11 +24,11 @@ import sys
 import time
 import uuid
 
+from google.protobuf import json_format
 from kfp.client import client as kfp_client
 import kfp.components
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
-from google.protobuf import json_format
 import pytest
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
@@ -37,16 +37,17 @@ from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 import yaml
 
 from imgcls import cli
-from contract.errors import UserError
-from pipeline import kubeflow
-from pipeline import kubeflow_cli
-from pipeline import kubeflow_config
-from pipeline import kubeflow_entrypoint
-from pipeline import pipeline as pipeline_def
-from pipeline.config import PipelineConfig
-from contract import names
-from tests import images
-from tests import kfp_fake_server
+from imgcls.contract import names
+from imgcls.contract.errors import UserError
+from imgcls.pipeline import (
+  kubeflow,
+  kubeflow_cli,
+  kubeflow_config,
+  kubeflow_entrypoint,
+)
+from imgcls.pipeline import pipeline as pipeline_def
+from imgcls.pipeline.config import PipelineConfig
+from tests import images, kfp_fake_server
 
 IMAGE = 'registry.example.com/imgcls:1.2.3'
 VALIDATION_TASKS = ('StatisticsGen', 'CuratedSchemaGen', 'DataValidator',
@@ -357,9 +358,9 @@ def test_trainer_runs_its_run_fn_from_the_image_and_no_wheel_is_built(
   spec, _, _ = compiled
   parameters = spec.root.dag.tasks['Trainer'].inputs.parameters
   assert parameters['run_fn'].runtime_value.constant.string_value == (
-      'trainer.task.run_fn')
+      'imgcls.trainer.task.run_fn')
   assert 'module_path' not in parameters and 'module_file' not in parameters
-  assert importlib.util.find_spec('trainer.task')
+  assert importlib.util.find_spec('imgcls.trainer.task')
 
 
 def test_without_pipeline_root_runs_write_under_the_namespaces_own(

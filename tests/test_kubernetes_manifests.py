@@ -28,7 +28,7 @@ import pytest
 from tensorflow_serving.config import model_server_config_pb2
 import yaml
 
-from contract import deployment
+from imgcls.contract import deployment
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _KUBERNETES = _REPO / 'kubernetes'
@@ -259,7 +259,7 @@ def test_params_are_parsed_as_kustomize_parses_env_files(text, expected):
 
 
 def test_python_defaults_come_from_the_params_file():
-  from pipeline import kubeflow_config  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import kubeflow_config  # pylint: disable=g-import-not-at-top
   options = kubeflow_config.KubeflowOptions()
   assert options.image == _PARAMS['IMGCLS_IMAGE']
   assert options.data_pvc == _PARAMS['DATA_PVC']
@@ -283,7 +283,7 @@ def test_params_file_is_found_in_the_image_through_its_env_variable(tmp_path):
   assert ignored.index('kubernetes') < ignored.index(f'!{copied[0]}')
   env = {**os.environ, deployment.PARAMS_FILE_ENV: str(tmp_path / 'p.env')}
   (tmp_path / 'p.env').write_text('MODEL_NAME=Elsewhere\n')
-  code = 'from contract import deployment; print(deployment.model_name())'
+  code = 'from imgcls.contract import deployment; print(deployment.model_name())'
   result = subprocess.run(['python', '-c', code], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60,
                           check=False)
@@ -344,7 +344,7 @@ def test_model_name_and_serving_path_agree_everywhere(changed):
                      _CHANGED['SERVING_PVC'])
   _, cron_pod = _cronjob_pod(changed['retrain'])
   args = _retrain_args(_container(cron_pod))
-  from pipeline import config as pipeline_config  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import config as pipeline_config  # pylint: disable=g-import-not-at-top
   pusher_base_path = pipeline_config.pipeline_config_from_args(
       args).model_base_path
   assert pusher_base_path == f'{mount}/{name}'

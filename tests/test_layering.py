@@ -14,6 +14,7 @@ import pytest
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Lowest first. README.md ("Where things happen") describes the same layers.
+# Each is a part of the one import name, imgcls: imgcls.contract and so on.
 LAYERS = (
     ('contract',),  # names, errors and the SavedModel contract
     ('imagedata', 'serving_dir'),  # reading image folders; version dirs
@@ -22,13 +23,29 @@ LAYERS = (
     ('clients',),  # clients of any TF Serving
     ('report', 'retrain'),  # what reads runs back, and what starts them
     ('dev_server',),  # the development stand-in for TF Serving
-    ('imgcls', 'bench'),  # the console script; the benchmarks
+    ('cli', 'run', 'bench'),  # the console script; the benchmarks
 )
 _LAYER_OF = {package: i for i, layer in enumerate(LAYERS) for package in layer}
 
 
-def _python_files(package):
-  for root, _, files in os.walk(os.path.join(_REPO, package)):
+# The packages that keep their place at the repository's top level (setup.py
+# installs them under imgcls); every other part lives in imgcls/.
+_TOP_LEVEL = ('pipeline', 'components', 'trainer', 'bench')
+
+
+def _source(part):
+  """Where a part's code is: a package directory or a module file."""
+  base = _REPO if part in _TOP_LEVEL else os.path.join(_REPO, 'imgcls')
+  module = os.path.join(base, part + '.py')
+  return module if os.path.isfile(module) else os.path.join(base, part)
+
+
+def _python_files(part):
+  source = _source(part)
+  if source.endswith('.py'):
+    yield source
+    return
+  for root, _, files in os.walk(source):
     for name in files:
       # Unit tests beside the code (TFX's *_test.py) use the test helpers.
       if name.endswith('.py') and not name.endswith('_test.py'):
@@ -36,7 +53,7 @@ def _python_files(package):
 
 
 def _imported_packages(path):
-  """(line, project package) of every import in the file."""
+  """(line, part of imgcls) of every import of the project in the file."""
   with open(path, encoding='utf-8') as f:
     tree = ast.parse(f.read(), path)
   for node in ast.walk(tree):
@@ -47,9 +64,9 @@ def _imported_packages(path):
     else:
       continue
     for module in modules:
-      top = module.split('.')[0]
-      if top in _LAYER_OF:
-        yield node.lineno, top
+      names = module.split('.')
+      if names[0] == 'imgcls' and len(names) > 1 and names[1] in _LAYER_OF:
+        yield node.lineno, names[1]
 
 
 def _violations(package):
@@ -59,13 +76,14 @@ def _violations(package):
         yield f'{os.path.relpath(path, _REPO)}:{line} imports {imported}'
 
 
-def test_every_package_of_the_project_has_a_layer():
-  packages = {
-      entry.name for entry in os.scandir(_REPO)
-      if os.path.isfile(os.path.join(entry.path, '__init__.py')) and
-      entry.name != 'tests'
+def test_every_part_of_the_project_has_a_layer():
+  parts = {
+      entry.name.removesuffix('.py')
+      for entry in os.scandir(os.path.join(_REPO, 'imgcls'))
+      if os.path.isfile(os.path.join(entry.path, '__init__.py')) or
+      entry.name.endswith('.py') and entry.name != '__init__.py'
   }
-  assert packages == set(_LAYER_OF)
+  assert parts | set(_TOP_LEVEL) == set(_LAYER_OF)
 
 
 @pytest.mark.parametrize('package', sorted(_LAYER_OF))
@@ -77,7 +95,7 @@ def test_layering_catches_an_upward_import(tmp_path, monkeypatch):
   """The check itself: an import from trainer/ into components/ is caught."""
   (tmp_path / 'trainer').mkdir()
   (tmp_path / 'trainer' / 'bad.py').write_text(
-      'def f():\n  from components import contract_check\n')
+      'def f():\n  from imgcls.components import contract_check\n')
   monkeypatch.setattr(sys.modules[__name__], '_REPO', str(tmp_path))
   assert list(_violations('trainer')) == [
       'trainer/bad.py:2 imports components'

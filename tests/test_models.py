@@ -1,18 +1,15 @@
 """The model classes: signatures, inputs of every kind, save/load, lookup."""
-import os
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from contract import names
-from contract.errors import UserError
-from imagedata import preprocessing
+from imgcls.contract import names, saved_model
+from imgcls.contract.errors import UserError
+from imgcls.imagedata import preprocessing
+from imgcls.trainer import models
 from tests import images
-from trainer import models
-from contract import saved_model
 
 CLASSES = ['zero', 'one', 'two']
 
@@ -152,7 +149,7 @@ def test_model_checkpoint_output_is_servable(tmp_path):
 
 
 def test_examples_signature_reads_what_the_example_gen_writes(saved):
-  from imagedata import tf_examples  # pylint: disable=g-import-not-at-top
+  from imgcls.imagedata import tf_examples  # pylint: disable=g-import-not-at-top
   encoded = images.encode(images.digit_like(2))
   example = tf_examples.make_example(encoded, 2, 'two', 'two/a.png')
   by_example = saved.predict_examples([example.SerializeToString()])
@@ -166,7 +163,7 @@ def test_user_subclass_is_found_by_dotted_path(tmp_path, monkeypatch):
   (package / '__init__.py').write_text('')
   (package / 'tiny.py').write_text(textwrap.dedent('''
       import tensorflow as tf
-      from trainer.models import ImageClassifierModel
+      from imgcls.trainer.models import ImageClassifierModel
 
       class TinyModel(ImageClassifierModel):
         def create_model_io(self, input_shape, num_classes):

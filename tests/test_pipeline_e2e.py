@@ -6,22 +6,21 @@ get runs of their own.
 """
 import os
 
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
 import numpy as np
 import pytest
-import ml_metadata as mlmd
 import tensorflow as tf
-from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from contract import names
-from serving_dir import versions as model_versions
 from imgcls import cli
-from contract.errors import UserError
-from pipeline import local
-from pipeline.config import PipelineConfig
+from imgcls.contract import names, saved_model
+from imgcls.contract.errors import UserError
+from imgcls.pipeline import local
+from imgcls.pipeline.config import PipelineConfig
+from imgcls.serving_dir import versions as model_versions
+from imgcls.trainer.config import TrainingConfig
 from tests import images
-from contract import saved_model
-from trainer.config import TrainingConfig
 
 pytestmark = pytest.mark.e2e
 

@@ -3,17 +3,15 @@ import collections
 import os
 import re
 
-import pytest
 from PIL import Image
+import pytest
 
-from imagedata import sample_data
 from imgcls import cli
-from pipeline import local
-from pipeline import results
-from pipeline.config import PipelineConfig
-from report import page
-from report import writer
-from trainer.config import TrainingConfig
+from imgcls.imagedata import sample_data
+from imgcls.pipeline import local, results
+from imgcls.pipeline.config import PipelineConfig
+from imgcls.report import page, writer
+from imgcls.trainer.config import TrainingConfig
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 PER_CLASS = {'train': 30, 'test': 10}

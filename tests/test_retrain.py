@@ -6,7 +6,6 @@ span-2, a span that fails the gate, a watcher killed mid-run, a span with a
 new class.
 """
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,13 +13,13 @@ import time
 
 import pytest
 
-from serving_dir import versions as model_versions
 from imgcls import cli
-from pipeline.config import PipelineConfig
-from retrain import state as state_lib
-from retrain import watcher
+from imgcls.pipeline.config import PipelineConfig
+from imgcls.retrain import state as state_lib
+from imgcls.retrain import watcher
+from imgcls.serving_dir import versions as model_versions
+from imgcls.trainer.config import TrainingConfig
 from tests import images
-from trainer.config import TrainingConfig
 
 CLASSES = {'a': 30, 'b': 30}
 
@@ -50,7 +49,7 @@ def _options(root, min_accuracy=0.5, min_new_images=1):
 
 
 def _window(n):
-  from components.image_example_gen.options import ExampleGenOptions  # pylint: disable=g-import-not-at-top
+  from imgcls.components.image_example_gen.options import ExampleGenOptions  # pylint: disable=g-import-not-at-top
   return ExampleGenOptions(span_window=n)
 
 
@@ -94,7 +93,7 @@ def test_span_2_trains_on_the_window_and_pushes_v2(root):
   assert (attempt.data_key, attempt.outcome, attempt.version) == (
       'span-2', state_lib.Outcome.PUSHED, '2')
   assert _versions(root) == [1, 2]
-  from pipeline import results  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import results  # pylint: disable=g-import-not-at-top
   info = results.load_run(str(root / 'pipeline')).dataset_info
   assert info['train_spans'] == [1, 2]
   assert info['test_span'] == 1  # span-2 has no test: the newest that has one

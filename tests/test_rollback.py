@@ -4,12 +4,11 @@ import os
 
 import pytest
 
-from dev_server.server import ModelServer, ServerConfig
 from imgcls import cli
-from serving_dir import history
-from serving_dir import provenance
-from serving_dir import versions
+from imgcls.dev_server.server import ModelServer, ServerConfig
+from imgcls.serving_dir import history, provenance, versions
 from tests import served_models as testing
+
 # Requests over REST and gRPC in a loop, as the swap test sends them.
 from tests.test_serving_versions import _Load
 

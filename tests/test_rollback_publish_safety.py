@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from serving_dir import temporaries
-from serving_dir import versions
+from imgcls.serving_dir import temporaries, versions
 
 _TWO_HOURS_AGO = time.time() - 7200
 
@@ -61,7 +60,7 @@ def test_a_live_writers_old_looking_temporary_survives_another_publish(
 _KILLED_MID_COPY = '''
 import os, sys, time
 sys.path.insert(0, {repo!r})
-from serving_dir import versions
+from imgcls.serving_dir import versions
 def write(tmp_dir):
   os.makedirs(tmp_dir)
   with open(os.path.join(tmp_dir, 'saved_model.pb'), 'w') as f:

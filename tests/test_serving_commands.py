@@ -2,8 +2,8 @@
 import pytest
 
 from imgcls import cli
+from imgcls.dev_server.server import ModelServer, ServerConfig
 from tests import served_models as testing
-from dev_server.server import ModelServer, ServerConfig
 
 NAME = testing.MODEL_NAME
 CLASSES = ','.join(testing.CLASS_NAMES)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dev_server import json_tensors
-from clients.status import ServingError
+from imgcls.clients.status import ServingError
+from imgcls.dev_server import json_tensors
 
 TWO_INPUTS = {'image': tf.string, 'scale': tf.float32}
 

@@ -4,18 +4,16 @@ The pipeline pushes a version; the local TF-Serving-compatible server picks
 it up; `evaluate-serving` sends the test images over both protocols and both
 image signatures and compares them with the SavedModel called in-process.
 """
-import io
 import os
 
 import pytest
 
 from imgcls import cli
-from pipeline import local
-from pipeline.config import PipelineConfig
-from dev_server.server import ModelServer
-from dev_server.server import ServerConfig
+from imgcls.dev_server.server import ModelServer, ServerConfig
+from imgcls.pipeline import local
+from imgcls.pipeline.config import PipelineConfig
+from imgcls.trainer.config import TrainingConfig
 from tests import images
-from trainer.config import TrainingConfig
 
 pytestmark = pytest.mark.e2e
 

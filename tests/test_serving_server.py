@@ -7,17 +7,19 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import classification_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2
-from tensorflow_serving.apis import get_model_status_pb2
-from tensorflow_serving.apis import model_service_pb2_grpc
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+  classification_pb2,
+  get_model_metadata_pb2,
+  get_model_status_pb2,
+  model_service_pb2_grpc,
+  predict_pb2,
+  prediction_service_pb2_grpc,
+)
 
-from contract.errors import UserError
+from imgcls.clients.client import GrpcClient, RestClient
+from imgcls.contract.errors import UserError
+from imgcls.dev_server.server import ModelServer, ServerConfig
 from tests import served_models as testing
-from clients.client import GrpcClient, RestClient
-from dev_server.server import ModelServer, ServerConfig
 
 NAME = testing.MODEL_NAME
 MAX_REQUEST_BYTES = 1 << 20

@@ -6,11 +6,15 @@ import time
 import numpy as np
 import pytest
 
+from imgcls.clients.client import (
+  GrpcClient,
+  RequestFailed,
+  RestClient,
+  ServerUnreachable,
+)
+from imgcls.dev_server.server import ModelServer, ServerConfig
+from imgcls.serving_dir.versions import version_dirs
 from tests import served_models as testing
-from clients.client import (GrpcClient, RequestFailed, RestClient,
-                            ServerUnreachable)
-from dev_server.server import ModelServer, ServerConfig
-from serving_dir.versions import version_dirs
 
 NAME = testing.MODEL_NAME
 IMAGE = np.array([testing.png()], dtype=object)

@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from imagedata import class_folders
 from imgcls import cli
-from contract.errors import UserError
+from imgcls.contract.errors import UserError
+from imgcls.imagedata import class_folders
 from tests import images
 
 CLASSES = {'a': 6, 'b': 6, 'c': 6}

@@ -15,17 +15,19 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_serving.apis import (
+  predict_pb2,
+  prediction_log_pb2,
+  prediction_service_pb2_grpc,
+)
 import yaml
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_log_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from clients.client import GrpcClient, RequestFailed, RestClient
-from contract.errors import UserError
-from dev_server import config_files, warmup
-from dev_server.cli import _config
-from dev_server.server import ModelServer, ServerConfig
 from imgcls.cli import build_parser
+from imgcls.clients.client import GrpcClient, RequestFailed, RestClient
+from imgcls.contract.errors import UserError
+from imgcls.dev_server import config_files, warmup
+from imgcls.dev_server.cli import _config
+from imgcls.dev_server.server import ModelServer, ServerConfig
 from tests import served_models as testing
 
 _KUBERNETES = pathlib.Path(__file__).parent.parent / 'kubernetes' / 'base'
@@ -268,8 +270,8 @@ def test_a_request_larger_than_max_batch_size_fails_as_in_tf_serving(
 
 
 def test_mismatched_shapes_fail_the_batch():
-  from dev_server.batching import BatchingOptions, BatchScheduler  # pylint: disable=g-import-not-at-top
-  from clients.status import ServingError  # pylint: disable=g-import-not-at-top
+  from imgcls.clients.status import ServingError  # pylint: disable=g-import-not-at-top
+  from imgcls.dev_server.batching import BatchingOptions, BatchScheduler  # pylint: disable=g-import-not-at-top
   scheduler = BatchScheduler(BatchingOptions(batch_timeout_s=0.2,
                                              num_batch_threads=1))
   queue = scheduler.queue(lambda inputs: {'y': inputs['x']})
@@ -294,7 +296,7 @@ def test_mismatched_shapes_fail_the_batch():
 
 
 def test_padding_pads_with_the_first_value_and_allowed_sizes_round_up():
-  from dev_server.batching import BatchingOptions, BatchScheduler  # pylint: disable=g-import-not-at-top
+  from imgcls.dev_server.batching import BatchingOptions, BatchScheduler  # pylint: disable=g-import-not-at-top
   seen = []
   scheduler = BatchScheduler(BatchingOptions(
       max_batch_size=4, allowed_batch_sizes=(4,), batch_timeout_s=0.2,
@@ -447,8 +449,8 @@ def test_an_image_declaring_huge_dimensions_is_refused_cheaply(tight_server):
 
 def _png_declaring(width: int, height: int) -> bytes:
   """A valid PNG of width x height black pixels, compressed to little."""
-  import zlib  # pylint: disable=g-import-not-at-top
   import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
 
   def chunk(kind, data):
     return (struct.pack('>I', len(data)) + kind + data +

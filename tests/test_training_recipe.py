@@ -7,15 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from contract import saved_model
-from imagedata import class_folders
-from imagedata import preprocessing
-from tests import images
-from tests import training_data
-from trainer import dataset
-from trainer import models
-from trainer import training
-from trainer.config import TrainingConfig
+from imgcls.contract import saved_model
+from imgcls.imagedata import class_folders, preprocessing
+from imgcls.trainer import dataset, models, training
+from imgcls.trainer.config import TrainingConfig
+from tests import images, training_data
 
 CLASSES = ['zero', 'one', 'two']
 

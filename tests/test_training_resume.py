@@ -14,9 +14,8 @@ import textwrap
 
 import pytest
 
-from tests import images
-from tests import training_data
-from trainer.config import TrainingConfig
+from imgcls.trainer.config import TrainingConfig
+from tests import images, training_data
 
 EPOCHS = 4
 KILLED_AFTER = 2
@@ -43,7 +42,7 @@ _RUNNER = textwrap.dedent('''
     tf.keras.callbacks.BackupAndRestore = KillAfterBackup
     if mode == 'run_fn':
       from tests import training_data
-      from trainer import task
+      from imgcls.trainer import task
       task.run_fn(training_data.fn_args(*args))
     else:
       from imgcls import cli
@@ -119,7 +118,7 @@ def test_a_different_training_does_not_resume_another_ones_backup(
     tmp_path, changed):
   """The backup is keyed by the inputs and settings: a kept backup of
   other settings or data is not restored into a model it does not fit."""
-  from trainer import task  # pylint: disable=g-import-not-at-top
+  from imgcls.trainer import task  # pylint: disable=g-import-not-at-top
   config = _config(str(tmp_path / 'backup'))
   args = training_data.fn_args('/examples/1', str(tmp_path / 'out'), config)
   other = dict(config, epochs=EPOCHS + 1) if changed == 'epochs' else config

@@ -8,12 +8,12 @@ import keras_tuner
 import pytest
 import tensorflow as tf
 
-from contract import names
 from imgcls import cli
-from pipeline import results
-from report import writer
+from imgcls.contract import names
+from imgcls.pipeline import results
+from imgcls.report import writer
+from imgcls.trainer.models import ImageClassifierModel
 from tests import images
-from trainer.models import ImageClassifierModel
 
 pytestmark = pytest.mark.e2e
 

@@ -5,11 +5,10 @@ import shutil
 
 import pytest
 
-from clients import verify
-from dev_server.server import ModelServer, ServerConfig
-from pipeline.config import ServingCheck
-from serving_dir import provenance
-from serving_dir import versions
+from imgcls.clients import verify
+from imgcls.dev_server.server import ModelServer, ServerConfig
+from imgcls.pipeline.config import ServingCheck
+from imgcls.serving_dir import provenance, versions
 from tests import artifacts
 from tests import served_models as testing
 
@@ -121,9 +120,9 @@ class _Result:
 
 def test_the_retrain_watcher_records_pushed_failed_verification_rolled_back(
     tmp_path, models):
-  from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
-  from retrain import state as state_lib  # pylint: disable=g-import-not-at-top
-  from retrain import watcher  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
+  from imgcls.retrain import state as state_lib  # pylint: disable=g-import-not-at-top
+  from imgcls.retrain import watcher  # pylint: disable=g-import-not-at-top
   testing.write_class_folders(str(tmp_path / 'data' / 'train'),
                               artifacts.CLASS_NAMES)
   base = str(tmp_path / 'serving' / 'LenetModel')

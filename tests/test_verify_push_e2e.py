@@ -8,11 +8,10 @@ import os
 
 import pytest
 
-from dev_server.server import ModelServer, ServerConfig
 from imgcls import cli
-from pipeline import results
-from serving_dir import provenance
-from serving_dir import versions
+from imgcls.dev_server.server import ModelServer, ServerConfig
+from imgcls.pipeline import results
+from imgcls.serving_dir import provenance, versions
 from tests import images
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,7 @@ import shutil
 import pytest
 
 from imgcls import cli
-from serving_dir import provenance
-from serving_dir import versions
+from imgcls.serving_dir import provenance, versions
 
 
 def _push(base, model_uri, accuracy, baseline_version=None):

@@ -4,22 +4,20 @@ The executor is called directly, as TFX's own executor tests do; the warm-up
 file is read back as TF Serving reads it, run through the SavedModel, and
 replayed by the local server before it reports the version AVAILABLE.
 """
-import json
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.types import standard_artifacts
 from tensorflow_serving.apis import prediction_log_pb2
+from tfx.types import standard_artifacts
 
-from clients.client import RestClient
-from components import versioned_pusher
-from contract import names
-from contract.saved_model import SavedClassifier
-from dev_server.server import ModelServer, ServerConfig
-from serving_dir import provenance
-from serving_dir import warmup
+from imgcls.clients.client import RestClient
+from imgcls.components import versioned_pusher
+from imgcls.contract import names
+from imgcls.contract.saved_model import SavedClassifier
+from imgcls.dev_server.server import ModelServer, ServerConfig
+from imgcls.serving_dir import provenance, warmup
 from tests import artifacts
 from tests import served_models as testing
 

@@ -7,8 +7,8 @@ from typing import Dict
 
 import tensorflow as tf
 
-from contract import names
-from imagedata import tf_examples
+from imgcls.contract import names
+from imgcls.imagedata import tf_examples
 from tests import images
 
 

@@ -2,9 +2,9 @@
 import argparse
 import os
 
-from contract import console
-from contract.errors import UserError
-from trainer import config as training_config
+from imgcls.contract import console
+from imgcls.contract.errors import UserError
+from imgcls.trainer import config as training_config
 
 
 def register(subparsers) -> None:
@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> int:
   config = training_config.training_config_from_args(args)
   with console.Console(console.log_path(None, 'train'), args.verbose):
     # TensorFlow loads inside the console, where what it prints is logged.
-    from trainer import standalone  # pylint: disable=g-import-not-at-top
+    from imgcls.trainer import standalone  # pylint: disable=g-import-not-at-top
     path = standalone.train(args.train_dir, args.test_dir, args.model_dir,
                             config)
   print(f'saved model: {path}')
@@ -52,7 +52,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
   with console.Console(console.log_path(None, 'evaluate'), args.verbose):
-    from trainer import standalone  # pylint: disable=g-import-not-at-top
+    from imgcls.trainer import standalone  # pylint: disable=g-import-not-at-top
     result = standalone.evaluate(args.model_path, args.test_dir,
                                  args.batch_size)
   print(f'{result.count} test images ({result.skipped} skipped)')
@@ -67,8 +67,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-  from serving_dir import versions as model_versions  # pylint: disable=g-import-not-at-top
-  from contract import saved_model  # pylint: disable=g-import-not-at-top
+  from imgcls.contract import saved_model  # pylint: disable=g-import-not-at-top
+  from imgcls.serving_dir import versions as model_versions  # pylint: disable=g-import-not-at-top
   path = args.model_path or model_versions.latest_version_dir(
       args.model_base_path)
   if not path:
@@ -85,7 +85,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: str) -> bytes:
-  from imagedata import class_folders  # pylint: disable=g-import-not-at-top
+  from imgcls.imagedata import class_folders  # pylint: disable=g-import-not-at-top
   with open(path, 'rb') as f:
     data = f.read()
   problem = class_folders.image_problem(data)

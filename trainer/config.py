@@ -8,9 +8,8 @@ import argparse
 import dataclasses
 from typing import Any, Dict, Tuple
 
-from contract import deployment
-from contract import names
-from contract.errors import UserError
+from imgcls.contract import deployment, names
+from imgcls.contract.errors import UserError
 
 AUGMENT_CHOICES = ('none', 'default')
 LR_SCHEDULE_CHOICES = ('constant', 'cosine')

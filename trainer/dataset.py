@@ -12,9 +12,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from contract import names
-from imagedata import tf_examples
-from imagedata import preprocessing as images
+from imgcls.contract import names
+from imgcls.imagedata import preprocessing as images
+from imgcls.imagedata import tf_examples
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHUFFLE_BUFFER = 10_000

@@ -14,11 +14,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
-from contract import names
-from contract.errors import UserError
-from imagedata import tf_examples
-from imagedata import preprocessing as image_ops
-
+from imgcls.contract import names
+from imgcls.contract.errors import UserError
+from imgcls.imagedata import preprocessing as image_ops
+from imgcls.imagedata import tf_examples
 
 _REGISTRY: Dict[str, type] = {}
 

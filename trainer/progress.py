@@ -7,7 +7,7 @@ Keras' own progress output goes to the log file with everything else
 import tensorflow as tf
 import tqdm
 
-from contract import progress
+from imgcls.contract import progress
 
 
 class EpochProgress(tf.keras.callbacks.Callback):

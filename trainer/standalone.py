@@ -9,15 +9,12 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
-from imagedata import class_folders
-from imagedata import preprocessing
-from contract import names
-from serving_dir import versions as model_versions
-from contract.errors import UserError
-from trainer import dataset
-from contract import saved_model
-from trainer import training
-from trainer.config import TrainingConfig
+from imgcls.contract import names, saved_model
+from imgcls.contract.errors import UserError
+from imgcls.imagedata import class_folders, preprocessing
+from imgcls.serving_dir import versions as model_versions
+from imgcls.trainer import dataset, training
+from imgcls.trainer.config import TrainingConfig
 
 # Beside the versions; not an integer, so neither TF Serving nor the version
 # lister takes it for one.

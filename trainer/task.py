@@ -16,12 +16,10 @@ import keras_tuner
 import tensorflow as tf
 from tfx.components.tuner.component import TunerFnResult
 
-from contract import names
-from imagedata import tf_examples
-from trainer import dataset
-from trainer import training
-from trainer import tuning
-from trainer.config import TrainingConfig
+from imgcls.contract import names
+from imgcls.imagedata import tf_examples
+from imgcls.trainer import dataset, training, tuning
+from imgcls.trainer.config import TrainingConfig
 
 # Object stores that TensorFlow's file system cannot write (KFP's launcher
 # uploads artifacts after a step ends): a backup there is not possible.

@@ -11,10 +11,10 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 
-from trainer import models
-from trainer.progress import EpochProgress
-from trainer.config import TrainingConfig
-from trainer.dataset import Inputs
+from imgcls.trainer import models
+from imgcls.trainer.config import TrainingConfig
+from imgcls.trainer.dataset import Inputs
+from imgcls.trainer.progress import EpochProgress
 
 History = Dict[str, List[float]]
 

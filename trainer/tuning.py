@@ -14,11 +14,10 @@ from typing import Sequence
 import keras_tuner
 from keras_tuner.engine import base_tuner
 
-from contract import names
-from trainer import models
-from trainer import training
-from trainer.config import TrainingConfig
-from trainer.dataset import Inputs
+from imgcls.contract import names
+from imgcls.trainer import models, training
+from imgcls.trainer.config import TrainingConfig
+from imgcls.trainer.dataset import Inputs
 
 
 class ClassifierTuner(base_tuner.BaseTuner):

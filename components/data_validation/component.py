@@ -26,23 +26,25 @@ import logging
 import os
 from typing import Dict, List
 
-from tfx.dsl.component.experimental.annotations import InputArtifact
-from tfx.dsl.component.experimental.annotations import OutputArtifact
-from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.annotations import (
+  InputArtifact,
+  OutputArtifact,
+  Parameter,
+)
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types.standard_artifacts import ExampleAnomalies
-from tfx.types.standard_artifacts import ExampleStatistics
-from tfx.types.standard_artifacts import Schema
 from tfx.types import artifact_utils
-from tfx.utils import io_utils
-from tfx.utils import writer_utils
+from tfx.types.standard_artifacts import (
+  ExampleAnomalies,
+  ExampleStatistics,
+  Schema,
+)
+from tfx.utils import io_utils, writer_utils
 
-from components.data_validation import schema as schema_lib
-from components.data_validation import store
-from components.data_validation.options import DataValidationOptions
-from contract import names
-from contract import progress
-from contract.errors import UserError
+from imgcls.components.data_validation import schema as schema_lib
+from imgcls.components.data_validation import store
+from imgcls.components.data_validation.options import DataValidationOptions
+from imgcls.contract import names, progress
+from imgcls.contract.errors import UserError
 
 # TFX's file names (example_validator/executor.py, schema_gen/executor.py).
 ANOMALIES_FILE = 'SchemaDiff.pb'

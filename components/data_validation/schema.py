@@ -16,14 +16,16 @@ categorical features, Jensen-Shannon divergence for the numeric ones
 from typing import Dict, List, Optional
 
 import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import (
+  anomalies_pb2,
+  schema_pb2,
+  statistics_pb2,
+)
 from tfx.components.statistics_gen import stats_artifact_utils
-from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tensorflow_metadata.proto.v0 import schema_pb2
-from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components.data_validation.options import DataValidationOptions
-from contract import names
-from imagedata import image_header
+from imgcls.components.data_validation.options import DataValidationOptions
+from imgcls.contract import names
+from imgcls.imagedata import image_header
 
 CATEGORICAL = (names.LABEL_NAME_KEY, names.IMAGE_FORMAT_KEY)
 NUMERIC = (names.IMAGE_WIDTH_KEY, names.IMAGE_HEIGHT_KEY,

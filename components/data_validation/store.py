@@ -13,13 +13,12 @@ import hashlib
 import os
 from typing import Optional
 
-import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow_metadata.proto.v0 import schema_pb2
-from tensorflow_metadata.proto.v0 import statistics_pb2
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from contract import names
-from contract.errors import UserError
+from imgcls.contract import names
+from imgcls.contract.errors import UserError
 
 
 def schema_path(schema_dir: str) -> str:

@@ -15,10 +15,9 @@ from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import data_types
 from tfx.proto import example_gen_pb2
 
-from imagedata import data_layout
-from components.image_example_gen import driver
-from components.image_example_gen import executor
-from components.image_example_gen.options import ExampleGenOptions
+from imgcls.components.image_example_gen import driver, executor
+from imgcls.components.image_example_gen.options import ExampleGenOptions
+from imgcls.imagedata import data_layout
 
 
 class ImageExampleGen(FileBasedExampleGen):

@@ -9,12 +9,11 @@ same layout itself.
 """
 from typing import Any, Dict
 
-from tfx.components.example_gen import driver
-from tfx.components.example_gen import utils
+from tfx.components.example_gen import driver, utils
 from tfx.types import standard_component_specs
 
-from imagedata import data_layout
-from components.image_example_gen import options as options_lib
+from imgcls.components.image_example_gen import options as options_lib
+from imgcls.imagedata import data_layout
 
 
 class Driver(driver.FileBasedDriver):

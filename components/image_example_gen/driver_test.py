@@ -5,7 +5,7 @@ import os
 from tfx.components.example_gen import utils
 from tfx.types import standard_component_specs
 
-from components.image_example_gen import driver
+from imgcls.components.image_example_gen import driver
 from tests import images
 
 

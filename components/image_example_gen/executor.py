@@ -33,16 +33,12 @@ from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
 
-from imagedata import class_folders
-from imagedata import data_layout
-from imagedata import tf_examples
-from components.image_example_gen import options as options_lib
-from contract import names
-from contract import progress
-from contract.errors import UserError
+from imgcls.components.image_example_gen import options as options_lib
+from imgcls.contract import names, progress
+from imgcls.contract.errors import UserError
+from imgcls.imagedata import class_folders, data_layout, tf_examples
 
 # Chunk lists and per-shard reports (merged into names.DATASET_INFO_FILE), removed
 # once the splits are written.

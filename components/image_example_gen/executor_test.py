@@ -5,15 +5,17 @@ import os
 
 import pytest
 import tensorflow as tf
-from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
-from tfx.types import standard_component_specs
+from tfx.types import (
+  artifact_utils,
+  standard_artifacts,
+  standard_component_specs,
+)
 from tfx.utils import proto_utils
 
-from components.image_example_gen import executor
-from components.image_example_gen.options import ExampleGenOptions
-from contract import names
-from contract.errors import UserError
+from imgcls.components.image_example_gen import executor
+from imgcls.components.image_example_gen.options import ExampleGenOptions
+from imgcls.contract import names
+from imgcls.contract.errors import UserError
 from tests import images
 
 

@@ -11,8 +11,8 @@ import dataclasses
 import json
 from typing import Any, Dict
 
-from contract import names
-from contract.errors import UserError
+from imgcls.contract import names
+from imgcls.contract.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +46,7 @@ class ExampleGenOptions:
   def from_exec_properties(cls, exec_properties: Dict[str, Any]
                           ) -> 'ExampleGenOptions':
     # pylint: disable=g-import-not-at-top
-    from google.protobuf import json_format
-    from google.protobuf import struct_pb2
+    from google.protobuf import json_format, struct_pb2
     from tfx.proto import example_gen_pb2
     from tfx.types import standard_component_specs
     from tfx.utils import proto_utils

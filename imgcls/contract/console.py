@@ -1,0 +1,199 @@
+"""The console of a long command: progress on the terminal, the rest in a log.
+
+TFX, Beam, TensorFlow and Keras each write to the terminal: absl warnings,
+CUDA probing from C++, Keras' per-epoch lines. A user running `imgcls run`
+wants to know which step is running, how long each took and what it found.
+So while a long command runs, file descriptors 1 and 2 and Python's
+sys.stderr point at a log file, and only three things reach the terminal: a
+line as each TFX component starts and ends, with its time and key result;
+what the steps `progress.report` (epochs, for one); and what the command
+prints to sys.stdout, its own output. `-v` shows the log too.
+"""
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Callable, Optional, TextIO
+
+from absl import logging as absl_logging
+
+from imgcls.contract import progress
+
+# LocalDagRunner's own log lines around each component
+# (tfx/orchestration/local/local_dag_runner.py), and the launcher's on a
+# cache hit (tfx/orchestration/portable/launcher.py).
+_STARTED = re.compile(r'^Component (\S+) is running\.$')
+_FINISHED = re.compile(r'^Component (\S+) is finished\.$')
+_CACHED = re.compile(r'^A cached execution \d+ is used\.$')
+_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+# Beside the MLMD store, or the models a command writes.
+LOG_FILE = 'imgcls.log'
+
+
+class ComponentLines(logging.Handler):
+  """Turns LocalDagRunner's log lines into one console line per component
+  start and end; `describe(node_id)` gives the end line's key result."""
+
+  def __init__(self, describe: Callable[[str], str]):
+    super().__init__(logging.INFO)
+    self._describe = describe
+    self._started = {}
+    self._cached = False
+
+  def emit(self, record: logging.LogRecord) -> None:
+    message = record.getMessage()
+    started, finished = _STARTED.match(message), _FINISHED.match(message)
+    if started:
+      self._started[started.group(1)] = time.monotonic()
+      self._cached = False
+      progress.report('%s ...', started.group(1))
+    elif _CACHED.match(message):
+      self._cached = True
+    elif finished:
+      node = finished.group(1)
+      seconds = time.monotonic() - self._started.pop(node, time.monotonic())
+      result = _safely(self._describe, node)
+      cached = ' (cached)' if self._cached else ''
+      progress.report('%s done in %.1fs%s%s', node, seconds, cached,
+                      f': {result}' if result else '')
+
+
+def log_path(directory: Optional[str], command: str) -> str:
+  """`<directory>/imgcls.log` for commands that work in a directory of their
+  own (a pipeline root), else `imgcls-<command>.log` in the temp folder: a
+  command that refuses its input must leave no new directory behind."""
+  if directory:
+    return os.path.join(directory, LOG_FILE)
+  return os.path.join(tempfile.gettempdir(), f'imgcls-{command}.log')
+
+
+def _safely(describe, node: str) -> str:
+  """A failing description must not fail the run it describes."""
+  try:
+    return describe(node)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.getLogger(__name__).warning('cannot describe %s: %s', node, e)
+    return ''
+
+
+class Console:
+  """While entered: logs to `log_path`, progress to the terminal."""
+
+  def __init__(self, log_path: str, verbose: bool,
+               describe: Optional[Callable[[str], str]] = None):
+    self.log_path = log_path
+    self._verbose = verbose
+    self._describe = describe
+    self._saved = None
+
+  def __enter__(self) -> 'Console':
+    os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
+    self._log = open(self.log_path, 'a', buffering=1, encoding='utf-8',
+                     errors='backslashreplace')
+    terminal_out, terminal_err = sys.stdout, sys.stderr
+    if not self._verbose:
+      terminal_out, terminal_err = self._redirect_to_log()
+    progress.set_console(terminal_err)
+    self._handlers = [
+        (logging.getLogger(), _handler(self._log, _FORMAT, logging.INFO)),
+        (logging.getLogger(progress.LOGGER_NAME),
+         _handler(terminal_err, '%(message)s', logging.INFO)),
+    ]
+    if self._verbose:
+      self._handlers.append(
+          (logging.getLogger(), _handler(terminal_err, _FORMAT, logging.INFO)))
+    if self._describe:
+      self._handlers.append(
+          (logging.getLogger('absl'), ComponentLines(self._describe)))
+    # The root's own handlers (basicConfig's, absl's) write to the terminal
+    # as it was: the log file has them all already.
+    self._root_handlers = logging.getLogger().handlers[:]
+    for handler in self._root_handlers:
+      logging.getLogger().removeHandler(handler)
+    for logger, handler in self._handlers:
+      logger.addHandler(handler)
+    self._levels = _set_levels(logging.INFO)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for logger, handler in self._handlers:
+      logger.removeHandler(handler)
+    for handler in self._root_handlers:
+      logging.getLogger().addHandler(handler)
+    _restore_levels(self._levels)
+    if self._saved:
+      self._restore_terminal()
+    progress.set_console(None)
+    self._log.close()
+
+  def _redirect_to_log(self):
+    """Points fds 1 and 2 and sys.stderr at the log, sys.stdout at the
+    terminal; returns streams to the terminal as it was."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_fds = (os.dup(1), os.dup(2))
+    self._saved = (saved_fds, sys.stdout, sys.stderr)
+    terminal = tuple(
+        _stream_on(stream, fd)
+        for stream, fd in ((sys.stdout, saved_fds[0]),
+                           (sys.stderr, saved_fds[1])))
+    os.dup2(self._log.fileno(), 1)
+    os.dup2(self._log.fileno(), 2)
+    sys.stdout, sys.stderr = terminal[0], self._log
+    self._terminal = terminal
+    return terminal
+
+  def _restore_terminal(self) -> None:
+    (out_fd, err_fd), sys.stdout, sys.stderr = self._saved
+    for stream in self._terminal:
+      stream.flush()
+      if stream not in (sys.stdout, sys.stderr):
+        stream.close()
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    os.close(out_fd)
+    os.close(err_fd)
+
+
+def _stream_on(stream: TextIO, saved_fd: int) -> TextIO:
+  """The terminal after the redirect: a new stream on the saved descriptor
+  where `stream` wrote to a real one, else `stream` itself (pytest's capture,
+  say, which the redirect does not touch)."""
+  try:
+    stream.fileno()
+  except (AttributeError, OSError, ValueError):
+    return stream
+  return os.fdopen(os.dup(saved_fd), 'w', buffering=1, encoding='utf-8',
+                   errors='backslashreplace', closefd=True)
+
+
+def _handler(stream: TextIO, fmt: str, level: int) -> logging.Handler:
+  handler = logging.StreamHandler(stream)
+  handler.setFormatter(logging.Formatter(fmt))
+  handler.setLevel(level)
+  return handler
+
+
+# Loggers whose INFO records belong in the log (TFX logs through absl).
+_LOGGERS = ('', 'tensorflow', progress.LOGGER_NAME)
+
+
+def _set_levels(level: int):
+  """INFO everywhere. absl's level is its verbosity flag, not the logger's:
+  TensorFlow silences absl while it saves and then restores the flag's value
+  (tensorflow/python/trackable/autotrackable.py), so set the flag."""
+  saved = ({name: logging.getLogger(name).level for name in _LOGGERS},
+           absl_logging.get_verbosity())
+  for name in _LOGGERS:
+    logging.getLogger(name).setLevel(level)
+  absl_logging.set_verbosity(absl_logging.converter.standard_to_absl(level))
+  return saved
+
+
+def _restore_levels(saved) -> None:
+  levels, verbosity = saved
+  for name, level in levels.items():
+    logging.getLogger(name).setLevel(level)
+  absl_logging.set_verbosity(verbosity)

@@ -1,0 +1,117 @@
+"""What the report shows about the test split, read from a run's artifacts.
+
+The confusion matrix is the Evaluator's own (TFMA's plot), so the report and
+the blessing decision agree. The misclassified images come from running the
+trained SavedModel over the test split's TFRecords through `serving_examples`,
+the signature the Evaluator called: TFMA keeps counts, not the examples.
+"""
+import dataclasses
+from typing import List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.writers import eval_config_writer
+from tfx.utils import path_utils
+
+from imgcls.components import gated_evaluator
+from imgcls.contract import names, saved_model
+from imgcls.imagedata import tf_examples
+
+CONFUSION_PLOT = 'multi_class_confusion_matrix_plot'
+_BASELINE = 'baseline'
+_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Misclassified:
+  image: bytes  # the encoded file, as the model received it
+  path: str  # relative to the data root
+  true_name: str
+  predicted_name: str
+  confidence: float  # the predicted class's probability
+
+
+@dataclasses.dataclass
+class TestErrors:
+  """Misclassified test images: how many in all, and the first few."""
+  count: int  # test images predicted
+  wrong: int
+  examples: List[Misclassified]
+
+
+def confusion_matrix(evaluation_uri: str,
+                     num_classes: int) -> Optional[np.ndarray]:
+  """counts[actual, predicted] of the candidate model on the whole test split,
+  or None when the evaluation holds no confusion matrix plot."""
+  for plots in tfma.load_plots(evaluation_uri):
+    if plots.slice_key.single_slice_keys:
+      continue  # a per-class slice; the overall slice has the whole matrix
+    for item in plots.plot_keys_and_values:
+      if item.key.name != CONFUSION_PLOT or item.key.model_name == _BASELINE:
+        continue
+      matrices = item.value.multi_class_confusion_matrix_at_thresholds.matrices
+      counts = np.zeros((num_classes, num_classes), np.int64)
+      for entry in matrices[0].entries:
+        counts[entry.actual_class_id, entry.predicted_class_id] += int(
+            entry.num_weighted_examples)
+      return counts
+  return None
+
+
+def gate(evaluation_uri: str) -> List[str]:
+  """The blessing's conditions, as the Evaluator was configured for the run
+  (the ModelBlessing's reason names only the failed ones)."""
+  eval_config = eval_config_writer.load_eval_run(evaluation_uri)[0]
+  conditions = []
+  for spec in eval_config.metrics_specs:
+    for metric in spec.metrics:
+      thresholds = [t.threshold for t in metric.per_slice_thresholds]
+      if metric.HasField('threshold'):
+        thresholds.append(metric.threshold)
+      for threshold in thresholds:
+        conditions += [
+            f'{metric.class_name} {condition}' for condition in
+            gated_evaluator.threshold_conditions(threshold)
+        ]
+  return conditions
+
+
+def test_errors(model_uri: str, examples_uri: str, class_names: Sequence[str],
+                limit: int) -> TestErrors:
+  """Runs the test split through the trained model; keeps `limit` errors.
+
+  Every test image is predicted, so the count of errors is exact and can be
+  set against the Evaluator's accuracy.
+  """
+  model = saved_model.SavedClassifier(
+      path_utils.serving_model_path(model_uri))
+  count = wrong = 0
+  kept: List[Misclassified] = []
+  for batch in tf_examples.test_records(examples_uri, _BATCH):
+    outputs = model.predict_examples(batch)
+    for serialized, class_id, probabilities in zip(
+        batch, outputs[names.CLASS_ID_OUTPUT], outputs[names.PROBABILITIES_OUTPUT]):
+      count += 1
+      example = tf.train.Example.FromString(serialized)
+      label = _int_feature(example, names.LABEL_KEY)
+      if class_id == label:
+        continue
+      wrong += 1
+      if len(kept) < limit:
+        kept.append(
+            Misclassified(
+                image=_bytes_feature(example, names.IMAGE_KEY),
+                path=_bytes_feature(example, names.PATH_KEY).decode(),
+                true_name=class_names[label],
+                predicted_name=class_names[class_id],
+                confidence=float(probabilities[class_id])))
+  return TestErrors(count, wrong, kept)
+
+
+def _int_feature(example: tf.train.Example, key: str) -> int:
+  return example.features.feature[key].int64_list.value[0]
+
+
+def _bytes_feature(example: tf.train.Example, key: str) -> bytes:
+  return example.features.feature[key].bytes_list.value[0]

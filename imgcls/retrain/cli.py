@@ -1,0 +1,96 @@
+"""`imgcls retrain`: watch the data root and retrain on new data."""
+import argparse
+
+from imgcls.contract.errors import UserError
+from imgcls.pipeline import config as pipeline_config
+from imgcls.pipeline import kubeflow_config
+from imgcls.pipeline.console import run_console
+
+
+def register(subparsers) -> None:
+  parser = subparsers.add_parser(
+      'retrain', help='retrain when new data lands (a new span, or new files)',
+      description='Detects new data in --data-root and, for at least '
+      '--min-new-images new images, runs the pipeline (locally, or on '
+      'Kubeflow with --kfp-host). State: <pipeline-root>/retrain_state.json.')
+  pipeline_config.add_pipeline_args(parser)
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument('--once', action='store_true',
+                    help='one round, then exit (the default; for cron)')
+  mode.add_argument('--watch', action='store_true',
+                    help='a round every --interval seconds until stopped')
+  parser.add_argument('--interval', type=float, default=300,
+                      help='seconds between rounds with --watch; default 300')
+  parser.add_argument('--min-new-images', type=int, default=1,
+                      help='trigger only from this many new images; default 1')
+  parser.add_argument('--max-tries', type=int, default=3,
+                      help='runs for the same data before giving up; default 3')
+  parser.add_argument('--kfp-host',
+                      help='submit the run to this Kubeflow Pipelines host '
+                      'instead of running it here; later rounds follow it to '
+                      'its end')
+  kfp_defaults = kubeflow_config.KubeflowOptions()
+  parser.add_argument('--kfp-image', default=kfp_defaults.image,
+                      help='with --kfp-host: the project image for the '
+                      f'steps; default {kfp_defaults.image}')
+  parser.add_argument('--kfp-pipeline-root',
+                      default=kfp_defaults.pipeline_root,
+                      help='with --kfp-host: the artifacts\' object store; '
+                      'default: the namespace\'s own (its kfp-launcher '
+                      'ConfigMap\'s defaultPipelineRoot)')
+  parser.add_argument('--kfp-namespace',
+                      help='with --kfp-host: the profile namespace '
+                      '(multi-user installs)')
+  parser.add_argument('--kfp-token',
+                      help='with --kfp-host: bearer token for KFP\'s API')
+  parser.add_argument('--kfp-timeout', type=float, default=24,
+                      help='with --kfp-host: hours after which a run still '
+                      'active is stopped and counted as a failed try; '
+                      'default 24')
+  # The same resource flags as `imgcls compile`, which the CronJob passes.
+  kubeflow_config.add_resource_args(parser)
+  parser.set_defaults(handler=_retrain)
+
+
+def _retrain(args: argparse.Namespace) -> int:
+  from imgcls.retrain import (
+    state,  # pylint: disable=g-import-not-at-top
+    watcher,  # pylint: disable=g-import-not-at-top
+  )
+  if (args.min_new_images < 1 or args.max_tries < 1 or args.interval <= 0 or
+      args.kfp_timeout <= 0):
+    raise UserError('--min-new-images, --max-tries, --interval and '
+                    '--kfp-timeout must be positive')
+  options = watcher.RetrainOptions(
+      pipeline=pipeline_config.pipeline_config_from_args(args),
+      min_new_images=args.min_new_images,
+      max_tries=args.max_tries,
+      kfp=_kfp_target(args) if args.kfp_host else None)
+  if args.watch:
+    watcher.watch(options, args.interval)
+    return 0
+  with state.exclusive(options.pipeline.pipeline_root), run_console(
+      options.pipeline.pipeline_root, 'retrain', args.verbose):
+    attempt = watcher.tick(options)
+  if attempt is None:
+    print('no retraining: no new data, or fewer new images than '
+          '--min-new-images')
+    return 0
+  print(f'{attempt.data_key}: {attempt.outcome}'
+        f'{" version " + attempt.version if attempt.version else ""}'
+        f'{": " + attempt.detail if attempt.detail else ""}')
+  # Failures, giving up and refusals need a person: a non-zero exit tells cron.
+  return 1 if attempt.outcome in state.NEEDS_A_PERSON else 0
+
+
+def _kfp_target(args: argparse.Namespace):
+  from imgcls.retrain import kfp_runs  # pylint: disable=g-import-not-at-top
+  return kfp_runs.KfpTarget(
+      host=args.kfp_host,
+      options=kubeflow_config.KubeflowOptions(
+          image=args.kfp_image, pipeline_root=args.kfp_pipeline_root,
+          gpus=args.gpus, trainer_cpu=args.trainer_cpu,
+          trainer_memory=args.trainer_memory),
+      namespace=args.kfp_namespace,
+      token=args.kfp_token,
+      timeout_s=args.kfp_timeout * 3600)

@@ -1,0 +1,125 @@
+"""Where a published version came from: the record the Pusher (or a rollback)
+writes into it, and keeps beside the versions once the version is pruned.
+
+Written into the version as `assets.extra/imgcls_provenance.json`, before the
+version is renamed into place, so a version and its provenance appear
+together; TF Serving ignores assets.extra. When a version is pruned, its
+record moves to `<base>/.imgcls-pruned/<N>.json`, so `imgcls versions` still
+lists it and `imgcls rollback --to N` can say why N is gone.
+"""
+import dataclasses
+import datetime
+import json
+import os
+import typing
+from typing import Any, Dict, List, Optional
+
+from imgcls.contract import files, names
+
+PUSH, ROLLBACK = 'push', 'rollback'
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+  """What `imgcls versions` shows of a version; unknown values are empty."""
+  kind: str = PUSH
+  pushed_at: str = ''  # ISO 8601, UTC
+  model_uri: str = ''  # the Trainer's Model artifact
+  model_id: Optional[int] = None  # its MLMD artifact id
+  pipeline_name: str = ''
+  pipeline_run_id: str = ''  # the MLMD pipeline_run context
+  train_spans: List[int] = dataclasses.field(default_factory=list)
+  accuracy: Optional[float] = None  # on the test split
+  baseline_version: Optional[int] = None  # the served model it was gated against
+  baseline_accuracy: Optional[float] = None
+  rollback_of: Optional[int] = None  # for a rollback: the version it republishes
+  pruned_at: str = ''  # set when the version is pruned
+
+
+def utc_now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec='seconds')
+
+
+class ProvenanceError(Exception):
+  """A provenance file that cannot be read; the message names the file."""
+
+
+def of_version(version_dir: str) -> Provenance:
+  """The version's provenance; an empty one if it has none (not pushed by
+  this project's Pusher); ProvenanceError if the file is unreadable."""
+  return _read(os.path.join(version_dir, names.PROVENANCE_FILE))
+
+
+def write_into(version_dir: str, provenance: Provenance) -> None:
+  """Writes (or replaces) the provenance inside a version being written."""
+  _write(os.path.join(version_dir, names.PROVENANCE_FILE), provenance)
+
+
+def pruned_path(base_dir: str, version: int) -> str:
+  return os.path.join(base_dir, names.PRUNED_VERSIONS_DIR, f'{version}.json')
+
+
+def record_pruned(base_dir: str, version: int, provenance: Provenance,
+                  when: str) -> None:
+  """Keeps a pruned version's provenance, replaced atomically."""
+  _write(pruned_path(base_dir, version),
+         dataclasses.replace(provenance, pruned_at=when))
+
+
+def pruned(base_dir: str) -> Dict[int, Provenance]:
+  """{version: provenance} of the pruned versions; unreadable records are
+  skipped (they describe versions that are gone anyway)."""
+  directory = os.path.join(base_dir, names.PRUNED_VERSIONS_DIR)
+  try:
+    entries = os.listdir(directory)
+  except FileNotFoundError:
+    return {}
+  found = {}
+  for name in entries:
+    stem, ext = os.path.splitext(name)
+    if ext == '.json' and stem.isascii() and stem.isdigit():
+      try:
+        found[int(stem)] = _read(os.path.join(directory, name))
+      except ProvenanceError:
+        continue
+  return found
+
+
+def _read(path: str) -> Provenance:
+  try:
+    with open(path, 'rb') as f:
+      raw = json.loads(f.read().decode('utf-8'))
+  except FileNotFoundError:
+    return Provenance()
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ProvenanceError(f'{path}: unreadable provenance ({e})') from None
+  if not isinstance(raw, dict):
+    raise ProvenanceError(f'{path}: provenance is not a JSON object')
+  return _from_dict(raw, path)
+
+
+def _from_dict(raw: Dict[str, Any], path: str) -> Provenance:
+  """Known keys only: files of an earlier release hold fewer, a later one's
+  may hold more."""
+  hints = typing.get_type_hints(Provenance)
+  values = {k: v for k, v in raw.items() if k in hints}
+  for key, value in values.items():
+    if not isinstance(value, _json_types(hints[key])):
+      expected = str(hints[key]).replace('typing.', '')
+      raise ProvenanceError(f'{path}: {key} is {value!r}; expected {expected}')
+  return Provenance(**values)
+
+
+def _json_types(hint) -> tuple:
+  """The types of the JSON values a field with this type hint takes."""
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if origin is typing.Union:  # Optional[X]
+    return _json_types(args[0]) + (type(None),)
+  if origin is list:
+    return (list,)
+  return (int, float) if hint is float else (hint,)
+
+
+def _write(path: str, provenance: Provenance) -> None:
+  files.write_json_atomically(path, dataclasses.asdict(provenance))
