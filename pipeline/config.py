@@ -13,7 +13,11 @@ from imgcls.trainer.config import TrainingConfig
 
 # Beam's DirectRunner in one process: a component starts in under 2 s, against
 # about 8 s in multi_processing mode, which pays off only for large data.
-DEFAULT_BEAM_ARGS = ('--direct_running_mode=in_memory',)
+# Named FnApiRunner, the engine the DirectRunner ends up on anyway: Beam 2.77's
+# DirectRunner is SwitchingDirectRunner (apache_beam/runners/direct/
+# direct_runner.py), which first tries the PrismRunner, downloading its binary
+# from GitHub at run time, and falls back only when that fails.
+DEFAULT_BEAM_ARGS = ('--runner=FnApiRunner', '--direct_running_mode=in_memory')
 # Under the data root, beside train/, test/ or span-<N>/, which the layout
 # reads; nothing else there is read as data.
 DEFAULT_SCHEMA_DIR = 'schema'
