@@ -1,47 +1,88 @@
 # The imgcls image: every component of the pipeline on Kubeflow Pipelines, and
 # the retrain CronJob (kubernetes/retrain). Build from the repository root:
-#   docker build -t imgcls:latest .
+#   make image                                   (docker, else buildah; CPU-only)
+#   docker build -t imgcls:latest .              (the GPU variant, the default)
+#   docker build --build-arg TENSORFLOW_EXTRA= -t imgcls:cpu .   (CPU-only)
+# docs/kubeflow.md says how to push it, and what takes its space.
 #
 # Debian 13 (trixie): TFX 1.21's ml-metadata and TFDV wheels need glibc >= 2.39
 # (trixie has 2.41). Python 3.13, as in the local environment (scripts/in-env).
-FROM python:3.13.13-slim-trixie
+# The base is a build argument, for mirrors and local stand-ins
+# (scripts/base-image); any Debian 13 image with python3 and pip will do.
+ARG BASE_IMAGE=python:3.13.13-slim-trixie
+
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PATH=/opt/imgcls/bin:$PATH \
+    VIRTUAL_ENV=/opt/imgcls \
     # The project's Keras mode (tf-keras, Keras 2), as scripts/in-env sets it.
-    TF_USE_LEGACY_KERAS=1
+    TF_USE_LEGACY_KERAS=1 \
+    # Any uid finds a writable home, also one that /etc/passwd does not know
+    # (OpenShift's restricted policy, a KFP admin's default runAsUser).
+    HOME=/home/imgcls
 
-# The pinned dependencies first, in their own layer: editing the code does not
-# reinstall TensorFlow.
-COPY requirements.txt /tmp/imgcls/requirements.txt
-RUN pip install -r /tmp/imgcls/requirements.txt
+# The pinned dependencies first, in their own layers: editing the code does
+# not reinstall TensorFlow.
+COPY scripts/lock-section /usr/local/bin/lock-section
+COPY requirements.lock /etc/imgcls/requirements.lock
+# requirements.lock's runtime section into a venv, every package pinned and
+# hash-checked. g++ is here for one step only, and purged in it: TFDV 1.21
+# pins pyfarmhash<0.4, and 0.3.2 has no wheel for Python 3.13, only an sdist
+# with a C++ extension. Sdists build with the lock's setuptools, installed
+# first (build isolation would fetch an unpinned one). pip's cache is a
+# directory mounted for the build if there is one (scripts/build-image
+# mounts the local environment's), else off.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends g++ \
+    && if [ -d /var/cache/imgcls-pip ]; then \
+         unset PIP_NO_CACHE_DIR; export PIP_CACHE_DIR=/var/cache/imgcls-pip; fi \
+    && python -m venv /opt/imgcls \
+    && lock-section runtime > /tmp/runtime.txt \
+    && awk '/^[^ #]/ { p = /^setuptools==/ } p' /tmp/runtime.txt > /tmp/setuptools.txt \
+    && pip install --require-hashes --no-deps -r /tmp/setuptools.txt \
+    && pip install --require-hashes --no-build-isolation -r /tmp/runtime.txt \
+    && rm /tmp/runtime.txt /tmp/setuptools.txt \
+    && DEBIAN_FRONTEND=noninteractive apt-get purge -y --autoremove g++ \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
-# NVIDIA's CUDA libraries as wheels, at the TensorFlow version pinned above, so
-# the Trainer uses the GPUs of the nodes it is scheduled on (about 3 GB). For
-# a CPU-only image: docker build --build-arg TENSORFLOW_EXTRA= .
+# NVIDIA's CUDA libraries as wheels, from the lock's gpu section (the CUDA
+# wheels of tensorflow[and-cuda] at the pinned TensorFlow, hash-checked), so
+# the Trainer uses the GPUs of the nodes it is scheduled on (about 3 GB more;
+# docs/kubeflow.md). For a CPU-only image: --build-arg TENSORFLOW_EXTRA=
+# tests/test_image.py runs this step with pip's --dry-run in the CPU image.
 ARG TENSORFLOW_EXTRA=and-cuda
 RUN if [ -n "$TENSORFLOW_EXTRA" ]; then \
-      pip install -c /tmp/imgcls/requirements.txt "tensorflow[$TENSORFLOW_EXTRA]"; \
+      [ "$TENSORFLOW_EXTRA" = and-cuda ] || { echo "TENSORFLOW_EXTRA: and-cuda or empty, not $TENSORFLOW_EXTRA" >&2; exit 1; }; \
+      lock-section gpu > /tmp/gpu.txt \
+      && pip install --require-hashes -r /tmp/gpu.txt \
+      && rm /tmp/gpu.txt; \
     fi
 
 # Then the project itself; .dockerignore keeps the build context to sources.
 COPY . /tmp/imgcls
-RUN pip install --no-deps /tmp/imgcls && rm -rf /tmp/imgcls
+RUN pip install --no-deps --no-build-isolation --use-pep517 /tmp/imgcls && rm -rf /tmp/imgcls
 
 # The deployment's shared names (model, images, PVCs, mounts, GPU label), the
-# one file of kubernetes/ that the image needs: contract/deployment.py reads
-# it from $IMGCLS_PARAMS_FILE for the CLI's defaults, the same values that
-# kustomize puts into the manifests. Rebuild after editing it.
+# one file of kubernetes/ that the image needs: imgcls/contract/deployment.py
+# reads it from $IMGCLS_PARAMS_FILE for the CLI's defaults, the same values
+# that kustomize puts into the manifests. Rebuild after editing it.
 COPY kubernetes/params/params.env /etc/imgcls/params.env
 ENV IMGCLS_PARAMS_FILE=/etc/imgcls/params.env
 
-# KFP's v2 launcher stores input artifacts under /gcs, /minio and /s3
-# (kubeflow/pipelines#5673). Backends that mount emptyDirs there do not need
-# these; older ones do, now that the image runs as a non-root user.
-RUN useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin imgcls \
-    && mkdir /gcs /minio /s3 \
-    && chown 1000:1000 /gcs /minio /s3
+# uid 1000 (the CronJob's runAsUser), and any other uid with gid 0: what it
+# writes is owned by 1000 and group 0, with the group's permissions equal to
+# the owner's. KFP's v2 launcher stores input artifacts under /gcs, /minio
+# and /s3 (kubeflow/pipelines#5673); backends that mount emptyDirs there do
+# not need these, older ones do.
+RUN useradd --uid 1000 --user-group --no-create-home --home-dir /home/imgcls \
+        --shell /usr/sbin/nologin imgcls \
+    && mkdir -p /home/imgcls /gcs /minio /s3 \
+    && chown 1000:0 /home/imgcls /gcs /minio /s3 \
+    && chmod 0775 /home/imgcls /gcs /minio /s3
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 1000:1000
 WORKDIR /home/imgcls

@@ -3,7 +3,7 @@
 IN_ENV := scripts/in-env
 DEMO_DIR ?= _work/demo
 
-.PHONY: test test-fast demo bench clean-demo
+.PHONY: test test-fast demo bench clean-demo image
 
 test:  ## the whole suite, the end-to-end pipeline runs included
 	$(IN_ENV) python -m pytest -q
@@ -18,6 +18,10 @@ demo:  ## sample data -> TFX pipeline -> pushed model -> one prediction
 
 bench:  ## every benchmark at full size; writes docs/benchmarks.md
 	$(IN_ENV) python -m bench
+
+IMAGE ?= imgcls:latest
+image:  ## the pipeline image, GPU variant (IMAGE_FLAGS=--cpu: CPU-only), with docker or else buildah
+	scripts/build-image -t $(IMAGE) $(IMAGE_FLAGS)
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
