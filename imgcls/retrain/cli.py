@@ -12,13 +12,23 @@ def register(subparsers) -> None:
       'retrain', help='retrain when new data lands (a new span, or new files)',
       description='Detects new data in --data-root and, for at least '
       '--min-new-images new images, runs the pipeline (locally, or on '
-      'Kubeflow with --kfp-host). State: <pipeline-root>/retrain_state.json.')
+      'Kubeflow with --kfp-host). State: <pipeline-root>/retrain_state.json. '
+      'Refused data, a run given up on and a rolled-back push wait for a '
+      'person: --status says what waits and the command that answers it.',
+      # Exact flag names: --status echoes them back as the answering command.
+      allow_abbrev=False)
   pipeline_config.add_pipeline_args(parser)
   mode = parser.add_mutually_exclusive_group()
   mode.add_argument('--once', action='store_true',
                     help='one round, then exit (the default; for cron)')
   mode.add_argument('--watch', action='store_true',
                     help='a round every --interval seconds until stopped')
+  mode.add_argument('--status', action='store_true',
+                    help='show the last attempt, what waits for a person and '
+                    'the command that answers it; runs nothing')
+  parser.add_argument('--retry', action='store_true',
+                      help='run again on data given up on (gave_up) or whose '
+                      'push was rolled back (rolled_back); never automatic')
   parser.add_argument('--interval', type=float, default=300,
                       help='seconds between rounds with --watch; default 300')
   parser.add_argument('--min-new-images', type=int, default=1,
@@ -39,10 +49,19 @@ def register(subparsers) -> None:
                       'default: the namespace\'s own (its kfp-launcher '
                       'ConfigMap\'s defaultPipelineRoot)')
   parser.add_argument('--kfp-namespace',
-                      help='with --kfp-host: the profile namespace '
-                      '(multi-user installs)')
+                      help='with --kfp-host: the user\'s profile namespace, '
+                      'where the runs live (multi-user installs; a '
+                      'single-user KFP ignores it), not where KFP runs')
   parser.add_argument('--kfp-token',
-                      help='with --kfp-host: bearer token for KFP\'s API')
+                      help='with --kfp-host: bearer token for KFP\'s API, '
+                      'as a literal string')
+  parser.add_argument('--kfp-token-file',
+                      help='with --kfp-host: a file holding the token, '
+                      're-read on every request (a projected ServiceAccount '
+                      'token of audience pipelines.kubeflow.org, which the '
+                      'kubelet renews); default $KF_PIPELINES_SA_TOKEN_PATH, '
+                      'else /var/run/secrets/kubeflow/pipelines/token when '
+                      'it exists')
   parser.add_argument('--kfp-timeout', type=float, default=24,
                       help='with --kfp-host: hours after which a run still '
                       'active is stopped and counted as a failed try; '
@@ -54,6 +73,7 @@ def register(subparsers) -> None:
 
 def _retrain(args: argparse.Namespace) -> int:
   from imgcls.retrain import (
+    person,  # pylint: disable=g-import-not-at-top
     state,  # pylint: disable=g-import-not-at-top
     watcher,  # pylint: disable=g-import-not-at-top
   )
@@ -65,22 +85,57 @@ def _retrain(args: argparse.Namespace) -> int:
       pipeline=pipeline_config.pipeline_config_from_args(args),
       min_new_images=args.min_new_images,
       max_tries=args.max_tries,
-      kfp=_kfp_target(args) if args.kfp_host else None)
+      kfp=_kfp_target(args) if args.kfp_host else None,
+      retry=args.retry)
+  if args.status:
+    return _status(options.pipeline, args.argv)
   if args.watch:
     watcher.watch(options, args.interval)
     return 0
   with state.exclusive(options.pipeline.pipeline_root), run_console(
       options.pipeline.pipeline_root, 'retrain', args.verbose):
     attempt = watcher.tick(options)
+  pending = person.waiting(state.load(options.pipeline.pipeline_root),
+                           options.pipeline)
   if attempt is None:
     print('no retraining: no new data, or fewer new images than '
           '--min-new-images')
-    return 0
-  print(f'{attempt.data_key}: {attempt.outcome}'
-        f'{" version " + attempt.version if attempt.version else ""}'
-        f'{": " + attempt.detail if attempt.detail else ""}')
+  else:
+    print(f'{attempt.data_key}: {attempt.outcome}'
+          f'{" version " + attempt.version if attempt.version else ""}'
+          f'{" (answered with " + attempt.answer + ")" if attempt.answer else ""}'
+          f'{": " + attempt.detail if attempt.detail else ""}')
+  if pending:
+    print('\n'.join(person.describe(pending, args.argv)))
   # Failures, giving up and refusals need a person: a non-zero exit tells cron.
-  return 1 if attempt.outcome in state.NEEDS_A_PERSON else 0
+  return 1 if attempt and attempt.outcome in state.NEEDS_A_PERSON else 0
+
+
+def _status(config, argv) -> int:
+  """The last attempt, and what waits for a person; reads the state only."""
+  from imgcls.retrain import (
+    person,  # pylint: disable=g-import-not-at-top
+    state,  # pylint: disable=g-import-not-at-top
+  )
+  retrain_state = state.load(config.pipeline_root)
+  last = retrain_state.current()
+  print(f'retrain state: {state.state_path(config.pipeline_root)}')
+  if last is None:
+    print('nothing retrained yet')
+    return 0
+  print(f'last: {last.data_key} {last.outcome}'
+        f'{" version " + last.version if last.version else ""}'
+        f' (attempt {last.attempts}, {last.updated})'
+        f'{", answered with " + last.answer if last.answer else ""}'
+        f'{": " + last.detail if last.detail else ""}')
+  pending = person.waiting(retrain_state, config)
+  if pending:
+    print('\n'.join(person.describe(pending, argv)))
+  elif last.outcome in state.RETRIABLE:
+    print('nothing waits for a person: the next tick tries again')
+  else:
+    print('nothing waits for a person')
+  return 0
 
 
 def _kfp_target(args: argparse.Namespace):
@@ -93,4 +148,5 @@ def _kfp_target(args: argparse.Namespace):
           trainer_memory=args.trainer_memory),
       namespace=args.kfp_namespace,
       token=args.kfp_token,
+      token_file=args.kfp_token_file,
       timeout_s=args.kfp_timeout * 3600)

@@ -16,6 +16,12 @@ string value) and a free-text `detail` saying why. An outcome is one of:
   failed verification against the server, rolled back; `version` is the
   push that failed).
 
+Three of the final outcomes wait for a person (retrain.person): `refused`
+(answered by `--accept-anomalies`, by an edited schema, or for a change of
+classes by `--no-baseline`), `gave_up` and `rolled_back` (answered by
+`--retry`). The attempt that a person's answer starts records the answer in
+`answer`, and appends to the history: the refusal stays on record.
+
 A new outcome is a new `Outcome` member placed in one of the three sets
 below; `load` accepts exactly the members, so an old watcher refuses a state
 that it cannot interpret rather than misreading it.
@@ -56,6 +62,9 @@ class Outcome(enum.StrEnum):
   GAVE_UP = 'gave_up'
 
 
+REFUSED_ANOMALIES = 'anomalies'  # by the data validation gate
+REFUSED_CLASSES = 'classes'  # a label set other than the served model's
+
 IN_FLIGHT = frozenset({Outcome.RUNNING, Outcome.SUBMITTED})
 RETRIABLE = frozenset({Outcome.FAILED, Outcome.TIMED_OUT})
 FINAL = frozenset(Outcome) - IN_FLIGHT - RETRIABLE
@@ -77,6 +86,14 @@ class Attempt:
   # submitted (for --kfp-timeout).
   kfp_run_id: Optional[str] = None
   submitted: str = ''
+  # With `refused`: what refused the data (REFUSED_* below), and for
+  # anomalies the schema file's digest then (person.schema_digest), so that
+  # an edited schema is noticed.
+  refused_for: str = ''
+  schema_digest: str = ''
+  # The person's answer that started this attempt (person.ANSWERS), kept
+  # while the attempt is retried.
+  answer: str = ''
 
 
 @dataclasses.dataclass
@@ -210,10 +227,16 @@ def save(pipeline_root: str, state: RetrainState) -> None:
 
 
 def record(pipeline_root: str, state: RetrainState, attempt: Attempt) -> None:
-  """Appends or updates the attempt for its data key, and saves."""
+  """Updates the attempt in progress for its data key, else appends; saves.
+
+  A closed attempt is never overwritten: a person's answer to it is a new
+  entry, and the history keeps both.
+  """
   attempt.updated = now()
   current = state.current()
-  if current and current.data_key == attempt.data_key:
+  # `current is attempt`: the watcher updates the recorded attempt in place.
+  if current is attempt or (current and current.data_key == attempt.data_key
+                            and current.outcome not in FINAL):
     state.history[-1] = attempt
   else:
     state.history.append(attempt)

@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import data_layout
 from imgcls.pipeline.config import PipelineConfig
-from imgcls.retrain import kfp_runs
+from imgcls.retrain import kfp_runs, person
 from imgcls.retrain import state as state_lib
 from imgcls.retrain.state import Attempt, Outcome
 from imgcls.serving_dir import versions as model_versions
@@ -45,6 +45,8 @@ class RetrainOptions:
   max_tries: int = 3
   # Runs go to Kubeflow Pipelines when set, else run here.
   kfp: Optional[kfp_runs.KfpTarget] = None
+  # A person's `--retry` of data given up on or rolled back (retrain.person).
+  retry: bool = False
 
 
 @dataclasses.dataclass
@@ -131,25 +133,59 @@ def tick(options: RetrainOptions,
     current = _follow(options, state, current, new)
     if current.outcome not in state_lib.RETRIABLE:
       return current
-  resuming = (current is not None and current.data_key == new.data_key and
-              current.outcome not in state_lib.FINAL)
-  if not resuming and not _enough_new_data(options, new):
+  attempt = _next_attempt(options, state, new)
+  if attempt is None:
     return None
-  attempt = Attempt(
-      data_key=new.data_key, outcome=Outcome.RUNNING,
-      attempts=current.attempts + 1 if resuming else 1,
-      new_images=current.new_images if resuming else new.new_images)
   if attempt.attempts > options.max_tries:
     return _give_up(config, state, attempt, current, new)
-  refusal = label_change(config)
+  options = dataclasses.replace(options, pipeline=person.answered_config(
+      config, attempt, current if attempt.answer else None))
+  refusal = (label_change(options.pipeline)
+             if options.pipeline.compare_with_baseline else None)
   if refusal:
     attempt.outcome, attempt.detail = Outcome.REFUSED, refusal
+    attempt.refused_for = state_lib.REFUSED_CLASSES
     _log.error('refused %s: %s', new.data_key, refusal)
     return _close(config, state, attempt, new)
+  resumed = current if current and attempt.attempts > 1 else None
   if options.kfp:
-    return _start_on_kfp(options, state, attempt,
-                         current if resuming else None)
+    return _start_on_kfp(options, state, attempt, resumed)
   return _run_here(options, state, attempt, new, run_pipeline)
+
+
+def _next_attempt(options: RetrainOptions, state: state_lib.RetrainState,
+                  new: NewData) -> Optional[Attempt]:
+  """A person's answer to the closed attempt, the unfinished attempt
+  resumed, an attempt for new data, or None."""
+  config, current = options.pipeline, state.current()
+  answer = person.answer_of(state, config, options.retry)
+  if options.retry and answer is None and (
+      current is None or current.outcome not in state_lib.RETRIABLE):
+    raise UserError('--retry: nothing was given up or rolled back '
+                    f'(the last attempt: {_summary(current)})')
+  if answer:
+    _log.warning('%s: %s answered with %s', current.data_key,
+                 current.outcome, answer)
+    return Attempt(
+        data_key=new.data_key if new.new_images else current.data_key,
+        outcome=Outcome.RUNNING, answer=answer,
+        new_images=new.new_images or current.new_images)
+  # Not closed, and no other data since: the same data, once more.
+  if (current is not None and current.outcome not in state_lib.FINAL and
+      (current.data_key == new.data_key or not new.new_images)):
+    return Attempt(data_key=current.data_key, outcome=Outcome.RUNNING,
+                   attempts=current.attempts + 1, answer=current.answer,
+                   new_images=current.new_images)
+  if not _enough_new_data(options, new):
+    return None
+  return Attempt(data_key=new.data_key, outcome=Outcome.RUNNING,
+                 new_images=new.new_images)
+
+
+def _summary(attempt: Optional[Attempt]) -> str:
+  if attempt is None:
+    return 'none'
+  return f'{attempt.data_key} {attempt.outcome}'
 
 
 def _enough_new_data(options: RetrainOptions, new: NewData) -> bool:
@@ -272,7 +308,11 @@ def _verify_push(config: PipelineConfig, result, attempt: Attempt) -> None:
 
 def _close(config: PipelineConfig, state: state_lib.RetrainState,
            attempt: Attempt, new: NewData) -> Attempt:
-  """Records a final outcome: this data is handled and never triggered again."""
+  """Records a final outcome: this data is handled and never triggered again,
+  unless a person answers (retrain.person)."""
+  if attempt.outcome == Outcome.REFUSED and not attempt.refused_for:
+    attempt.refused_for = state_lib.REFUSED_ANOMALIES
+    attempt.schema_digest = person.schema_digest(config)
   state.manifest = new.manifest
   state.last_span = new.latest_span
   state_lib.record(config.pipeline_root, state, attempt)

@@ -1,0 +1,182 @@
+"""A person's answer to what retraining left waiting, through `imgcls
+retrain` on Kubeflow (tests/kfp_fake_server.py): refused data accepted with
+--accept-anomalies or by an edited schema, a run given up on tried again with
+--retry; and the command line that --status hands the person.
+
+The same answers run for real with LocalDagRunner in tests/test_retrain.py.
+"""
+import json
+
+import pytest
+
+from imgcls import cli
+from imgcls.contract import names
+from imgcls.pipeline import kubeflow
+from imgcls.retrain import person
+from imgcls.retrain import state as state_lib
+from tests import images, kfp_fake_server
+
+
+@pytest.fixture
+def kfp_server():
+  server = kfp_fake_server.FakeKfp()
+  yield server
+  server.stop()
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+  monkeypatch.setattr(kubeflow, 'DATA_MOUNT', str(tmp_path / 'data'))
+  monkeypatch.setattr(kubeflow, 'SERVING_MOUNT', str(tmp_path / 'serving'))
+  images.write_class_folders(str(tmp_path / 'data' / 'span-1' / 'train'),
+                             {'a': 3, 'b': 3})
+  return tmp_path
+
+
+def _args(root, server, *extra):
+  return ['retrain', '--once', '--data-root', str(root / 'data'),
+          '--serving-dir', str(root / 'serving'), '--pipeline-root',
+          str(root / 'state'), '--kfp-host', server.host, '--gpus', '0',
+          *extra]
+
+
+def _tick(root, server, *extra):
+  return cli.main(_args(root, server, *extra))
+
+
+def _history(root):
+  return json.loads(
+      (root / 'state' / state_lib.STATE_FILE).read_text())['history']
+
+
+def _schema(root):
+  return root / 'data' / 'schema' / names.SCHEMA_FILE
+
+
+def _refused(root, server):
+  """span-1 submitted, then failed by the data gate: refused data. The run
+  inferred the schema, as a first run does."""
+  assert _tick(root, server) == 0
+  _schema(root).parent.mkdir(parents=True)
+  _schema(root).write_text('feature { name: "label_name" }\n')
+  server.set_state(server.runs[-1]['run_id'], 'FAILED', 'data refused',
+                   failed_task=names.DATA_GATE_NODE)
+  assert _tick(root, server) == 1
+  return server.runs[-1]
+
+
+def _accepts_anomalies(server) -> int:
+  """The DataValidator's accept_anomalies in the last uploaded pipeline."""
+  (pipeline,) = server.pipelines
+  package = server.uploaded(pipeline['pipeline_id'])[-1]
+  task = kfp_fake_server.check_package(package)['root']['dag']['tasks'][
+      'DataValidator']
+  return int(task['inputs']['parameters']['accept_anomalies'][
+      'runtimeValue']['constant'])
+
+
+def test_refused_data_is_trained_after_accept_anomalies(
+    root, kfp_server, capsys):
+  refused = _refused(root, kfp_server)
+  assert _accepts_anomalies(kfp_server) == 0
+  out = capsys.readouterr().out
+  assert 'span-1 waits for a person: refused' in out
+  assert ' '.join(_args(root, kfp_server)[1:]) + ' --accept-anomalies' in out
+  assert _tick(root, kfp_server) == 0  # waits: nothing submitted
+  assert len(kfp_server.runs) == 1
+
+  assert _tick(root, kfp_server, '--accept-anomalies') == 0
+  (_, run) = kfp_server.runs
+  assert run['run_id'] != refused['run_id']
+  assert _accepts_anomalies(kfp_server) == 1
+  kfp_server.set_state(run['run_id'], 'SUCCEEDED')
+  provenance = root / 'serving' / 'LenetModel' / '1' / names.PROVENANCE_FILE
+  provenance.parent.mkdir(parents=True)
+  provenance.write_text(json.dumps(
+      {'model_uri': f'minio://mlpipeline/v2/artifacts/imgcls/{run["run_id"]}'
+                    '/Trainer/salt/model'}))
+  capsys.readouterr()
+  assert _tick(root, kfp_server) == 0
+  assert ('span-1: pushed version 1 (answered with --accept-anomalies)' in
+          capsys.readouterr().out)
+  assert [(h['outcome'], h['answer']) for h in _history(root)] == [
+      ('refused', ''), ('pushed', '--accept-anomalies')]
+  assert _tick(root, kfp_server) == 0
+  assert len(kfp_server.runs) == 2
+
+
+def test_an_edited_schema_retries_the_refused_data(root, kfp_server):
+  _refused(root, kfp_server)
+  assert _history(root)[-1]['schema_digest'] == person.schema_digest(
+      _config(root))
+  _schema(root).write_text(_schema(root).read_text() +
+                           'feature { name: "image_format" }\n')
+  assert _tick(root, kfp_server) == 0
+  assert len(kfp_server.runs) == 2
+  assert _accepts_anomalies(kfp_server) == 0  # the schema answers, not a flag
+  assert [(h['outcome'], h['answer']) for h in _history(root)] == [
+      ('refused', ''), ('submitted', 'edited schema')]
+
+
+def test_a_refusal_accepted_stays_accepted_when_its_run_is_retried(
+    root, kfp_server):
+  _refused(root, kfp_server)
+  assert _tick(root, kfp_server, '--accept-anomalies') == 0
+  # Cancelled: KFP does not retry it (only FAILED runs), so a new run.
+  kfp_server.set_state(kfp_server.runs[-1]['run_id'], 'CANCELED')
+  assert _tick(root, kfp_server) == 0  # a plain tick
+  assert len(kfp_server.runs) == 3
+  assert _accepts_anomalies(kfp_server) == 1  # ... that accepts, as answered
+  assert _history(root)[-1]['answer'] == '--accept-anomalies'
+  assert _history(root)[-1]['attempts'] == 2
+
+
+def test_a_run_given_up_on_runs_again_only_with_retry(root, kfp_server, capsys):
+  assert _tick(root, kfp_server, '--max-tries', '1') == 0
+  kfp_server.set_state(kfp_server.runs[0]['run_id'], 'FAILED', 'OOMKilled')
+  assert _tick(root, kfp_server, '--max-tries', '1') == 1
+  assert _history(root)[-1]['outcome'] == 'gave_up'
+  out = capsys.readouterr().out
+  assert (' '.join(_args(root, kfp_server, '--max-tries', '1')[1:]) +
+          ' --retry') in out
+  assert _tick(root, kfp_server, '--max-tries', '1') == 0  # never automatic
+  assert len(kfp_server.runs) == 1
+  assert _tick(root, kfp_server, '--max-tries', '1', '--retry') == 0
+  assert len(kfp_server.runs) == 2
+  assert [(h['outcome'], h['answer'], h['attempts'])
+          for h in _history(root)] == [('gave_up', '', 1),
+                                       ('submitted', '--retry', 1)]
+
+
+def test_retry_with_nothing_to_retry_says_so(root, kfp_server, capsys):
+  assert _tick(root, kfp_server, '--retry') == 2
+  assert ('--retry: nothing was given up or rolled back' in
+          capsys.readouterr().err)
+  assert not kfp_server.runs
+
+
+def test_status_reads_the_state_and_runs_nothing(root, kfp_server, capsys):
+  _refused(root, kfp_server)
+  capsys.readouterr()
+  status = ['retrain', '--status', *_args(root, kfp_server)[2:]]
+  assert cli.main(status) == 0
+  out = capsys.readouterr().out
+  assert f'retrain state: {root / "state" / state_lib.STATE_FILE}' in out
+  assert 'last: span-1 refused (attempt 1' in out
+  assert f'or edit {_schema(root)} to expect this data, then:' in out
+  assert len(kfp_server.runs) == 1
+
+
+def test_the_answer_command_keeps_the_watchers_flags_and_hides_the_token():
+  argv = ['-v', 'retrain', '--watch', '--interval', '60', '--data-root',
+          '/d x', '--kfp-token', 's3cret', '--kfp-host=h', '--kfp-token=t2',
+          '--retry']
+  assert person.answer_command(argv, '--accept-anomalies') == (
+      "imgcls retrain --once --data-root '/d x' --kfp-token \"$KFP_TOKEN\" "
+      '--kfp-host=h --kfp-token "$KFP_TOKEN" --accept-anomalies')
+
+
+def _config(root):
+  from imgcls.pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
+  return PipelineConfig(data_root=str(root / 'data'), serving_dir='',
+                        pipeline_root='')
