@@ -2,7 +2,6 @@
 import argparse
 import os
 
-from imgcls.contract import console
 from imgcls.contract.errors import UserError
 from imgcls.trainer import config as training_config
 
@@ -41,20 +40,21 @@ def register(subparsers) -> None:
 
 def _train(args: argparse.Namespace) -> int:
   config = training_config.training_config_from_args(args)
-  with console.Console(console.log_path(None, 'train'), args.verbose):
-    # TensorFlow loads inside the console, where what it prints is logged.
-    from imgcls.trainer import standalone  # pylint: disable=g-import-not-at-top
-    path = standalone.train(args.train_dir, args.test_dir, args.model_dir,
-                            config)
+  # TensorFlow loads inside the command's console (imgcls/cli.py), where
+  # what it prints is logged.
+  # pylint: disable=g-import-not-at-top
+  from imgcls.trainer import standalone, startup
+  config = startup.check(config, args, local=True)
+  path = standalone.train(args.train_dir, args.test_dir, args.model_dir,
+                          config)
   print(f'saved model: {path}')
   return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-  with console.Console(console.log_path(None, 'evaluate'), args.verbose):
-    from imgcls.trainer import standalone  # pylint: disable=g-import-not-at-top
-    result = standalone.evaluate(args.model_path, args.test_dir,
-                                 args.batch_size)
+  from imgcls.trainer import standalone  # pylint: disable=g-import-not-at-top
+  result = standalone.evaluate(args.model_path, args.test_dir,
+                               args.batch_size)
   print(f'{result.count} test images ({result.skipped} skipped)')
   for signature, scores in result.by_signature.items():
     print(f'{signature}: accuracy {scores.accuracy:.4f}')

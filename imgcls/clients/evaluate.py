@@ -29,6 +29,7 @@ from imgcls.clients.client import (
 from imgcls.contract import saved_model
 from imgcls.contract.errors import UserError
 from imgcls.contract.names import CLASS_NAME_OUTPUT
+from imgcls.contract.progress import console as terminal
 from imgcls.imagedata import class_folders
 
 
@@ -130,7 +131,7 @@ def _send_all(listing, sources, signatures, served, version,
           for name in signatures for source in sources}
   total = sum(len(batches) for batches in plan.values()) * len(sources)
   with tqdm.tqdm(total=total, desc='evaluate-serving', unit='request',
-                 file=sys.stderr) as progress:
+                 file=terminal()) as progress:
     for name in signatures:
       for batch in plan[name]:
         inputs = image_inputs.signature_inputs(name, served[name],
@@ -199,7 +200,7 @@ def _verdict(runs: List[Run], signatures: Sequence[str]) -> int:
   for run in failed:
     print(f'evaluate-serving: {len(run.errors)} images failed over '
           f'{run.source} with {run.signature}; first error: {run.errors[0]}',
-          file=sys.stderr)
+          file=terminal())
   disagreeing = False
   for name in signatures:
     agreement = _agreement(runs, name)
@@ -207,7 +208,7 @@ def _verdict(runs: List[Run], signatures: Sequence[str]) -> int:
       disagreeing = True
       print(f'evaluate-serving: the sources disagree on the class of '
             f'{agreement.compared - agreement.agreeing} images with {name}',
-            file=sys.stderr)
+            file=terminal())
   return 1 if failed or disagreeing else 0
 
 

@@ -15,7 +15,7 @@ import re
 import sys
 import tempfile
 import time
-from typing import Callable, Optional, TextIO
+from typing import Callable, List, Optional, Sequence, TextIO
 
 from absl import logging as absl_logging
 
@@ -79,53 +79,78 @@ def _safely(describe, node: str) -> str:
 
 
 class Console:
-  """While entered: logs to `log_path`, progress to the terminal."""
+  """While entered: logs to `log_path`, progress to the terminal.
+
+  Consoles nest: imgcls/cli.py enters one for every command, from before the
+  command's handler imports TensorFlow, and a command that works in a
+  directory of its own (`imgcls run`, `imgcls retrain`) enters its own
+  inside it. The inner one takes the log over until it exits; the terminal
+  stays the one the outermost console saved.
+  """
 
   def __init__(self, log_path: str, verbose: bool,
-               describe: Optional[Callable[[str], str]] = None):
+               describe: Optional[Callable[[str], str]] = None,
+               terminal_loggers: Sequence[str] = ()):
+    """`terminal_loggers`: the command's own loggers whose records are its
+    output (a server's), shown on the terminal as well as logged."""
     self.log_path = log_path
     self._verbose = verbose
     self._describe = describe
+    self._terminal_loggers = terminal_loggers
     self._saved = None
+    self._terminal = ()  # streams this console opened on the terminal
 
   def __enter__(self) -> 'Console':
     os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
     self._log = open(self.log_path, 'a', buffering=1, encoding='utf-8',
                      errors='backslashreplace')
-    terminal_out, terminal_err = sys.stdout, sys.stderr
+    self._outer = _entered[-1] if _entered else None
+    terminal_out = sys.stdout
+    self.terminal_err = (self._outer.terminal_err if self._outer else
+                         sys.stderr)
     if not self._verbose:
-      terminal_out, terminal_err = self._redirect_to_log()
-    progress.set_console(terminal_err)
+      terminal_out, self.terminal_err = self._redirect_to_log()
+    progress.set_console(self.terminal_err)
     self._handlers = [
         (logging.getLogger(), _handler(self._log, _FORMAT, logging.INFO)),
         (logging.getLogger(progress.LOGGER_NAME),
-         _handler(terminal_err, '%(message)s', logging.INFO)),
+         _handler(self.terminal_err, '%(message)s', logging.INFO)),
     ]
     if self._verbose:
-      self._handlers.append(
-          (logging.getLogger(), _handler(terminal_err, _FORMAT, logging.INFO)))
+      self._handlers.append((logging.getLogger(), _handler(
+          self.terminal_err, _FORMAT, logging.INFO)))
     if self._describe:
       self._handlers.append(
           (logging.getLogger('absl'), ComponentLines(self._describe)))
-    # The root's own handlers (basicConfig's, absl's) write to the terminal
-    # as it was: the log file has them all already.
-    self._root_handlers = logging.getLogger().handlers[:]
-    for handler in self._root_handlers:
-      logging.getLogger().removeHandler(handler)
+    if not self._verbose:  # with -v, the root's terminal handler has them
+      self._handlers += [(logging.getLogger(name), _handler(
+          self.terminal_err, '%(asctime)s %(message)s', logging.INFO))
+                         for name in self._terminal_loggers]
+    # The handlers already there (basicConfig's, absl's, an outer
+    # console's) write to the terminal or the outer log: this log has all
+    # their records already.
+    self._replaced = [(logger, handler)
+                      for logger in (logging.getLogger(),
+                                     logging.getLogger(progress.LOGGER_NAME))
+                      for handler in logger.handlers[:]]
+    for logger, handler in self._replaced:
+      logger.removeHandler(handler)
     for logger, handler in self._handlers:
       logger.addHandler(handler)
     self._levels = _set_levels(logging.INFO)
+    _entered.append(self)
     return self
 
   def __exit__(self, *exc_info) -> None:
+    _entered.pop()
     for logger, handler in self._handlers:
       logger.removeHandler(handler)
-    for handler in self._root_handlers:
-      logging.getLogger().addHandler(handler)
+    for logger, handler in self._replaced:
+      logger.addHandler(handler)
     _restore_levels(self._levels)
     if self._saved:
       self._restore_terminal()
-    progress.set_console(None)
+    progress.set_console(self._outer.terminal_err if self._outer else None)
     self._log.close()
 
   def _redirect_to_log(self):
@@ -135,14 +160,17 @@ class Console:
     sys.stderr.flush()
     saved_fds = (os.dup(1), os.dup(2))
     self._saved = (saved_fds, sys.stdout, sys.stderr)
-    terminal = tuple(
-        _stream_on(stream, fd)
-        for stream, fd in ((sys.stdout, saved_fds[0]),
-                           (sys.stderr, saved_fds[1])))
+    if self._outer and self._outer._saved:  # pylint: disable=protected-access
+      # fds 1 and 2 are the outer log: the terminal is the outer's streams.
+      terminal = (sys.stdout, self._outer.terminal_err)
+    else:
+      terminal = self._terminal = tuple(
+          _stream_on(stream, fd)
+          for stream, fd in ((sys.stdout, saved_fds[0]),
+                             (sys.stderr, saved_fds[1])))
     os.dup2(self._log.fileno(), 1)
     os.dup2(self._log.fileno(), 2)
     sys.stdout, sys.stderr = terminal[0], self._log
-    self._terminal = terminal
     return terminal
 
   def _restore_terminal(self) -> None:
@@ -155,6 +183,10 @@ class Console:
     os.dup2(err_fd, 2)
     os.close(out_fd)
     os.close(err_fd)
+
+
+# The consoles entered, innermost last.
+_entered: List[Console] = []
 
 
 def _stream_on(stream: TextIO, saved_fd: int) -> TextIO:

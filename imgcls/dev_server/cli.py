@@ -12,6 +12,8 @@ from imgcls.clients.cli import port, positive_int, positive_seconds
 from imgcls.contract import names as defaults
 from imgcls.dev_server import flags, limits
 
+_LOGGER = 'imgcls.dev_server'
+
 
 def register(subparsers) -> None:
   _register_serve(subparsers)
@@ -59,7 +61,9 @@ def _register_serve(subparsers) -> None:
                       help='time a client has to send a request\'s headers '
                       '(default 10)')
   flags.add_model_server_flags(parser)
-  parser.set_defaults(handler=_serve)
+  # The server's own log (versions loaded, requests that failed) is its
+  # output, as TF Serving's is; the libraries' goes to the log file.
+  parser.set_defaults(handler=_serve, terminal_loggers=(_LOGGER,))
 
 
 def _config(args):
@@ -76,7 +80,7 @@ def _config(args):
 def _serve(args) -> int:
   from imgcls.clients.client import address  # pylint: disable=g-import-not-at-top
   from imgcls.dev_server.server import ModelServer  # pylint: disable=g-import-not-at-top
-  logging.getLogger('dev_server').setLevel(logging.INFO)  # version changes
+  logging.getLogger(_LOGGER).setLevel(logging.INFO)  # version changes
   flags.warn_ignored(args)
   config = _config(args)
   stop = threading.Event()
