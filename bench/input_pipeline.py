@@ -109,19 +109,18 @@ def _measure(session, root: str, label: str, rounds: int,
   pipeline_root = os.path.join(session.work_dir, NAME, label, 'pipeline')
   ingest.example_gen_seconds(root, pipeline_root)
   examples = results.load_run(pipeline_root)
-  info = examples.dataset_info
-  class_names = info['class_names']
-  counts = [info['examples_per_class']['train'][n] for n in class_names]
+  facts = examples.dataset
+  counts = facts.class_counts('train')
   train_files, test_files = (
       [os.path.join(examples.uri('examples'), f'Split-{split}', '*')]
       for split in data_layout.SPLITS)
-  train, test = (_in_memory(files, info['examples'][split], config)
+  train, test = (_in_memory(files, facts.examples[split], config)
                  for files, split in ((train_files, 'train'),
                                       (test_files, 'test')))
   datasets = {
       _RECORDS: lambda: (
-          _records(train_files, info['examples']['train'], config, True),
-          _records(test_files, info['examples']['test'], config, False)),
+          _records(train_files, facts.examples['train'], config, True),
+          _records(test_files, facts.examples['test'], config, False)),
       _IN_MEMORY: lambda: (_tensor_dataset(train, config.batch_size, True),
                            _tensor_dataset(test, config.batch_size, False)),
   }
@@ -130,7 +129,7 @@ def _measure(session, root: str, label: str, rounds: int,
   epochs = {side: [] for side in datasets}
   for _ in range(rounds):
     for side, make in datasets.items():
-      epochs[side].append(_epoch_seconds(config, class_names, counts,
+      epochs[side].append(_epoch_seconds(config, facts.class_names, counts,
                                          *make()))
   return len(train[1]), math.ceil(len(train[1]) / config.batch_size), epochs
 

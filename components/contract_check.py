@@ -23,7 +23,7 @@ from tfx.utils import path_utils
 
 from imgcls.contract import names, saved_model
 from imgcls.contract import outputs as outputs_lib
-from imgcls.imagedata import preprocessing, tf_examples
+from imgcls.imagedata import dataset_facts, preprocessing, tf_examples
 
 # serving_default gets pixels decoded by a client library, not by TF; lossy
 # formats may round differently, so a rare disagreement is tolerated there.
@@ -104,8 +104,7 @@ def ContractCheck(  # pylint: disable=invalid-name  (TFX component naming)
     sample_size: Parameter[int] = 32) -> None:
   """Blesses the model (InfraBlessing `blessed` = 1) if it keeps the contract."""
   model_dir = path_utils.serving_model_path(model.uri)
-  class_names = tf_examples.read_dataset_info(
-      examples.uri)[names.DATASET_INFO_CLASS_NAMES]
+  class_names = dataset_facts.read(examples.uri).class_names
   try:
     check_saved_model(model_dir, next(tf_examples.test_records(
         examples.uri, sample_size, sample_size)),

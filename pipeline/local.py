@@ -46,11 +46,13 @@ def describe_component(pipeline_root: str, node_id: str) -> str:
 
 
 def _examples(result: results.RunResult) -> str:
-  info = result.dataset_info
-  examples = info.get('examples', {})
-  return ('examples: ' + ', '.join(f'{s} {n}' for s, n in examples.items()) +
-          f' (test split from {info.get("test_source", "?")}), '
-          f'{len(info.get("skipped", []))} files skipped')
+  facts = result.dataset
+  if facts is None:
+    return 'examples: none'
+  return ('examples: ' +
+          ', '.join(f'{s} {n}' for s, n in facts.examples.items()) +
+          f' (test split from {facts.test_source}), '
+          f'{len(facts.skipped)} files skipped')
 
 
 def _data(result: results.RunResult) -> str:

@@ -15,7 +15,7 @@ from tfx.orchestration import metadata
 
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
-from imgcls.imagedata import tf_examples
+from imgcls.imagedata import dataset_facts
 
 _OUTPUT = metadata_store_pb2.Event.OUTPUT
 
@@ -24,7 +24,7 @@ _OUTPUT = metadata_store_pb2.Event.OUTPUT
 class RunResult:
   run_id: str
   artifacts: Dict[str, metadata_store_pb2.Artifact]  # by output key
-  dataset_info: Dict[str, Any]
+  dataset: Optional[dataset_facts.DatasetFacts]  # None before the ExampleGen ran
   accuracy: Optional[float]
   baseline_accuracy: Optional[float]
   baseline_version: Optional[int]
@@ -106,8 +106,7 @@ def _prop(artifact, name: str):
 
 def _result(run_id: str, artifacts) -> RunResult:
   examples = artifacts.get('examples')
-  info = (tf_examples.read_dataset_info(examples.uri)
-          if examples else {})
+  facts = dataset_facts.read(examples.uri) if examples else None
   evaluation = artifacts.get('evaluation')
   overall, baseline, per_class = (_accuracies(evaluation.uri) if evaluation
                                   else (None, None, {}))
@@ -118,7 +117,7 @@ def _result(run_id: str, artifacts) -> RunResult:
   return RunResult(
       run_id=run_id,
       artifacts=artifacts,
-      dataset_info=info,
+      dataset=facts,
       accuracy=overall,
       baseline_accuracy=baseline,
       baseline_version=_prop(artifacts.get('baseline'), names.PROP_SERVING_VERSION),

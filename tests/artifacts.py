@@ -6,14 +6,14 @@ artifacts this project's components exchange.
 """
 import json
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import json_utils, path_utils
 
 from imgcls.contract import names
-from imgcls.imagedata import tf_examples
+from imgcls.imagedata import dataset_facts, tf_examples
 from imgcls.trainer import models
 from tests import images
 
@@ -43,11 +43,25 @@ def examples(uri: str, splits: Dict[str, List[Tuple[bytes, int]]],
         name = class_names[label]
         writer.write(tf_examples.make_example(
             encoded, label, name, f'{split}/{name}/{n}.png').SerializeToString())
-  with open(os.path.join(uri, names.DATASET_INFO_FILE), 'w') as f:
-    json.dump({names.DATASET_INFO_CLASS_NAMES: list(class_names),
-               names.DATASET_INFO_EXAMPLES: {
-                   s: len(items) for s, items in splits.items()}}, f)
+  dataset_facts.write(uri, dataset_facts_of({
+      s: {name: sum(1 for _, label in items if class_names[label] == name)
+          for name in class_names}
+      for s, items in splits.items()}, class_names))
   return artifact
+
+
+def dataset_facts_of(per_class: Dict[str, Dict[str, int]],
+                     class_names: Optional[Sequence[str]] = None
+                    ) -> dataset_facts.DatasetFacts:
+  """The facts the ExampleGen records for these counts (split -> class ->
+  examples), from a folder layout with nothing skipped; the class names
+  sorted unless given in label order."""
+  examples = {s: sum(c.values()) for s, c in per_class.items()}
+  return dataset_facts.DatasetFacts(
+      data_root='/data',
+      class_names=list(class_names or sorted(per_class[names.TRAIN_SPLIT])),
+      train_spans=[], test_span=None, test_source='folder', files=examples,
+      examples=examples, examples_per_class=per_class)
 
 
 def model(uri: str, keras_model=None) -> standard_artifacts.Model:

@@ -12,7 +12,7 @@ from tfx.types import (
 
 from imgcls.components.image_example_gen import executor
 from imgcls.contract import names
-from imgcls.imagedata import tf_examples
+from imgcls.imagedata import dataset_facts
 from tests import images
 
 
@@ -81,8 +81,8 @@ def test_threaded_reading_keeps_every_file_and_every_skip(tmp_path):
   for n in range(20, 60, 13):  # bad files spread over the reader batches
     (root / 'train' / 'b' / f'0-{n}.png').write_bytes(b'garbage')
   examples = _run(str(root), str(tmp_path / 'examples'))
-  info = tf_examples.read_dataset_info(examples.uri)
-  assert [p for p, _ in info['skipped']] == sorted(
+  facts = dataset_facts.read(examples.uri)
+  assert [p for p, _ in facts.skipped] == sorted(
       f'train/b/0-{n}.png' for n in range(20, 60, 13))
   records = _records(examples, names.TRAIN_SPLIT)
   paths = [_value(e, names.PATH_KEY).decode() for e in records]

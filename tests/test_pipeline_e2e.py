@@ -75,11 +75,11 @@ def _records(split_uri):
 
 def test_examples_have_counts_labels_and_vocabulary(project):
   _, result = project
-  info = result.dataset_info
-  assert info['class_names'] == sorted(CLASSES)
-  assert info['examples'] == {'train': 180, 'test': 45}
+  facts = result.dataset
+  assert facts.class_names == sorted(CLASSES)
+  assert facts.examples == {'train': 180, 'test': 45}
   examples_uri = result.uri('examples')
-  for split, count in info['examples'].items():
+  for split, count in facts.examples.items():
     records = _records(os.path.join(examples_uri, f'Split-{split}'))
     assert len(records) == count
     for record in records:
@@ -87,15 +87,15 @@ def test_examples_have_counts_labels_and_vocabulary(project):
       label = f[names.LABEL_KEY].int64_list.value[0]
       name = f[names.LABEL_NAME_KEY].bytes_list.value[0].decode()
       path = f[names.PATH_KEY].bytes_list.value[0].decode()
-      assert info['class_names'][label] == name
+      assert facts.class_names[label] == name
       assert path.startswith(f'{split}/{name}/')
       assert f[names.IMAGE_KEY].bytes_list.value[0][:4] == b'\x89PNG'
 
 
 def test_corrupt_file_is_skipped_and_counted(project):
   _, result = project
-  assert result.dataset_info['skipped'] == [
-      ['train/square/corrupt.png', result.dataset_info['skipped'][0][1]]]
+  assert result.dataset.skipped == [
+      ['train/square/corrupt.png', result.dataset.skipped[0][1]]]
   assert result.artifacts['examples'].custom_properties[
       'skipped_files'].int_value == 1
 

@@ -1,5 +1,6 @@
 """Run reports: written after `imgcls run`, and again by `imgcls report`."""
 import collections
+import dataclasses
 import os
 import re
 
@@ -7,10 +8,10 @@ from PIL import Image
 import pytest
 
 from imgcls import cli
-from imgcls.imagedata import sample_data
+from imgcls.imagedata import dataset_facts, sample_data
 from imgcls.pipeline import local, results
 from imgcls.pipeline.config import PipelineConfig
-from imgcls.report import page, writer
+from imgcls.report import page, statistics, writer
 from imgcls.trainer.config import TrainingConfig
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -72,7 +73,9 @@ def test_report_shows_the_run_with_valid_figures(first_run):
   assert path == os.path.join(
       writer.report_dir(paths['pipeline'], result.run_id), 'report.html')
   images = _images_of(path)
-  assert sorted(map(os.path.basename, images)) == sorted(page.FIGURES)
+  # The digits are all 28x28 grayscale PNGs: only their file sizes vary.
+  assert sorted(map(os.path.basename, images)) == sorted(
+      (*page.FIGURES, page.image_fact_figure('file_size')))
   for image in images:
     _assert_valid_png(image)
   with open(path, encoding='utf-8') as f:
@@ -83,6 +86,46 @@ def test_report_shows_the_run_with_valid_figures(first_run):
   assert BROKEN in html  # the skipped file, with its reason
   assert 'blessed' in html and 'Served model (baseline)' in html
   assert 'SparseCategoricalAccuracy &gt;= 0' in html  # the gate
+
+
+@pytest.mark.e2e
+def test_the_data_section_states_single_values_and_draws_readable_figures(
+    first_run):
+  paths, result = first_run
+  path = writer.write_report(paths['pipeline'], result.run_id)
+  with open(path, encoding='utf-8') as f:
+    html = f.read()
+  section = html.split('<h2>Data validation</h2>')[1].split('<h2>')[0]
+  for words in ('is <b>28</b> pixels wide', 'is <b>28</b> pixels high',
+                'has <b>1</b> channel(s)', 'is a <b>PNG</b> file'):
+    assert f'<li>every train image {words}</li>' in section
+  figures = [os.path.join(os.path.dirname(path), name)
+             for name in re.findall(r'<img src="([^"]+)"', section)]
+  assert [os.path.basename(f) for f in figures] == [
+      page.CLASS_SHARES, page.image_fact_figure('file_size')]
+  # Shown at their own width, up to the text column's (img max-width 100%).
+  (em,) = re.findall(r'body \{[^}]*max-width: (\d+)em', html)
+  text_width = int(em) * 16  # px, at browsers' default font size
+  assert 'img { max-width: 100%; }' in html
+  for figure in figures:
+    with Image.open(figure) as image:
+      assert min(image.width, text_width) >= text_width / 2, figure
+
+
+def test_image_facts_with_one_value_are_stated_the_others_plotted():
+  one = statistics.Distributions(
+      counts={'image_format': {'PNG': 10}},
+      histograms={'image_width': [(28, 28, 10)],
+                  'file_size': [(100, 200, 4), (200, 300, 6)]},
+      single_values={'image_width': '28', 'image_format': 'PNG'})
+  wider = dataclasses.replace(one, single_values={'image_width': '32',
+                                                  'image_format': 'PNG'})
+  assert statistics.stated_facts(one, None) == {
+      'image_width': ('28', None), 'image_format': ('PNG', None)}
+  assert statistics.plotted_facts(one, None) == ['file_size']
+  assert statistics.stated_facts(one, wider)['image_width'] == ('28', '32')
+  mixed = dataclasses.replace(one, single_values={'image_format': 'PNG'})
+  assert statistics.plotted_facts(one, mixed) == ['image_width', 'file_size']
 
 
 @pytest.mark.e2e
@@ -143,13 +186,14 @@ def test_a_pipeline_root_without_metadata_is_a_clean_error(tmp_path, capsys):
 
 def test_a_run_that_stopped_early_renders_what_it_has():
   """A run that failed after the ExampleGen: no model, no evaluation."""
-  info = {'data_root': '/d', 'class_names': ['a', 'b'],
-          'examples': {'train': 3, 'test': 1},
-          'examples_per_class': {'train': {'a': 2, 'b': 1},
-                                 'test': {'a': 1, 'b': 0}},
-          'test_source': 'folder', 'skipped': [['train/a/<x>.png', 'bad']]}
+  facts = dataset_facts.DatasetFacts(
+      data_root='/d', class_names=['a', 'b'], train_spans=[], test_span=None,
+      test_source='folder', files={'train': 4, 'test': 1},
+      examples={'train': 3, 'test': 1},
+      examples_per_class={'train': {'a': 2, 'b': 1}, 'test': {'a': 1, 'b': 0}},
+      skipped=[['train/a/<x>.png', 'bad']])
   result = results.RunResult(
-      run_id='r1', artifacts={}, dataset_info=info, accuracy=None,
+      run_id='r1', artifacts={}, dataset=facts, accuracy=None,
       baseline_accuracy=None, baseline_version=None, per_class_accuracy={},
       blessed=None, blessing_reason='', contract_passed=None,
       contract_reason='', pushed_version=None, pushed_destination=None,

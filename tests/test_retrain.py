@@ -64,6 +64,10 @@ def _cli(root, *extra):
           '--window', '2', '--min-accuracy', '0.5', *extra]
 
 
+def _status(root):
+  return ['retrain', '--status', *_cli(root)[2:]]
+
+
 @pytest.mark.e2e
 def test_span_1_is_trained_and_pushed_as_v1(root, capsys):
   _add_span(root, 1)
@@ -94,10 +98,10 @@ def test_span_2_trains_on_the_window_and_pushes_v2(root):
       'span-2', state_lib.Outcome.PUSHED, '2')
   assert _versions(root) == [1, 2]
   from imgcls.pipeline import results  # pylint: disable=g-import-not-at-top
-  info = results.load_run(str(root / 'pipeline')).dataset_info
-  assert info['train_spans'] == [1, 2]
-  assert info['test_span'] == 1  # span-2 has no test: the newest that has one
-  assert info['examples']['train'] == 60 + 4
+  facts = results.load_run(str(root / 'pipeline')).dataset
+  assert facts.train_spans == [1, 2]
+  assert facts.test_span == 1  # span-2 has no test: the newest that has one
+  assert facts.examples['train'] == 60 + 4
 
 
 @pytest.mark.e2e
@@ -148,6 +152,56 @@ def test_a_span_with_a_new_class_is_refused_and_named(root, capsys):
   assert 'refused' in out and "new classes ['c']" in out
   assert _versions(root) == [1, 2, 3]
   assert cli.main(_cli(root)) == 0  # handled: not refused again every tick
+
+
+@pytest.mark.e2e
+def test_status_names_the_command_that_publishes_new_classes(root, capsys):
+  assert cli.main(_status(root)) == 0
+  out = capsys.readouterr().out
+  assert 'span-5 waits for a person: refused' in out
+  assert ('imgcls retrain --once ' + ' '.join(_cli(root)[2:]) +
+          ' --no-baseline') in out
+
+
+# A person's answer: span-6 brings class a at ten times its share, and only
+# span-6 is read (--window 1: span-5 has a class the served model lacks).
+_ANSWER_FLAGS = ('--window', '1', '--min-accuracy', '0',
+                 '--max-accuracy-drop', '1')
+
+
+@pytest.mark.e2e
+def test_a_skewed_span_is_refused_and_waits_for_a_person(root, capsys):
+  _add_span(root, 6, classes={'a': 300, 'b': 30})
+  assert cli.main(_cli(root, *_ANSWER_FLAGS)) == 1
+  out = capsys.readouterr().out
+  assert 'span-6: refused: data anomalies, nothing trained' in out
+  assert 'span-6 waits for a person: refused' in out
+  assert ('imgcls retrain --once ' + ' '.join(_cli(root, *_ANSWER_FLAGS)[2:])
+          + ' --accept-anomalies') in out
+  assert f'or edit {root / "data" / "schema" / "schema.pbtxt"}' in out
+  refused = state_lib.load(str(root / 'pipeline')).current()
+  assert (refused.data_key, refused.refused_for) == ('span-6', 'anomalies')
+  assert len(refused.schema_digest) == 64
+  assert cli.main(_cli(root, *_ANSWER_FLAGS)) == 0  # waits: not refused again
+  assert 'span-6 waits for a person' in capsys.readouterr().out
+  assert _versions(root) == [1, 2, 3]
+
+
+@pytest.mark.e2e
+def test_accept_anomalies_trains_and_pushes_the_refused_span(root, capsys):
+  assert cli.main(_cli(root, *_ANSWER_FLAGS, '--accept-anomalies')) == 0
+  out = capsys.readouterr().out
+  assert 'span-6: pushed version 4 (answered with --accept-anomalies)' in out
+  assert _versions(root) == [1, 2, 3, 4]
+  history = state_lib.load(str(root / 'pipeline')).history
+  assert [(h.data_key, h.outcome, h.answer) for h in history[-2:]] == [
+      ('span-6', 'refused', ''), ('span-6', 'pushed', '--accept-anomalies')]
+  from imgcls.pipeline import results  # pylint: disable=g-import-not-at-top
+  assert results.load_run(str(root / 'pipeline')).anomalies_accepted
+  assert cli.main(_cli(root, *_ANSWER_FLAGS)) == 0
+  assert 'no retraining' in capsys.readouterr().out
+  assert cli.main(_status(root)) == 0
+  assert 'nothing waits for a person' in capsys.readouterr().out
 
 
 def test_a_second_watcher_is_locked_out(root):

@@ -148,7 +148,7 @@ def test_label_smoothing_matches_keras_one_hot_crossentropy():
 
 
 def test_class_weights_come_from_the_recorded_counts(tmp_path):
-  """The records hold 4 and 4 examples; dataset_info.json records 30 and 10.
+  """The records hold 4 and 4 examples; the dataset facts record 30 and 10.
   The weights follow the record, which no pass over the data could give."""
   uri = str(tmp_path / 'examples')
   info = training_data.write_examples(
@@ -185,7 +185,7 @@ def test_cached_pixels_are_uint8_and_exact_at_the_models_size(tmp_path):
   expected = images.digit_like(0, seed=0).astype(np.float32)
   first_a = x.numpy()[list(y.numpy()).index(0)][..., 0]
   np.testing.assert_array_equal(first_a, expected)
-  assert info['examples']['train'] == 6
+  assert info.examples['train'] == 6
 
 
 def test_validation_holdout_is_a_stable_part_of_training(tmp_path):

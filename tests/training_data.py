@@ -1,15 +1,13 @@
 """An ExampleGen-shaped Examples artifact on disk, for Trainer and Tuner
 tests that call the module functions without a pipeline."""
-import json
 import os
 import types
 from typing import Dict
 
 import tensorflow as tf
 
-from imgcls.contract import names
-from imgcls.imagedata import tf_examples
-from tests import images
+from imgcls.imagedata import dataset_facts, tf_examples
+from tests import artifacts, images
 
 
 def write_examples(uri: str, per_class: Dict[str, Dict[str, int]],
@@ -27,16 +25,9 @@ def write_examples(uri: str, per_class: Dict[str, Dict[str, int]],
           writer.write(tf_examples.make_example(
               encoded, label, name, f'{split}/{name}/{n}.png'
           ).SerializeToString())
-  per_class = recorded or per_class
-  info = {
-      names.DATASET_INFO_CLASS_NAMES: class_names,
-      names.DATASET_INFO_EXAMPLES: {s: sum(c.values())
-                                    for s, c in per_class.items()},
-      'examples_per_class': per_class,
-  }
-  with open(os.path.join(uri, names.DATASET_INFO_FILE), 'w') as f:
-    json.dump(info, f)
-  return info
+  facts = artifacts.dataset_facts_of(recorded or per_class)
+  dataset_facts.write(uri, facts)
+  return facts
 
 
 def fn_args(examples_uri: str, out_dir: str, custom_config,

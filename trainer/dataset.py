@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from imgcls.contract import names
+from imgcls.imagedata import dataset_facts, tf_examples
 from imgcls.imagedata import preprocessing as images
-from imgcls.imagedata import tf_examples
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHUFFLE_BUFFER = 10_000
@@ -56,24 +56,23 @@ def expand_file_patterns(patterns: Sequence[str]) -> List[str]:
 
 
 def examples_inputs(train_patterns: Sequence[str],
-                    test_patterns: Sequence[str], dataset_info, config,
+                    test_patterns: Sequence[str],
+                    facts: dataset_facts.DatasetFacts, config,
                     batch_size: int) -> Inputs:
-  """Inputs from the ExampleGen's TFRecords and its dataset_info.json.
+  """Inputs from the ExampleGen's TFRecords and its dataset facts.
 
   With config.validation_fraction, validation is a held-out part of the
   training split; otherwise it is the test split.
   """
-  class_names = dataset_info[names.DATASET_INFO_CLASS_NAMES]
-  per_class = dataset_info['examples_per_class'][names.TRAIN_SPLIT]
-  train_count = dataset_info[names.DATASET_INFO_EXAMPLES][names.TRAIN_SPLIT]
-  test_count = dataset_info[names.DATASET_INFO_EXAMPLES][names.TEST_SPLIT]
+  train_count = facts.examples[names.TRAIN_SPLIT]
+  test_count = facts.examples[names.TEST_SPLIT]
 
   def read(patterns, count, shuffle, holdout=None):
     return examples_dataset(patterns, count, config.input_shape, batch_size,
                             shuffle, config.cache_limit_mb, holdout)
 
   return _inputs(read, config, train_patterns, train_count, test_patterns,
-                 test_count, [per_class[n] for n in class_names])
+                 test_count, facts.class_counts(names.TRAIN_SPLIT))
 
 
 def files_inputs(train_split, test_split, config, batch_size: int) -> Inputs:

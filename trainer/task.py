@@ -3,7 +3,7 @@
 The model type and hyperparameters arrive in `custom_config` (a
 TrainingConfig), and a Tuner's best values, when the pipeline tunes, in
 `fn_args.hyperparameters`; the label vocabulary and the example counts come
-from the ExampleGen's dataset_info.json, so the Trainer, the Evaluator and the
+from the ExampleGen's dataset facts (imagedata.dataset_facts), so the Trainer, the Evaluator and the
 served model agree on them. The model is saved through its own `save`, so the
 export carries the three serving signatures and the class names.
 """
@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfx.components.tuner.component import TunerFnResult
 
 from imgcls.contract import names
-from imgcls.imagedata import tf_examples
+from imgcls.imagedata import dataset_facts
 from imgcls.trainer import dataset, training, tuning
 from imgcls.trainer.config import TrainingConfig
 
@@ -60,18 +60,17 @@ def backup_dir(fn_args, config: TrainingConfig) -> str:
 
 
 def _inputs(fn_args, config: TrainingConfig, where: training.Devices):
-  info = tf_examples.read_dataset_info(examples_uri(fn_args.train_files[0]))
-  return info, dataset.examples_inputs(
-      fn_args.train_files, fn_args.eval_files, info, config,
+  facts = dataset_facts.read(examples_uri(fn_args.train_files[0]))
+  return facts, dataset.examples_inputs(
+      fn_args.train_files, fn_args.eval_files, facts, config,
       config.batch_size * where.replicas)
 
 
 def run_fn(fn_args) -> None:
   config = training_config(fn_args)
   where = training.devices()
-  info, inputs = _inputs(fn_args, config, where)
-  model = training.build_model(config, info[names.DATASET_INFO_CLASS_NAMES],
-                               where)
+  facts, inputs = _inputs(fn_args, config, where)
+  model = training.build_model(config, facts.class_names, where)
   backup = training.Backup(backup_dir(fn_args, config))
   history = training.fit(
       model, config, inputs, backup,
@@ -89,9 +88,9 @@ def tuner_fn(fn_args) -> TunerFnResult:
   `tuner.search(**fit_kwargs)` and writes the best values)."""
   config = TrainingConfig.from_custom_config(fn_args.custom_config)
   where = training.devices()
-  info, inputs = _inputs(fn_args, config, where)
+  facts, inputs = _inputs(fn_args, config, where)
   tuner = tuning.ClassifierTuner(
-      config, info[names.DATASET_INFO_CLASS_NAMES], where,
+      config, facts.class_names, where,
       max_trials=int(fn_args.custom_config[names.TUNE_TRIALS_KEY]),
       directory=fn_args.working_dir)
   return TunerFnResult(tuner=tuner, fit_kwargs={'inputs': inputs})

@@ -13,10 +13,11 @@ file list is shuffled (by a hash of each path) before chunking, so the
 shards mix the classes as the Trainer's shuffle buffer expects. A retried
 chunk rewrites the same shard name, atomically.
 
-Next to the splits, the Examples artifact gets `dataset_info.json`: the label
-vocabulary (sorted class names of the whole dataset), counts and skipped
-files. The Trainer and the reports read it; the same facts are recorded as
-custom properties of the artifact in MLMD.
+Next to the splits, the Examples artifact gets the dataset facts
+(imagedata.dataset_facts, `dataset_info.json`): the label vocabulary (sorted
+class names of the whole dataset), counts and skipped files. The Trainer and
+the reports read them; a summary is recorded as custom properties of the
+artifact in MLMD.
 """
 import collections
 from concurrent import futures
@@ -38,9 +39,14 @@ from tfx.types import artifact_utils, standard_component_specs
 from imgcls.components.image_example_gen import options as options_lib
 from imgcls.contract import names, progress
 from imgcls.contract.errors import UserError
-from imgcls.imagedata import class_folders, data_layout, tf_examples
+from imgcls.imagedata import (
+  class_folders,
+  data_layout,
+  dataset_facts,
+  tf_examples,
+)
 
-# Chunk lists and per-shard reports (merged into names.DATASET_INFO_FILE), removed
+# Chunk lists and per-shard reports (merged into the dataset facts), removed
 # once the splits are written.
 _WORK_DIR = '_work'
 # Files per shard: large enough that Beam's per-element cost is small next to
@@ -84,17 +90,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             | f'WriteShards[{split}]' >> beam.Map(
                 _write_shard, split, split_uri, work_dir, class_index,
                 options.max_image_pixels))
-    info = _dataset_info(plan, work_dir)
-    _check(info, options)
-    _write_json(os.path.join(examples.uri, names.DATASET_INFO_FILE), info,
-                indent=1)
+    facts = _dataset_facts(plan, work_dir)
+    _check(facts, options)
+    dataset_facts.write(examples.uri, facts)
     tf.io.gfile.rmtree(work_dir)
     examples_utils.set_payload_format(examples,
                                       example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(
         examples,
         write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-    _record_on_artifact(examples, info)
+    _record_on_artifact(examples, facts)
 
 
 def _write_chunks(files: Sequence[data_layout.ImageFile], split: str,
@@ -197,8 +202,8 @@ def _write_json(path: str, value: Any, **options) -> None:
     f.write(json.dumps(value, **options))
 
 
-def _dataset_info(plan: data_layout.DataPlan,
-                  work_dir: str) -> Dict[str, Any]:
+def _dataset_facts(plan: data_layout.DataPlan,
+                   work_dir: str) -> dataset_facts.DatasetFacts:
   counts = {s: collections.Counter() for s in data_layout.SPLITS}
   skipped = [list(entry) for entry in plan.skipped]
   for path in tf.io.gfile.glob(os.path.join(work_dir, '*.report.json')):
@@ -206,52 +211,52 @@ def _dataset_info(plan: data_layout.DataPlan,
       report = json.load(f)
     counts[report['split']].update(report['counts'])
     skipped += report['skipped']
-  return {
+  return dataset_facts.DatasetFacts(
       **plan.summary(),
-      'examples': {s: sum(c.values()) for s, c in counts.items()},
-      'examples_per_class': {
+      examples={s: sum(c.values()) for s, c in counts.items()},
+      examples_per_class={
           s: {n: c[n] for n in plan.class_names} for s, c in counts.items()
       },
-      'skipped': sorted(skipped),
-  }
+      skipped=sorted(skipped))
 
 
-def _check(info: Dict[str, Any], options: options_lib.ExampleGenOptions
-          ) -> None:
+def _check(facts: dataset_facts.DatasetFacts,
+           options: options_lib.ExampleGenOptions) -> None:
   """Logs what was skipped; fails when the data cannot train a classifier."""
-  skipped = info['skipped']
+  skipped = facts.skipped
   class_folders.log_skipped(skipped[:_LOGGED_SKIPS])
   if len(skipped) > _LOGGED_SKIPS:
     progress.warn('... and %d more skipped files (see %s)',
                   len(skipped) - _LOGGED_SKIPS, names.DATASET_INFO_FILE)
-  total = sum(info['examples'].values()) + len(skipped)  # every file found
+  total = sum(facts.examples.values()) + len(skipped)  # every file found
   if total and len(skipped) / total > options.max_bad_fraction:
     raise UserError(
         f'{len(skipped)} of {total} files ({len(skipped) / total:.1%}) are not '
         f'readable images, more than max_bad_fraction '
         f'{options.max_bad_fraction:.1%}; first: {skipped[0][0]}: '
         f'{skipped[0][1]}')
-  per_class = info['examples_per_class']
+  per_class = facts.examples_per_class
   empty = [n for n, c in per_class[data_layout.TRAIN].items() if c == 0]
   if empty:
-    raise UserError(f'{info["data_root"]}: no readable training images for '
+    raise UserError(f'{facts.data_root}: no readable training images for '
                     f'class(es) {empty}')
   empty = [n for n, c in per_class[data_layout.TEST].items() if c == 0]
   if empty:  # the same rule as imgcls train's
     raise UserError(
-        f'{info["data_root"]}: the test split has no readable images of '
+        f'{facts.data_root}: the test split has no readable images of '
         f'class(es) {empty}, so the model could not be judged on them; add '
         f'some to test/<class>/' +
         (' (or more images: the test split is 20% of them, by a hash of the '
-         'path)' if info['test_source'] == 'hash' else ''))
+         'path)' if facts.test_source == 'hash' else ''))
 
 
-def _record_on_artifact(examples, info: Dict[str, Any]) -> None:
+def _record_on_artifact(examples,
+                        facts: dataset_facts.DatasetFacts) -> None:
   examples.set_string_custom_property(names.PROP_CLASS_NAMES,
-                                      json.dumps(info['class_names']))
-  examples.set_int_custom_property(names.PROP_SKIPPED_FILES, len(info['skipped']))
+                                      json.dumps(facts.class_names))
+  examples.set_int_custom_property(names.PROP_SKIPPED_FILES, len(facts.skipped))
   examples.set_string_custom_property(names.PROP_EXAMPLE_COUNTS,
-                                      json.dumps(info['examples']))
+                                      json.dumps(facts.examples))
   examples.set_string_custom_property(names.PROP_TRAIN_SPANS,
-                                      json.dumps(info['train_spans']))
-  examples.set_string_custom_property(names.PROP_TEST_SOURCE, info['test_source'])
+                                      json.dumps(facts.train_spans))
+  examples.set_string_custom_property(names.PROP_TEST_SOURCE, facts.test_source)

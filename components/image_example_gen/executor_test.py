@@ -16,6 +16,7 @@ from imgcls.components.image_example_gen import executor
 from imgcls.components.image_example_gen.options import ExampleGenOptions
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
+from imgcls.imagedata import dataset_facts
 from tests import images
 
 
@@ -65,10 +66,9 @@ def test_writes_both_splits_with_labels_from_sorted_class_names(data,
 def test_records_the_vocabulary_beside_the_splits_and_on_the_artifact(
     data, tmp_path):
   examples = _run(data, tmp_path)
-  with open(os.path.join(examples.uri, names.DATASET_INFO_FILE)) as f:
-    info = json.load(f)
-  assert info[names.DATASET_INFO_CLASS_NAMES] == ['cat', 'dog']
-  assert info[names.DATASET_INFO_EXAMPLES] == {'train': 7, 'test': 4}
+  facts = dataset_facts.read(examples.uri)
+  assert facts.class_names == ['cat', 'dog']
+  assert facts.examples == {'train': 7, 'test': 4}
   assert json.loads(examples.get_string_custom_property(
       names.PROP_CLASS_NAMES)) == ['cat', 'dog']
   assert not os.path.exists(os.path.join(examples.uri, '_work'))

@@ -34,12 +34,9 @@ IMAGE_FACT_KEYS = (IMAGE_WIDTH_KEY, IMAGE_HEIGHT_KEY, IMAGE_CHANNELS_KEY,
 MAX_IMAGE_PIXELS = 100_000_000
 
 # Written by the ExampleGen into the Examples artifact, next to its splits:
-# the label vocabulary, counts per split and class, spans and skipped files.
+# the dataset facts (imagedata.dataset_facts: the label vocabulary, counts
+# per split and class, spans and skipped files).
 DATASET_INFO_FILE = 'dataset_info.json'
-DATASET_INFO_CLASS_NAMES = 'class_names'
-DATASET_INFO_EXAMPLES = 'examples'
-DATASET_INFO_COUNTS = 'counts'
-DATASET_INFO_SKIPPED = 'skipped'
 TRAIN_SPLIT = 'train'
 TEST_SPLIT = 'test'
 

@@ -3,9 +3,8 @@
 The feature names are the contract's (imgcls/contract/names.py); this module holds
 the TensorFlow side of them: how a record is built and how it is parsed.
 """
-import json
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 import tensorflow as tf
 
@@ -52,13 +51,6 @@ def parse_image_bytes(serialized: tf.Tensor) -> tf.Tensor:
   features = tf.io.parse_example(
       serialized, {names.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
   return features[names.IMAGE_KEY]
-
-
-def read_dataset_info(examples_uri: str) -> Dict[str, Any]:
-  """The ExampleGen's dataset_info.json, from any filesystem TF can read."""
-  with tf.io.gfile.GFile(os.path.join(examples_uri,
-                                      names.DATASET_INFO_FILE)) as f:
-    return json.load(f)
 
 
 def test_records(examples_uri: str, batch_size: int,

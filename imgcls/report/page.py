@@ -9,7 +9,10 @@ import datetime
 import html
 from typing import List, Optional
 
+from imgcls.contract import names
+from imgcls.imagedata import dataset_facts
 from imgcls.pipeline.results import RunResult
+from imgcls.report import statistics
 from imgcls.report.evaluation import TestErrors
 from imgcls.report.statistics import Validation
 
@@ -18,9 +21,17 @@ CONFUSION = 'confusion_matrix.png'
 PER_CLASS = 'per_class_accuracy.png'
 MISCLASSIFIED = 'misclassified.png'
 CLASS_SHARES = 'class_distribution.png'
-IMAGE_FACTS = 'image_facts.png'
-FIGURES = (TRAINING, CONFUSION, PER_CLASS, MISCLASSIFIED, CLASS_SHARES,
-           IMAGE_FACTS)
+FIGURES = (TRAINING, CONFUSION, PER_CLASS, MISCLASSIFIED, CLASS_SHARES)
+# And one figure per image fact with more than one value (image_fact_figure).
+IMAGE_FACTS_PREFIX = 'image_facts_'
+# Image facts with one value, in words: (one, before), as a sentence.
+_FACT_WORDS = {
+    names.IMAGE_WIDTH_KEY: 'is {} pixels wide',
+    names.IMAGE_HEIGHT_KEY: 'is {} pixels high',
+    names.IMAGE_CHANNELS_KEY: 'has {} channel(s)',
+    names.IMAGE_FORMAT_KEY: 'is a {} file',
+    names.FILE_SIZE_KEY: 'is a file of {} bytes',
+}
 # A long list of skipped files would bury the rest of the report.
 MAX_SKIPPED_SHOWN = 100
 
@@ -125,20 +136,20 @@ def _pushed(result: RunResult) -> str:
 
 
 def _data(result: RunResult) -> str:
-  info = result.dataset_info
-  if not info:
+  facts = result.dataset
+  if facts is None:
     return _section('Data', _missing('no examples'))
-  per_class = info.get('examples_per_class', {})
-  splits = list(info.get('examples', {}))
+  per_class = facts.examples_per_class
+  splits = list(facts.examples)
   rows = [(_e(name), *(_num(per_class.get(s, {}).get(name)) for s in splits))
-          for name in info.get('class_names', [])]
+          for name in facts.class_names]
   rows.append(('<b>all</b>',
-               *(f'<b>{_num(info["examples"][s])}</b>' for s in splits)))
+               *(f'<b>{_num(facts.examples[s])}</b>' for s in splits)))
   parts = [
-      f'<p>Read from <code>{_e(info.get("data_root"))}</code>; the test split '
-      f'comes from {_e(_test_source(info))}.</p>',
+      f'<p>Read from <code>{_e(facts.data_root)}</code>; the test split '
+      f'comes from {_e(_test_source(facts))}.</p>',
       _table(['class', *splits], rows),
-      _skipped(info.get('skipped', [])),
+      _skipped(facts.skipped),
   ]
   return _section('Data', ''.join(parts))
 
@@ -172,17 +183,38 @@ def _data_validation(report: Report) -> str:
           f'and test splits.</p>' +
           _figure(report, CLASS_SHARES, 'share of each class in the train '
                   'split, beside the data accepted before') +
-          _figure(report, IMAGE_FACTS, 'image sizes, channels, file sizes '
-                  'and formats of the train split') +
+          _image_facts(report) +
           _table(['feature', 'compared', 'measure', 'value', 'threshold'],
                  measured))
   return _section('Data validation', body)
 
 
-def _test_source(info: dict) -> str:
-  if info.get('test_source') == 'hash':
+def image_fact_figure(feature: str) -> str:
+  return f'{IMAGE_FACTS_PREFIX}{feature}.png'
+
+
+def _image_facts(report: Report) -> str:
+  """Facts with one value in words; the others as a figure each."""
+  validation = report.validation
+  stated = statistics.stated_facts(validation.current, validation.previous)
+  sentences = []
+  for name, (value, before) in stated.items():
+    words = _FACT_WORDS[name].format(f'<b>{_e(value)}</b>')
+    if before is not None and before != value:
+      words += f' (in the data accepted before: {_e(before)})'
+    sentences.append(f'<li>every train image {words}</li>')
+  plotted = [_figure(report, image_fact_figure(name),
+                     f'{name} of the train split, as shares')
+             for name in statistics.plotted_facts(validation.current,
+                                                  validation.previous)]
+  return ((f'<ul>{"".join(sentences)}</ul>' if sentences else '') +
+          ''.join(plotted))
+
+
+def _test_source(facts: dataset_facts.DatasetFacts) -> str:
+  if facts.test_source == 'hash':
     return 'a hash of each path (no test folder)'
-  span = info.get('test_span')
+  span = facts.test_span
   return 'the test folder' + (f' of span {span}' if span is not None else '')
 
 
@@ -225,7 +257,7 @@ def _evaluation(report: Report) -> str:
   result = report.result
   if result.accuracy is None:
     return _section('Evaluation', _missing('no evaluation'))
-  per_class = result.dataset_info.get('examples_per_class', {})
+  per_class = result.dataset.examples_per_class if result.dataset else {}
   test, train = per_class.get('test', {}), per_class.get('train', {})
   # The training counts beside the accuracy: a class that is rare in
   # training is the usual reason for a low one (see --class-weight).

@@ -58,7 +58,7 @@ def _test_errors(result: results.RunResult
   if not (model and examples):
     return None
   return evaluation.test_errors(model, examples,
-                                result.dataset_info['class_names'],
+                                result.dataset.class_names,
                                 MAX_MISCLASSIFIED)
 
 
@@ -81,10 +81,11 @@ def _draw_distributions(validation: Optional[statistics.Validation],
       current.counts.get(names.LABEL_NAME_KEY, {}),
       previous.counts.get(names.LABEL_NAME_KEY, {}) if previous else None,
       os.path.join(out, page.CLASS_SHARES))
-  if not current.histograms:  # Examples from before the image facts
-    return [page.CLASS_SHARES]
-  figures.image_facts(current, previous, os.path.join(out, page.IMAGE_FACTS))
-  return [page.CLASS_SHARES, page.IMAGE_FACTS]
+  drawn = [page.CLASS_SHARES]
+  for name in statistics.plotted_facts(current, previous):
+    drawn.append(page.image_fact_figure(name))
+    figures.image_fact(name, current, previous, os.path.join(out, drawn[-1]))
+  return drawn
 
 
 def _draw(result: results.RunResult, evaluation_uri: Optional[str],
@@ -99,7 +100,7 @@ def _draw(result: results.RunResult, evaluation_uri: Optional[str],
   if result.history:
     draw(page.TRAINING, figures.training_curves, result.history)
   if evaluation_uri:
-    class_names = result.dataset_info['class_names']
+    class_names = result.dataset.class_names
     counts = evaluation.confusion_matrix(evaluation_uri, len(class_names))
     if counts is not None:
       draw(page.CONFUSION, figures.confusion_matrix, counts, class_names)

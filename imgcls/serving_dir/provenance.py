@@ -11,10 +11,9 @@ import dataclasses
 import datetime
 import json
 import os
-import typing
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
-from imgcls.contract import files, names
+from imgcls.contract import files, names, records
 
 PUSH, ROLLBACK = 'push', 'rollback'
 
@@ -94,31 +93,10 @@ def _read(path: str) -> Provenance:
     return Provenance()
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise ProvenanceError(f'{path}: unreadable provenance ({e})') from None
-  if not isinstance(raw, dict):
-    raise ProvenanceError(f'{path}: provenance is not a JSON object')
-  return _from_dict(raw, path)
-
-
-def _from_dict(raw: Dict[str, Any], path: str) -> Provenance:
-  """Known keys only: files of an earlier release hold fewer, a later one's
-  may hold more."""
-  hints = typing.get_type_hints(Provenance)
-  values = {k: v for k, v in raw.items() if k in hints}
-  for key, value in values.items():
-    if not isinstance(value, _json_types(hints[key])):
-      expected = str(hints[key]).replace('typing.', '')
-      raise ProvenanceError(f'{path}: {key} is {value!r}; expected {expected}')
-  return Provenance(**values)
-
-
-def _json_types(hint) -> tuple:
-  """The types of the JSON values a field with this type hint takes."""
-  origin, args = typing.get_origin(hint), typing.get_args(hint)
-  if origin is typing.Union:  # Optional[X]
-    return _json_types(args[0]) + (type(None),)
-  if origin is list:
-    return (list,)
-  return (int, float) if hint is float else (hint,)
+  try:  # known keys only: an earlier release's file holds fewer
+    return records.from_json(Provenance, raw, path)
+  except records.RecordError as e:
+    raise ProvenanceError(str(e)) from None
 
 
 def _write(path: str, provenance: Provenance) -> None:
