@@ -40,7 +40,7 @@ class PipelineConfig:
   serving_dir: str
   pipeline_root: str
   pipeline_name: str = 'imgcls'
-  training: TrainingConfig = TrainingConfig()
+  training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
   example_gen: ExampleGenOptions = ExampleGenOptions()
   data_validation: DataValidationOptions = DataValidationOptions()
   # The Evaluator's gate: accuracy on the test split must reach min_accuracy
@@ -86,7 +86,7 @@ class PipelineConfig:
 def add_pipeline_args(parser: argparse.ArgumentParser,
                       paths_required: bool = True) -> None:
   """The PipelineConfig flags (and TrainingConfig's), with their defaults."""
-  d = PipelineConfig('', '', '')
+  d = PipelineConfig('', '', '', training=TrainingConfig(model_type=''))
   parser.add_argument('--data-root', required=paths_required,
                       help='<root>/train/<class>/*, <root>/test/<class>/*, '
                       'or <root>/span-<N>/...')
@@ -200,6 +200,15 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
       tune=args.tune,
       tune_trials=args.tune_trials,
       beam_args=tuple(args.beam_args or DEFAULT_BEAM_ARGS))
+
+
+def checked_at_start(config: PipelineConfig, args: argparse.Namespace,
+                     local: bool) -> PipelineConfig:
+  """The config with its training settings checked before any component
+  runs (trainer/startup.py); `local`: the Trainer runs on this machine."""
+  from imgcls.trainer import startup  # pylint: disable=g-import-not-at-top
+  return dataclasses.replace(
+      config, training=startup.check(config.training, args, local))
 
 
 def _serving_check(args: argparse.Namespace) -> Optional[ServingCheck]:

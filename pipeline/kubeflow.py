@@ -88,6 +88,7 @@ _QUANTITY = re.compile(r'^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$')
 def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
                      output: str) -> str:
   """Writes the KFP package for `config` to `output` (.yaml); returns it."""
+  options = options.resolved()  # the params file's defaults, read here
   config = _with_backup_on_the_data_volume(config)
   _check(config, options)
   data_root = data_types.RuntimeParameter(
@@ -341,8 +342,12 @@ def verify_push_args(config: PipelineConfig, run_id: str) -> List[str]:
 
 # RuntimeState values of runs that may still start steps (backend/api/
 # v2beta1/run.proto): the Pusher of such a run may yet publish.
-ACTIVE_STATES = frozenset({'RUNTIME_STATE_UNSPECIFIED', 'PENDING', 'RUNNING',
-                           'CANCELING', 'PAUSED'})
+ACTIVE_STATES = frozenset({'PENDING', 'RUNNING', 'CANCELING', 'PAUSED'})
+# A run that KFP has given no state yet: its workflow has not been reported
+# by the persistence agent. It counts as active only for a while after its
+# creation (RunStatus.active_at), or one run whose workflow never appears
+# would block every later submission.
+UNSPECIFIED = 'RUNTIME_STATE_UNSPECIFIED'
 SUCCEEDED = 'SUCCEEDED'
 
 
@@ -354,28 +359,50 @@ class RunStatus:
   # Display names of the run's tasks that FAILED (run_details.task_details,
   # backend/api/v2beta1/run.proto): which step ended the run.
   failed_tasks: Tuple[str, ...] = ()
+  # When KFP created the run (UTC), None when it does not say.
+  created_at: Optional[datetime.datetime] = None
 
   @property
   def active(self) -> bool:
-    return self.state in ACTIVE_STATES
+    """May still start steps: an active state, or none yet."""
+    return self.state in ACTIVE_STATES or self.state == UNSPECIFIED
+
+  def active_at(self, now: datetime.datetime, status_timeout_s: float) -> bool:
+    """Active, counting a run without a state only until `status_timeout_s`
+    after its creation."""
+    if self.state != UNSPECIFIED:
+      return self.active
+    return (self.created_at is None or
+            (now - self.created_at).total_seconds() <= status_timeout_s)
 
 
 class KfpApi:
   """One connection to KFP's v2beta1 API, its failures raised as UserErrors.
 
-  Without a host, kfp.Client reaches KFP through the Kubernetes API server
-  of the kube context. With a namespace (a multi-user install's profile),
-  pipelines, experiments and runs live there: an API server that requires
-  namespaced pipelines refuses shared ones
-  (backend/src/apiserver/validation/namespace.go).
+  The host is where KFP's API server runs; the namespace is the user's
+  (a multi-user install's profile), where pipelines, experiments and runs
+  live: an API server that requires namespaced pipelines refuses shared ones
+  (backend/src/apiserver/validation/namespace.go), and a single-user one
+  drops the namespace (resource/resource_manager.go:2088-2094,
+  ReplaceNamespace), so passing it is harmless there. The two are never
+  mixed: kfp.Client's own `namespace` argument is where `ml-pipeline`
+  runs, not the user's (see _client).
+
+  Credentials (kfp_auth): a literal token, or a token file that kfp's
+  ServiceAccountTokenVolumeCredentials re-reads on every request, as the
+  kubelet renews it. Without a host, a token goes to KFP's in-cluster
+  address when running in a pod, and is refused otherwise; with neither,
+  kfp.Client reaches KFP through the kube context's API server.
   """
 
   def __init__(self, host: Optional[str], token: Optional[str] = None,
                namespace: Optional[str] = None,
-               kube_context: Optional[str] = None):
-    self.host = host
+               kube_context: Optional[str] = None,
+               token_file: Optional[str] = None):
+    auth = kfp_auth(token, token_file)
+    self.host = host or auth.default_host()
     self.namespace = namespace
-    self._connect = lambda: _client(host, token, namespace, kube_context)
+    self._connect = lambda: _client(self.host, auth, kube_context)
 
   @functools.cached_property
   def _client(self):
@@ -423,8 +450,10 @@ class KfpApi:
       run = self._client.get_run(run_id)
     return _status(run)
 
-  def active_runs(self, pipeline_name: str) -> List[RunStatus]:
-    """The runs of the pipeline that are not over, newest first."""
+  def active_runs(self, pipeline_name: str,
+                  status_timeout_s: float) -> List[RunStatus]:
+    """The runs of the pipeline that are not over, newest first; a run
+    without a state counts for `status_timeout_s` after its creation."""
     with self._errors():
       pipeline_id = self._pipeline_id(pipeline_name)
       if pipeline_id is None:
@@ -432,10 +461,11 @@ class KfpApi:
       runs = self._client.list_runs(
           namespace=self.namespace, page_size=100,
           sort_by='created_at desc').runs or []
+    now = _now()
     return [_status(r) for r in runs
             if r.pipeline_version_reference and
             r.pipeline_version_reference.pipeline_id == pipeline_id and
-            _status(r).active]
+            _status(r).active_at(now, status_timeout_s)]
 
   def retry(self, run_id: str) -> None:
     """KFP's own retry: the failed steps of the same run run again."""
@@ -484,9 +514,10 @@ def submit(package: str, host: Optional[str], experiment: str = 'imgcls',
            params: Optional[Mapping[str, str]] = None,
            cron: Optional[str] = None, token: Optional[str] = None,
            namespace: Optional[str] = None,
-           kube_context: Optional[str] = None) -> str:
+           kube_context: Optional[str] = None,
+           token_file: Optional[str] = None) -> str:
   """KfpApi(host, ...).submit(package, ...): the run's ID."""
-  return KfpApi(host, token, namespace, kube_context).submit(
+  return KfpApi(host, token, namespace, kube_context, token_file).submit(
       package, experiment, run_name, params, cron)
 
 
@@ -532,10 +563,14 @@ def _now() -> datetime.datetime:
 def _status(run) -> RunStatus:
   error = getattr(run.error, 'message', None) if run.error else None
   tasks = (run.run_details.task_details or []) if run.run_details else []
-  return RunStatus(run.run_id, run.state or 'RUNTIME_STATE_UNSPECIFIED',
+  created = run.created_at
+  if isinstance(created, datetime.datetime) and created.tzinfo is None:
+    created = created.replace(tzinfo=datetime.timezone.utc)
+  return RunStatus(run.run_id, run.state or UNSPECIFIED,
                    error or '',
                    tuple(t.display_name for t in tasks
-                         if t.state == 'FAILED' and t.display_name))
+                         if t.state == 'FAILED' and t.display_name),
+                   created if isinstance(created, datetime.datetime) else None)
 
 
 def _load_package(package: str) -> pipeline_spec_pb2.PipelineSpec:
@@ -549,8 +584,80 @@ def _load_package(package: str) -> pipeline_spec_pb2.PipelineSpec:
     raise UserError(f'cannot read the pipeline package {package}: {e}') from e
 
 
-def _client(host, token, namespace, kube_context):
-  """A kfp.Client that checks KFP's health once, not five times 5 s apart."""
+# Where KFP itself runs, standalone or in Kubeflow: kfp.Client's `namespace`
+# argument names this namespace, not the user's. kfp builds its in-cluster
+# address and its kube API proxy path from it (sdk/python/kfp/client/
+# client.py:131-132, 309, 320): given a profile namespace, it would call an
+# `ml-pipeline` Service that does not exist there.
+KFP_SYSTEM_NAMESPACE = 'kubeflow'
+# kfp.Client's in-cluster address (client.py:131, _IN_CLUSTER_DNS_NAME) for
+# KFP_SYSTEM_NAMESPACE, with its scheme.
+IN_CLUSTER_HOST = f'http://ml-pipeline.{KFP_SYSTEM_NAMESPACE}.svc.cluster.local:8888'
+# KFP's convention for a projected ServiceAccount token of audience
+# pipelines.kubeflow.org (sdk/python/kfp/client/__init__.py): the path in
+# this variable, else the default path.
+TOKEN_PATH_ENV = 'KF_PIPELINES_SA_TOKEN_PATH'
+DEFAULT_TOKEN_PATH = '/var/run/secrets/kubeflow/pipelines/token'
+
+
+@dataclasses.dataclass(frozen=True)
+class KfpAuth:
+  """How requests to KFP's API are authenticated: a literal token, or a
+  token file re-read on every request, or nothing (kfp's own defaults)."""
+  token: Optional[str] = None
+  token_file: Optional[str] = None
+
+  def default_host(self) -> Optional[str]:
+    """The host when none was given: with credentials, KFP's in-cluster
+    address inside a pod; without, None (kfp.Client then goes through the
+    kube context). kfp.Client itself would send a token to its own default,
+    http://localhost (client.py:291-299).
+    """
+    if not (self.token or self.token_file):
+      return None
+    if os.environ.get('KUBERNETES_SERVICE_HOST'):
+      return IN_CLUSTER_HOST
+    raise UserError('a KFP token needs --host (--kfp-host for retrain): '
+                    'outside a cluster there is no default address to send '
+                    'it to, e.g. http://localhost:8080 after `kubectl '
+                    'port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`')
+
+  def client_args(self) -> Dict[str, object]:
+    """kfp.Client's arguments for these credentials."""
+    if self.token:
+      return {'existing_token': self.token}
+    if self.token_file:
+      from kfp import client  # pylint: disable=g-import-not-at-top
+      return {'credentials':
+              client.ServiceAccountTokenVolumeCredentials(self.token_file)}
+    return {}
+
+
+def kfp_auth(token: Optional[str], token_file: Optional[str]) -> KfpAuth:
+  """A literal token, else the token file: `token_file`, else KFP's
+  convention (TOKEN_PATH_ENV, else DEFAULT_TOKEN_PATH when it exists, as in
+  a pod that mounts a projected token there)."""
+  if token and token_file:
+    raise UserError('pass a KFP token or a token file, not both')
+  if token:
+    return KfpAuth(token=token)
+  path = token_file or os.environ.get(TOKEN_PATH_ENV) or (
+      DEFAULT_TOKEN_PATH if os.path.exists(DEFAULT_TOKEN_PATH) else None)
+  if not path:
+    return KfpAuth()
+  try:
+    with open(path):
+      pass
+  except OSError as e:
+    raise UserError(f'cannot read the KFP token file {path}: {e.strerror}; '
+                    'mount a projected ServiceAccount token of audience '
+                    'pipelines.kubeflow.org there') from e
+  return KfpAuth(token_file=path)
+
+
+def _client(host: Optional[str], auth: KfpAuth, kube_context: Optional[str]):
+  """A kfp.Client that checks KFP's health once, not five times 5 s apart,
+  and keeps its proxy path through a kube context."""
   import kfp  # pylint: disable=g-import-not-at-top
 
   class _Client(kfp.Client):
@@ -559,12 +666,37 @@ def _client(host, token, namespace, kube_context):
       del sleep_duration
       return self._healthz_api.healthz_service_get_healthz()
 
+    def _load_config(self, *args, **kwargs):
+      config = super()._load_config(*args, **kwargs)
+      _keep_the_proxy_path(config)
+      return config
+
   with warnings.catch_warnings():
     # "This client only works with Kubeflow Pipeline v2.0.0-beta.2 and later"
     warnings.simplefilter('ignore', FutureWarning)
-    return _Client(host=host, existing_token=token,
-                   namespace=namespace or 'kubeflow',
-                   kube_context=kube_context)
+    return _Client(host=host, namespace=KFP_SYSTEM_NAMESPACE,
+                   kube_context=kube_context, **auth.client_args())
+
+
+def _keep_the_proxy_path(config) -> None:
+  """Through the kube context, every request keeps kfp's service proxy path.
+
+  kfp appends the path to ml-pipeline's proxy to the API server's address
+  (client.py:320). With a token user, the kubernetes client's refresh hook,
+  which runs before every request, sets the address back to the bare
+  server (kubernetes/config/kube_config.py, KubeConfigLoader._set_config),
+  and KFP's calls would go to the API server's own /apis/v2beta1/...
+  """
+  hook = config.refresh_api_key_hook
+  if hook is None or '/services/ml-pipeline:http/proxy/' not in config.host:
+    return
+  proxied = config.host
+
+  def refresh_and_keep_the_path(configuration):
+    hook(configuration)
+    configuration.host = proxied
+
+  config.refresh_api_key_hook = refresh_and_keep_the_path
 
 
 @contextlib.contextmanager
@@ -580,9 +712,11 @@ def _kfp_errors(host: Optional[str]) -> Iterator[None]:
     message = _api_message(e)
     if e.status in (401, 403):
       raise UserError(f'Kubeflow Pipelines at {where} refused the credentials '
-                      f'(HTTP {e.status}): {message}; pass a valid --token '
-                      '(e.g. a service account token) or use a kube context '
-                      'that may reach it') from e
+                      f'(HTTP {e.status}): {message}; pass a valid token '
+                      '(--token, or --token-file with a ServiceAccount token '
+                      'of audience pipelines.kubeflow.org whose account may '
+                      'edit pipelines in the namespace) or use a kube '
+                      'context that may reach it') from e
     if e.status == 0:
       raise UserError(f'cannot reach Kubeflow Pipelines at {where}: '
                       f'{e.reason}') from e

@@ -5,8 +5,8 @@ from imgcls.contract.errors import UserError
 from imgcls.pipeline import kubeflow_config
 
 _PATHS = ('--data-root and --serving-dir are paths in the pipeline\'s pods: '
-          f'the data PVC is mounted at {kubeflow_config.DATA_MOUNT}, the '
-          f'serving PVC at {kubeflow_config.SERVING_MOUNT}.')
+          'the data PVC is mounted at params.env\'s DATA_MOUNT, the serving '
+          'PVC at its SERVING_MOUNT (the defaults of both flags).')
 DEFAULT_CRON = '0 3 * * *'
 
 
@@ -31,14 +31,25 @@ def register(subparsers) -> None:
                       help='KFP\'s API, e.g. http://localhost:8080 after '
                       '`kubectl port-forward -n kubeflow svc/ml-pipeline-ui '
                       '8080:80`; without it, KFP is reached through the kube '
-                      'context\'s API server')
+                      'context\'s API server (with a token: its in-cluster '
+                      'address, inside a pod)')
   submit.add_argument('--token',
                       help='bearer token for KFP\'s API (multi-user '
-                      'installs), e.g. $(kubectl create token SA -n NS)')
+                      'installs), e.g. $(kubectl create token SA -n NS '
+                      '--audience=pipelines.kubeflow.org); needs --host '
+                      'outside a cluster')
+  submit.add_argument('--token-file',
+                      help='a file holding the token, re-read on every '
+                      'request (a projected ServiceAccount token); default '
+                      '$KF_PIPELINES_SA_TOKEN_PATH, else '
+                      '/var/run/secrets/kubeflow/pipelines/token when it '
+                      'exists')
   submit.add_argument('--kube-context',
                       help='kubeconfig context to use when there is no --host')
   submit.add_argument('--namespace',
-                      help='the KFP profile namespace (multi-user installs)')
+                      help='your profile namespace, where the pipeline, '
+                      'experiment and run are created (multi-user installs); '
+                      'not where KFP runs, which --host names')
   submit.add_argument('--experiment', default='imgcls',
                       help='created if missing; default imgcls')
   submit.add_argument('--run-name', help='default "<pipeline> <UTC time>"')
@@ -77,6 +88,7 @@ def _submit(args: argparse.Namespace) -> int:
       params=dict(args.param),
       cron=(args.cron or DEFAULT_CRON) if args.recurring else None,
       token=args.token,
+      token_file=args.token_file,
       namespace=args.namespace,
       kube_context=args.kube_context)
   if args.package:

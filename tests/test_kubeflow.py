@@ -382,7 +382,7 @@ def test_cli_defaults_are_the_options_defaults():
   parser = cli.build_parser()
   args = parser.parse_args(['compile'])
   config, options = kubeflow_config.from_args(args)
-  assert options == kubeflow_config.KubeflowOptions()
+  assert options == kubeflow_config.KubeflowOptions().resolved()
   assert (config.data_root, config.serving_dir) == ('/data', '/serving')
 
 

@@ -260,7 +260,7 @@ def test_params_are_parsed_as_kustomize_parses_env_files(text, expected):
 
 def test_python_defaults_come_from_the_params_file():
   from imgcls.pipeline import kubeflow_config  # pylint: disable=g-import-not-at-top
-  options = kubeflow_config.KubeflowOptions()
+  options = kubeflow_config.KubeflowOptions().resolved()
   assert options.image == _PARAMS['IMGCLS_IMAGE']
   assert options.data_pvc == _PARAMS['DATA_PVC']
   assert options.serving_pvc == _PARAMS['SERVING_PVC']

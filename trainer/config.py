@@ -20,6 +20,7 @@ CLASS_WEIGHT_CHOICES = ('none', 'balanced')
 class TrainingConfig:
   # The served model's name is the class's (kubernetes/params/params.env):
   # the default comes from there, so TF Serving reads where the Pusher writes.
+  # Read when a config is made without one, never on import.
   model_type: str = dataclasses.field(default_factory=deployment.model_name)
   input_shape: Tuple[int, int, int] = (28, 28, 1)
   epochs: int = 10
@@ -97,15 +98,18 @@ def parse_model_option(text: str) -> Tuple[str, Any]:
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
   """Adds the TrainingConfig flags, with its defaults, to a subcommand."""
-  d = TrainingConfig()
-  parser.add_argument('--model-type', default=d.model_type,
+  d = TrainingConfig(model_type='')  # the params file is read at run time
+  parser.add_argument('--model-type',
                       help='LenetModel, ResnetModel, or my_pkg.my_module.'
-                      'MyModel (a subclass of ImageClassifierModel); '
-                      f'default {d.model_type}')
+                      'MyModel (a subclass of ImageClassifierModel); default '
+                      'MODEL_NAME of the params file (kubernetes/params/'
+                      'params.env, or $IMGCLS_PARAMS_FILE)')
   parser.add_argument('--input-shape', type=parse_input_shape,
-                      default=d.input_shape, metavar='H,W,C',
+                      metavar='H,W,C',
                       help='the size the model works at; default '
-                      f'{",".join(map(str, d.input_shape))}')
+                      f'{",".join(map(str, d.input_shape))}, or the model '
+                      "class's minimum size if larger (images are resized "
+                      'up)')
   parser.add_argument('--epochs', type=int, default=d.epochs,
                       help=f'per training stage; default {d.epochs}')
   parser.add_argument('--batch-size', type=int, default=d.batch_size,
@@ -118,8 +122,10 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                       f'stopping; default {d.early_stopping_patience}')
   parser.add_argument('--model-option', type=parse_model_option,
                       action='append', default=[], metavar='KEY=VALUE',
-                      help='an architecture option, e.g. weights=imagenet '
-                      'for ResnetModel (repeatable)')
+                      help='an option of the model class (repeatable), '
+                      "e.g. ResnetModel's weights=imagenet (its default), "
+                      'weights=/path/to/resnet50v2_notop.h5 or weights=none '
+                      '(a random start); see docs/models.md')
   parser.add_argument('--augment', choices=AUGMENT_CHOICES, default=d.augment,
                       help="the model class's training-time augmentation "
                       f'(default) or none; default {d.augment}')
@@ -149,8 +155,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
 
 def training_config_from_args(args: argparse.Namespace) -> TrainingConfig:
   config = TrainingConfig(
-      model_type=args.model_type,
-      input_shape=tuple(args.input_shape),
+      # Without --model-type, the field's own default: the params file's.
+      **({'model_type': args.model_type} if args.model_type else {}),
+      input_shape=tuple(args.input_shape or TrainingConfig.input_shape),
       epochs=args.epochs,
       batch_size=args.batch_size,
       learning_rate=args.learning_rate,
