@@ -21,14 +21,28 @@ resource_manager.go, storage/run_store.go):
   a namespace is refused; pipelines, experiments and runs are listed per
   namespace.
 
+Authentication is the multi-user API server's: with `token` set, a request
+must carry `Authorization: Bearer <token>` (auth/authenticator_token_review.go,
+the header and prefix of apiserver/common/const.go:50-51), else it is
+Unauthenticated (resource/resource_manager.go:1971); a test that renews the
+token sets `token` anew, and the old one is refused from then on, as an
+expired one would be. Every request's Authorization header is recorded.
+
+It also answers as the Kubernetes API server's service proxy in front of KFP
+(/api/v1/namespaces/<ns>/services/ml-pipeline:http/proxy/..., the path
+kfp.Client takes without a host, sdk/python/kfp/client/client.py:131-132,
+320), recording the namespace each proxied call went to.
+
 It is a protocol-level check of the client side, not a KFP backend: nothing
 is scheduled or run.
 """
+import datetime
 import email.parser
 import email.policy
 import http.server
 import itertools
 import json
+import re
 import threading
 from typing import Any, Dict, List, Optional
 import urllib.parse
@@ -39,6 +53,10 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 import yaml
 
 _API = '/apis/v2beta1'
+# kfp appends its API paths to a proxy path that ends in '/', so they arrive
+# with '//' (client.py:320): the same resource.
+_PROXY = re.compile(r'^/api/v1/namespaces/([^/]+)/services/ml-pipeline:http/'
+                    r'proxy/+(.*)$')
 
 
 class SpecError(ValueError):
@@ -99,6 +117,10 @@ class FakeKfp:
     self.runs: List[Dict[str, Any]] = []
     self.recurring_runs: List[Dict[str, Any]] = []
     self.calls: List[str] = []
+    # The Authorization header of each call, None when there was none.
+    self.authorizations: List[Optional[str]] = []
+    # The namespace of the ml-pipeline Service each proxied call went to.
+    self.proxied_to: List[str] = []
     self._ids = itertools.count(1)
     self._server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
                                                    self._handler())
@@ -114,6 +136,10 @@ class FakeKfp:
   def stop(self) -> None:
     self._server.shutdown()
     self._server.server_close()
+
+  def set_created_at(self, run_id: str, created_at: str) -> None:
+    """An RFC 3339 time, as the API server writes it."""
+    self._run(run_id)['created_at'] = created_at
 
   def set_state(self, run_id: str, state: str, error: str = '',
                 failed_task: str = '') -> None:
@@ -156,13 +182,19 @@ class FakeKfp:
       def _dispatch(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
-        fake.calls.append(f'{method} {url.path}')
+        path = url.path
+        proxied = _PROXY.match(path)
+        if proxied:
+          fake.proxied_to.append(proxied.group(1))
+          path = '/' + proxied.group(2)
+        fake.calls.append(f'{method} {path}')
+        fake.authorizations.append(self.headers.get('Authorization'))
         if fake.token and self.headers.get(
             'Authorization') != f'Bearer {fake.token}':
           return self._send(401, {'code': 16, 'message': 'Unauthenticated: '
                                   'request is not authenticated'})
         body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
-        route = (method, url.path.removeprefix(_API))
+        route = (method, path.removeprefix(_API))
         try:
           status, answer = fake._route(route, query, body,
                                        self.headers.get('Content-Type', ''))
@@ -233,7 +265,7 @@ class FakeKfp:
       experiment = self._experiment(run.get('experiment_id', ''))
       run.update(run_id=self._new_id('run'), state='PENDING',
                  namespace=experiment.get('namespace', ''),
-                 created_at=f'2026-01-01T00:00:{len(self.runs):02d}Z')
+                 created_at=_now_rfc3339())
       self.runs.append(run)
       return 200, run
     if route == ('GET', '/runs'):
@@ -338,3 +370,8 @@ def _uploaded_file(body: bytes, content_type: str) -> bytes:
     if part.get_param('name', header='content-disposition') == 'uploadfile':
       return part.get_payload(decode=True)
   raise SpecError('no uploadfile in the request')
+
+
+def _now_rfc3339() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).strftime(
+      '%Y-%m-%dT%H:%M:%S.%fZ')

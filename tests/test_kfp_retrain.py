@@ -200,3 +200,25 @@ def test_following_a_kfp_run_needs_the_host(root, kfp_server, capsys):
       str(root / 'serving'), '--pipeline-root', str(root / 'state')]) == 2
   assert 'pass --kfp-host to follow it' in capsys.readouterr().err
   assert os.path.exists(root / 'state' / state_lib.STATE_FILE)
+
+
+def test_a_run_without_a_state_holds_back_submissions_only_until_the_timeout(
+    root, kfp_server, capsys):
+  """RUNTIME_STATE_UNSPECIFIED: KFP has no word on the run's workflow. It
+  may still start, so it counts as active, but only for --kfp-timeout after
+  its creation: one run that never gets a state must not block retraining
+  for good."""
+  assert cli.main(['submit', '--host', kfp_server.host, '--gpus', '0',
+                   '--data-root', str(root / 'data'), '--serving-dir',
+                   str(root / 'serving')]) == 0
+  (stuck,) = kfp_server.runs
+  kfp_server.set_state(stuck['run_id'], 'RUNTIME_STATE_UNSPECIFIED')
+  capsys.readouterr()
+  assert _tick(root, kfp_server) == 0
+  assert 'still RUNTIME_STATE_UNSPECIFIED; nothing new submitted' in (
+      capsys.readouterr().out)
+  assert len(kfp_server.runs) == 1
+  kfp_server.set_created_at(stuck['run_id'], '2000-01-01T00:00:00Z')
+  assert _tick(root, kfp_server) == 0
+  assert len(kfp_server.runs) == 2
+  assert _history(root)[-1]['outcome'] == 'submitted'

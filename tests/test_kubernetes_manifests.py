@@ -19,6 +19,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import textwrap
 import threading
 
@@ -96,14 +97,20 @@ def _quantity(value) -> float:
                           'Gi': 2**30}[unit]
 
 
-def _env_values(container) -> dict:
-  """The container's env as the kubelet resolves it: literal values, and
-  resourceFieldRef CPU as ceil(quantity / divisor) (kubernetes
-  pkg/api/v1/resource/helpers.go, convertResourceCPUToString)."""
+def _env_values(container, namespace='team-a') -> dict:
+  """The container's env as the kubelet resolves it: literal values, the
+  pod's namespace for a metadata.namespace fieldRef, and resourceFieldRef CPU
+  as ceil(quantity / divisor) (kubernetes pkg/api/v1/resource/helpers.go,
+  convertResourceCPUToString)."""
   values = {}
   for entry in container.get('env', []):
     if 'value' in entry:
       values[entry['name']] = entry['value']
+      continue
+    if 'fieldRef' in entry['valueFrom']:
+      assert entry['valueFrom']['fieldRef']['fieldPath'] == (
+          'metadata.namespace'), entry
+      values[entry['name']] = namespace
       continue
     ref = entry['valueFrom']['resourceFieldRef']
     kind, _, resource = ref['resource'].partition('.')
@@ -827,3 +834,134 @@ def test_retrain_cronjob_mounts_data_and_serving_volumes():
   security = pod_spec['securityContext']
   assert security['fsGroup'] == 1000
   assert security['fsGroupChangePolicy'] == 'OnRootMismatch'
+
+
+# --- The retrain CronJob on multi-user Kubeflow -----------------------------
+
+# KFP's convention for the token file (sdk/python/kfp/client/__init__.py).
+_TOKEN_ENV = 'KF_PIPELINES_SA_TOKEN_PATH'
+_TOKEN_PATH = '/var/run/secrets/kubeflow/pipelines/token'
+
+
+def test_retrain_runs_as_its_own_account_bound_to_edit_pipelines():
+  """Not `default`: KFP's API server reviews the account by name, with no
+  groups (resource_manager.go:1976-1983), against kubeflow-pipelines-edit."""
+  _, pod_spec = _cronjob_pod()
+  account = pod_spec['serviceAccountName']
+  assert account not in ('', 'default')
+  assert _one('retrain', 'ServiceAccount', account)
+  (binding,) = _all_of('retrain', 'RoleBinding')
+  assert binding['roleRef'] == {'apiGroup': 'rbac.authorization.k8s.io',
+                                'kind': 'ClusterRole',
+                                'name': 'kubeflow-pipelines-edit'}
+  # No namespace: the binding's own, wherever `kubectl apply -n NS` puts it.
+  assert binding['subjects'] == [{'kind': 'ServiceAccount', 'name': account}]
+  # The pod holds no Kubernetes API token.
+  assert pod_spec['automountServiceAccountToken'] is False
+
+
+def test_retrain_mounts_a_renewed_token_for_kfp_and_passes_its_namespace():
+  _, pod_spec = _cronjob_pod()
+  container = _container(pod_spec)
+  (volume,) = [v for v in pod_spec['volumes'] if 'projected' in v]
+  (source,) = volume['projected']['sources']
+  token = source['serviceAccountToken']
+  # The audience KFP's API server reviews tokens for (common/const.go:54).
+  assert token['audience'] == 'pipelines.kubeflow.org'
+  assert 600 <= token['expirationSeconds'] <= 24 * 3600
+  (mount,) = [m for m in container['volumeMounts']
+              if m['name'] == volume['name']]
+  assert mount['readOnly'] is True
+  env = _env_values(container)
+  assert env[_TOKEN_ENV] == os.path.join(mount['mountPath'], token['path'])
+  assert env[_TOKEN_ENV] == _TOKEN_PATH
+  args = _retrain_args(container)
+  assert args.kfp_namespace == 'team-a'  # the pod's own namespace
+  assert args.kfp_token is None and args.kfp_token_file is None
+
+
+def _cronjob_command(tmp_path, kfp_host, token_file):
+  """The CronJob's command line and env, as the kubelet would run them, with
+  the volumes, the token and KFP's address moved to where the test has
+  them."""
+  _, pod_spec = _cronjob_pod()
+  container = _container(pod_spec)
+  env = _env_values(container)
+  env.update(DATA_MOUNT=str(tmp_path / 'data'),
+             SERVING_MOUNT=str(tmp_path / 'serving'),
+             KFP_HOST=kfp_host, HOME=str(tmp_path / 'home'))
+  env[_TOKEN_ENV] = str(token_file)
+  argv = container['command'] + [_expand(a, env) for a in container['args']]
+  # The pipeline's steps find the mounts where params.env says.
+  params = tmp_path / 'params.env'
+  params.write_text(
+      (_KUBERNETES / 'params' / 'params.env').read_text() +
+      f'\nDATA_MOUNT={env["DATA_MOUNT"]}\n'
+      f'SERVING_MOUNT={env["SERVING_MOUNT"]}\n')
+  return argv, {**os.environ, **env, deployment.PARAMS_FILE_ENV: str(params)}
+
+
+# Runs a command, then prints its peak RSS in KiB (getrusage's ru_maxrss on
+# Linux) on its last line of stderr.
+_PEAK_RSS = ('import resource, subprocess, sys\n'
+             'code = subprocess.call(sys.argv[1:])\n'
+             'print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,'
+             ' file=sys.stderr)\n'
+             'sys.exit(code)\n')
+
+
+def _run_tick(argv, env):
+  result = subprocess.run([sys.executable, '-c', _PEAK_RSS, *argv], env=env,
+                          capture_output=True, text=True, timeout=600)
+  *_, peak_kib = result.stderr.split()
+  return result, int(peak_kib) * 1024
+
+
+@pytest.mark.slow
+def test_the_cronjobs_own_command_renews_its_token_and_fits_its_memory(
+    tmp_path):
+  """Two ticks of the CronJob's own command against the KFP API stand-in:
+  every request carries the token file's content of the moment, and the
+  kubelet's renewal between the ticks is what the second tick sends."""
+  from tests import (  # pylint: disable=g-import-not-at-top
+    images,
+    kfp_fake_server,
+    served_models,
+  )
+  images.write_class_folders(str(tmp_path / 'data' / 'train'),
+                             {'a': 3, 'b': 3})
+  # A served model, which a tick loads to compare its classes with the data's.
+  served_models.push_version(
+      served_models.save_model(str(tmp_path / 'model'), ['a', 'b']),
+      str(tmp_path / 'serving' / _PARAMS['MODEL_NAME']), 1)
+  token_file = tmp_path / 'token'
+  token_file.write_text('first-token\n')
+  server = kfp_fake_server.FakeKfp(token='first-token',
+                                   namespace_required=True)
+  try:
+    argv, env = _cronjob_command(tmp_path, server.host, token_file)
+    first, first_peak = _run_tick(argv, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run,) = server.runs
+    assert run['namespace'] == 'team-a'
+    assert set(server.authorizations) == {'Bearer first-token'}
+    # The kubelet renews the token; the old one is no longer accepted.
+    token_file.write_text('second-token\n')
+    server.token = 'second-token'
+    server.set_state(run['run_id'], 'RUNNING')
+    seen = len(server.authorizations)
+    second, second_peak = _run_tick(argv, env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert set(server.authorizations[seen:]) == {'Bearer second-token'}
+    assert len(server.runs) == 1
+  finally:
+    server.stop()
+  _, pod_spec = _cronjob_pod()
+  limit = _quantity(_container(pod_spec)['resources']['limits']['memory'])
+  print(f'peak RSS: submitting tick {first_peak / 2**20:.0f} MiB, '
+        f'following tick {second_peak / 2**20:.0f} MiB')
+  # The request and limit are set from this measurement (cronjob.yaml).
+  peak = max(first_peak, second_peak)
+  assert peak <= _quantity(
+      _container(pod_spec)['resources']['requests']['memory'])
+  assert peak * 1.5 <= limit

@@ -17,7 +17,8 @@ it ended:
   retry of the run (the failed steps run again), or as a new run when KFP
   refuses that.
 - still active after `timeout_s`: stopped, and `timed_out`; the next try is a
-  new run, once KFP reports this one over.
+  new run, once KFP reports this one over. A run that never gets a state
+  (RUNTIME_STATE_UNSPECIFIED) is active only that long too.
 
 No run is submitted while one of the pipeline is still active, whoever
 started it: two runs would mean two Pushers.
@@ -43,16 +44,26 @@ _log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class KfpTarget:
-  host: str
+  # KFP's API; None: its in-cluster address when there are credentials
+  # (kubeflow.KfpAuth.default_host).
+  host: Optional[str]
   options: KubeflowOptions = KubeflowOptions()
+  # The user's (profile) namespace, where the runs live; never where KFP runs.
   namespace: Optional[str] = None
+  # A literal token, or a file re-read on every request (a projected
+  # ServiceAccount token the kubelet renews); neither: KFP's convention,
+  # $KF_PIPELINES_SA_TOKEN_PATH (kubeflow.kfp_auth).
   token: Optional[str] = None
+  token_file: Optional[str] = None
   experiment: str = 'imgcls'
-  # A run still active this long after its submission is stopped.
+  # A run still active this long after its submission is stopped, and a run
+  # of anyone's that KFP has given no state this long after its creation no
+  # longer holds back a submission.
   timeout_s: float = 24 * 3600
 
   def api(self) -> kubeflow.KfpApi:
-    return kubeflow.KfpApi(self.host, self.token, self.namespace)
+    return kubeflow.KfpApi(self.host, self.token, self.namespace,
+                           token_file=self.token_file)
 
 
 def follow(target: KfpTarget, config: PipelineConfig,
@@ -97,14 +108,14 @@ def start(target: KfpTarget, config: PipelineConfig, attempt: Attempt,
   new one; or, while a run of the pipeline is active, does neither and
   returns the previous attempt (or this one), not `submitted`, saying why."""
   api = target.api()
-  active = api.active_runs(config.pipeline_name)
+  active = api.active_runs(config.pipeline_name, target.timeout_s)
   if active:
     return dataclasses.replace(
         previous or attempt,
         detail=f'KFP run {active[0].run_id} of {config.pipeline_name} is '
         f'still {active[0].state}; nothing new submitted')
   run_id = _retried(api, previous) or kubeflow.submit_pipeline(
-      config, target.host, target.options, api=api,
+      config, api.host, target.options, api=api,
       experiment=target.experiment)
   return dataclasses.replace(
       attempt, outcome=Outcome.SUBMITTED, kfp_run_id=run_id,
