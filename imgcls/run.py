@@ -21,7 +21,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-  config = pipeline_config.pipeline_config_from_args(args)
+  config = pipeline_config.checked_at_start(
+      pipeline_config.pipeline_config_from_args(args), args, local=True)
   with pipeline_console.run_console(config.pipeline_root, 'run',
                                    args.verbose) as console:
     # pylint: disable=g-import-not-at-top  (TFX loads inside the console)

@@ -104,7 +104,8 @@ def test_lenet_shifts_rotates_and_zooms_but_never_flips():
 
 
 def test_resnet_flips_crops_and_jitters_colour():
-  model = models.build_model('ResnetModel', (32, 32, 3), CLASSES)
+  model = models.build_model('ResnetModel', (32, 32, 3), CLASSES,
+                             weights=None)
   kinds = {type(l) for l in model.augmentation()}
   layers = tf.keras.layers
   assert {layers.RandomFlip, layers.RandomZoom, layers.RandomBrightness,

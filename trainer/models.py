@@ -10,16 +10,21 @@ themselves by class name, so `--model-type MyModel` finds any imported
 subclass, and a dotted path `my_pkg.my_module.MyModel` imports it first.
 """
 import importlib
-from typing import Dict, List, Sequence, Tuple
+import inspect
+import os
+from typing import Any, Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
-from imgcls.contract import names
+from imgcls.contract import names, progress
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import preprocessing as image_ops
 from imgcls.imagedata import tf_examples
+from imgcls.trainer import pretrained as pretrained_weights
 
 _REGISTRY: Dict[str, type] = {}
+# The one stage of a network trained whole, from its first epoch.
+ALL_STAGE = 'all'
 
 
 class ImageClassifierModel(tf.keras.Model):
@@ -32,6 +37,9 @@ class ImageClassifierModel(tf.keras.Model):
       number of classes, and the served `class_name` output reads from it.
     **model_options: architecture options passed on to `create_model_io`.
   """
+  # The smallest (height, width) the architecture takes. Without
+  # --input-shape, smaller images are resized up to it (fit_input_shape).
+  min_input_size: Tuple[int, int] = (1, 1)
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
@@ -40,6 +48,8 @@ class ImageClassifierModel(tf.keras.Model):
   def __init__(self, input_shape: Sequence[int], class_names: Sequence[str],
                **model_options):
     image_shape = _check_image_shape(input_shape)
+    if any(d < m for d, m in zip(image_shape, self.min_input_size)):
+      raise UserError(_too_small(type(self), image_shape))
     class_names = [str(name) for name in class_names]
     if len(class_names) < 2 or len(set(class_names)) != len(class_names):
       raise UserError(f'class_names must be at least two distinct names, got '
@@ -74,17 +84,88 @@ class ImageClassifierModel(tf.keras.Model):
     raise NotImplementedError(
         f'{type(self).__name__} must implement create_model_io')
 
+  @classmethod
+  def fit_input_shape(cls, input_shape: Sequence[int],
+                      given: bool) -> Tuple[int, int, int]:
+    """The shape to train at, when the command starts.
+
+    Below `min_input_size`, a shape the user gave is refused; the default
+    one (the data's size) grows to the minimum, and the images are resized
+    up to it, as the console says.
+    """
+    shape = _check_image_shape(input_shape)
+    if all(d >= m for d, m in zip(shape, cls.min_input_size)):
+      return shape
+    if given:
+      raise UserError(f'{_too_small(cls, shape)}: leave --input-shape out to '
+                      'have the images resized up to that, or give a larger '
+                      'one')
+    fitted = (*(max(d, m) for d, m in zip(shape, cls.min_input_size)),
+              shape[2])
+    progress.report('%s takes images of at least %dx%d: resizing them up '
+                    'from %dx%d to %dx%d (--input-shape sets another size)',
+                    cls.__name__, *cls.min_input_size, *shape[:2],
+                    *fitted[:2])
+    return fitted
+
+  @classmethod
+  def resolve_options(cls, model_options: Dict[str, Any],
+                      local: bool) -> Dict[str, Any]:
+    """Checks the model options when the command starts, before any data is
+    read; returns them as the Trainer will use them.
+
+    Every name must be an argument of `create_model_io`. `local` says the
+    Trainer runs on this machine (imgcls run, imgcls train), so files and
+    downloads it needs can be checked now; on Kubeflow (imgcls compile) they
+    are the Trainer pod's. A subclass checks its values here too.
+    """
+    parameters = inspect.signature(cls.create_model_io).parameters
+    known = [n for n in parameters
+             if n not in ('self', 'input_shape', 'num_classes')]
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(set(model_options) - set(known))
+    if unknown and not takes_any:
+      raise UserError(f'{cls.__name__} has no model option '
+                      f'{", ".join(unknown)}; its options: '
+                      f'{", ".join(known) or "none"}')
+    return dict(model_options)
+
+  def model_option(self, name: str) -> Any:
+    """An option's value: as given, else create_model_io's default."""
+    if name in self._model_options:
+      return self._model_options[name]
+    return inspect.signature(self.create_model_io).parameters[name].default
+
+  def pretrained(self) -> bool:
+    """Whether the network starts from trained weights (ImageNet, a file).
+
+    The recipe follows: pretrained, `fine_tuning_stages()`; random, the whole
+    network trains from the first epoch. A transfer-learning subclass says
+    here which weights it was built with.
+    """
+    return False
+
+  def fine_tuning_stages(self) -> List[Tuple[str, float]]:
+    """The stages of a pretrained network, e.g. the new head alone on a
+    frozen backbone first; `enter_stage` sets what each one trains."""
+    return [(ALL_STAGE, 1.0)]
+
   def training_stages(self) -> List[Tuple[str, float]]:
     """(stage name, learning-rate multiplier) pairs, trained in order.
 
     Training calls `enter_stage(name)`, compiles and fits once per stage.
-    Most architectures train all layers in a single stage.
+    Fine-tuning stages apply to pretrained weights alone: frozen random
+    layers would never learn.
     """
-    return [('all', 1.0)]
+    if self.pretrained():
+      return self.fine_tuning_stages()
+    return [(ALL_STAGE, 1.0)]
 
   def enter_stage(self, name: str) -> None:
-    """Sets which layers are trainable in the stage `name`."""
-    del name
+    """Sets which layers are trainable in the stage `name`; in ALL_STAGE,
+    all of them (the setter reaches every nested layer)."""
+    if name == ALL_STAGE:
+      self.trainable = True
 
   def augmentation(self) -> List[tf.keras.layers.Layer]:
     """Random preprocessing layers for training, applied in this order to
@@ -222,6 +303,12 @@ class ImageClassifierModel(tf.keras.Model):
     return cls(**config)
 
 
+def _too_small(cls: type, shape: Tuple[int, int, int]) -> str:
+  return (f'{cls.__name__} needs input of at least '
+          f'{cls.min_input_size[0]}x{cls.min_input_size[1]}, got '
+          f'{shape[0]}x{shape[1]}')
+
+
 def _check_image_shape(input_shape) -> Tuple[int, int, int]:
   try:
     height, width, channels = (int(d) for d in input_shape)
@@ -281,24 +368,50 @@ class LenetModel(ImageClassifierModel):
 
 
 class ResnetModel(ImageClassifierModel):
-  """ResNet50V2 with a new head, fine-tuned: first the head, then conv5.
+  """ResNet50V2 with a new head: fine-tuned from pretrained weights (the
+  head first, then conv5), or trained whole from a random start.
 
   Options:
-    weights: 'imagenet' (Keras downloads them: needs internet), None (random
-      initialisation), or the path of a local weights file for ResNet50V2
-      without its top.
-  Grayscale input is repeated to three channels inside the model. ResNet50V2
-  needs at least 32x32 input.
+    weights: 'imagenet' (the default; fetched once into Keras' cache, see
+      trainer/pretrained.py), the path of a local weights file of ResNet50V2
+      without its top (an .h5 that Keras' load_weights reads), or None
+      ('none' on the command line) for a random start.
+  Grayscale input is repeated to three channels inside the model.
   """
+  # Keras' ResNet50V2 refuses a smaller input (obtain_input_shape with
+  # min_size=32, tf_keras/src/applications/resnet.py:159-165).
+  min_input_size = (32, 32)
   _BACKBONE = 'resnet50v2'
   _TOP_BLOCK_PREFIX = 'conv5_'
+  # From a random start, Keras' 0.99 averages BatchNorm's moving statistics
+  # over some hundred steps, far more than a small dataset's few epochs hold:
+  # validation sees statistics of the random network and lags far behind
+  # training. 0.9 averages over about ten steps (docs/models.md).
+  _SCRATCH_BN_MOMENTUM = 0.9
+  WAYS_OUT = ('put the weights file where the Trainer can read it and pass '
+              '--model-option weights=/path/to/resnet50v2_notop.h5 (see '
+              'docs/models.md), or train from a random start with '
+              '--model-option weights=none')
 
-  def create_model_io(self, input_shape, num_classes, weights=None):
+  @classmethod
+  def resolve_options(cls, model_options, local):
+    options = super().resolve_options(model_options, local)
+    weights = options.get('weights', 'imagenet')
+    if weights == 'imagenet':
+      if local:
+        pretrained_weights.ensure(pretrained_weights.RESNET50V2_NOTOP,
+                                  cls.WAYS_OUT)
+    elif weights is not None:
+      options['weights'] = _weights_path(weights, local)
+    return options
+
+  def create_model_io(self, input_shape, num_classes, weights='imagenet'):
     layers = tf.keras.layers
     height, width, channels = input_shape
-    if min(height, width) < 32:
-      raise UserError(f'ResnetModel needs input of at least 32x32, got '
-                      f'{height}x{width} (set --input-shape, e.g. 96,96,3)')
+    if weights == 'imagenet':
+      # A file for Keras: its own download could hang (pretrained.py).
+      weights = pretrained_weights.ensure(pretrained_weights.RESNET50V2_NOTOP,
+                                          self.WAYS_OUT)
     inputs = tf.keras.Input(shape=input_shape, name='pixels')
     x = layers.Concatenate()([inputs] * 3) if channels == 1 else inputs
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)  # resnet_v2 preprocessing
@@ -306,12 +419,19 @@ class ResnetModel(ImageClassifierModel):
         include_top=False, weights=weights, input_shape=(height, width, 3),
         pooling='avg')
     backbone._name = self._BACKBONE  # pylint: disable=protected-access
+    if weights is None:
+      for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+          layer.momentum = self._SCRATCH_BN_MOMENTUM
     x = backbone(x)
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(num_classes, name='logits')(x)
     return inputs, outputs
 
-  def training_stages(self):
+  def pretrained(self):
+    return self.model_option('weights') is not None
+
+  def fine_tuning_stages(self):
     return [('head', 1.0), ('top_blocks', 0.1)]
 
   def augmentation(self):
@@ -327,6 +447,9 @@ class ResnetModel(ImageClassifierModel):
     ]
 
   def enter_stage(self, name):
+    super().enter_stage(name)
+    if name == ALL_STAGE:
+      return
     backbone = self.get_layer(self._BACKBONE)
     backbone.trainable = name != 'head'
     if name == 'top_blocks':
@@ -335,6 +458,21 @@ class ResnetModel(ImageClassifierModel):
         layer.trainable = (layer.name.startswith(self._TOP_BLOCK_PREFIX) and
                            not isinstance(layer,
                                           tf.keras.layers.BatchNormalization))
+
+
+def _weights_path(weights: str, local: bool) -> str:
+  """A local file must exist now; the Trainer pod's is checked there."""
+  if not local:
+    if not os.path.isabs(weights):
+      raise UserError(f'--model-option weights={weights}: on Kubeflow, give '
+                      "the absolute path of the file in the Trainer's "
+                      'volumes, e.g. /data/weights/resnet50v2_notop.h5')
+    return weights
+  if not os.path.isfile(weights):
+    raise UserError(f'--model-option weights={weights}: no such file; '
+                    "give a weights file of ResNet50V2 without its top, "
+                    "'imagenet' or 'none'")
+  return os.path.abspath(weights)
 
 
 def model_class(model_type: str) -> type:
