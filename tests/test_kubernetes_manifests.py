@@ -467,8 +467,22 @@ def test_thread_pools_follow_the_container_cpu_limit(name):
   assert int(flags['tensorflow_inter_op_parallelism']) == cores
   # Upstream's 4 request threads per CPU (server.h), per CPU of the limit.
   assert int(flags['rest_api_num_threads']) == 4 * cores
-  assert int(flags['grpc_max_threads']) == 4 * cores
   assert _batching(name)['num_batch_threads'] == cores
+
+
+@pytest.mark.parametrize('name', _SERVING)
+def test_grpc_calls_wait_in_the_batch_queue_rather_than_being_refused(name):
+  """gRPC's sync server refuses a call at once when its thread cap is
+  reached (thread_manager.cc; server.cc:412-414 sets the cap), and every
+  Predict holds a thread while it waits for its batch: the cap must hold
+  everything the batch queue holds, one-image calls included, and leave
+  threads for status calls beside them."""
+  flags = _args(_container(_pod_spec(name)))
+  batching = _batching(name)
+  queued = ((batching['max_enqueued_batches'] +
+             batching['num_batch_threads']) *
+            batching['max_execution_batch_size'])
+  assert int(flags['grpc_max_threads']) >= queued + 64
 
 
 @pytest.mark.parametrize('name', _SERVING)
@@ -965,3 +979,136 @@ def test_the_cronjobs_own_command_renews_its_token_and_fits_its_memory(
   assert peak <= _quantity(
       _container(pod_spec)['resources']['requests']['memory'])
   assert peak * 1.5 <= limit
+
+
+# --- Components for a Kubeflow profile namespace -----------------------------
+
+
+def _with_component(tmp_path, base, component) -> list:
+  (tmp_path / 'kustomization.yaml').write_text(textwrap.dedent(f"""\
+      resources:
+      - {os.path.relpath(_KUBERNETES / base, tmp_path)}
+      components:
+      - {os.path.relpath(_KUBERNETES / 'components' / component, tmp_path)}
+      """))
+  return _kustomize(tmp_path)
+
+
+def _validate_authorization_policy(policy) -> None:
+  """Against the CRD's own schema, as the API server would (Istio 1.29.1's
+  CRD as kubeflow/manifests installs it: tests/schemas/)."""
+  import jsonschema  # pylint: disable=g-import-not-at-top
+  schemas = json.loads(
+      (_REPO / 'tests' / 'schemas' / 'istio-authorizationpolicy.json')
+      .read_text())['versions']
+  group, version = policy['apiVersion'].split('/')
+  assert group == 'security.istio.io'
+  jsonschema.validate(policy, {**schemas[version], 'additionalProperties':
+                               True})
+  # Structural schemas prune unknown fields: check none would be lost.
+  spec_schema = schemas[version]['properties']['spec']['properties']
+  assert set(policy['spec']) <= set(spec_schema)
+
+
+@pytest.mark.parametrize('name', _SERVING)
+def test_mesh_authz_admits_the_sidecarless_pipeline_steps_to_tf_serving(
+    name, tmp_path):
+  objects = _with_component(tmp_path, name, 'mesh-authz')
+  (policy,) = _all_of(objects, 'AuthorizationPolicy')
+  _validate_authorization_policy(policy)
+  spec = policy['spec']
+  assert spec['action'] == 'ALLOW'
+  template = _one(objects, 'Deployment', 'tfserving')['spec']['template']
+  assert spec['selector']['matchLabels'].items() <= (
+      template['metadata']['labels'].items())
+  (rule,) = spec['rules']
+  # KFP's pods have no sidecar (v2_template.go:153), so no mTLS identity: a
+  # `from` naming principals or namespaces would never match them.
+  assert 'from' not in rule and 'when' not in rule
+  (to,) = rule['to']
+  ports = {str(p['containerPort'])
+           for p in _container(template['spec'])['ports']}
+  assert set(to['operation']['ports']) == ports == {str(_GRPC_PORT),
+                                                    str(_HTTP_PORT)}
+  for obj in objects:
+    if obj['kind'] != 'AuthorizationPolicy':
+      kubernetes_validate.validate(obj, _KUBERNETES_VERSION, strict=True)
+  # Optional: only where Istio is.
+  assert not _all_of(name, 'AuthorizationPolicy')
+
+
+# KFP 2.16.1's own containers of a step's pod and of a driver's pod, with
+# the resources its compiler gives them (backend/src/v2/compiler/
+# argocompiler/argo.go:469-492), after the API server's defaulting (a
+# missing request takes the limit). Argo's `wait` has none
+# (workflow-controller-configmap-patch.yaml, since kubeflow/pipelines#9089).
+_DRIVER = {'requests': {'cpu': '100m', 'memory': '64Mi'},
+           'limits': {'cpu': '500m', 'memory': '512Mi'}}
+_LAUNCHER = {'requests': {'cpu': '100m', 'memory': '256Mi'},
+             'limits': {'cpu': '500m', 'memory': '256Mi'}}
+
+
+def _admitted(container: dict, limit_range: dict) -> dict:
+  """A container's resources after the LimitRanger admission plugin: a
+  resource missing from limits takes `default`, from requests
+  `defaultRequest` (kubernetes plugin/pkg/admission/limitranger,
+  defaultContainerResourceRequirements and mergeContainerResources)."""
+  (item,) = limit_range['spec']['limits']
+  assert item['type'] == 'Container'
+  resources = {kind: dict(container.get(kind, {}))
+               for kind in ('requests', 'limits')}
+  for resource, value in item.get('default', {}).items():
+    resources['limits'].setdefault(resource, value)
+  for resource, value in item.get('defaultRequest', {}).items():
+    resources['requests'].setdefault(resource, value)
+  return resources
+
+
+def _step_pod(limit_range) -> dict:
+  """{container: resources} of a step's pod: its own container with the
+  compiled step's cpu and memory, KFP's launcher, Argo's wait."""
+  from imgcls.pipeline import kubeflow_config  # pylint: disable=g-import-not-at-top
+  options = kubeflow_config.KubeflowOptions()
+  step = {'requests': {'cpu': options.step_cpu, 'memory': options.step_memory},
+          'limits': {'cpu': options.step_cpu, 'memory': options.step_memory}}
+  return {name: _admitted(resources, limit_range) for name, resources in
+          (('main', step), ('kfp-launcher', _LAUNCHER), ('wait', {}))}
+
+
+def test_limit_range_lets_a_quota_admit_every_kfp_container(tmp_path):
+  objects = _with_component(tmp_path, 'storage', 'limit-range')
+  for obj in objects:
+    kubernetes_validate.validate(obj, _KUBERNETES_VERSION, strict=True)
+  limit_range = _one(objects, 'LimitRange')
+  driver_pod = {name: _admitted(resources, limit_range)
+                for name, resources in (('main', _DRIVER), ('wait', {}))}
+  # A ResourceQuota on any of these rejects a pod with a container that
+  # names no request or limit for it.
+  for pod in (_step_pod(limit_range), driver_pod):
+    for name, resources in pod.items():
+      for kind in ('requests', 'limits'):
+        assert set(resources[kind]) >= {'cpu', 'memory',
+                                        'ephemeral-storage'}, (name, kind)
+  # Argo's wait gets what KFP itself gave it before #9089, and its driver.
+  wait = _step_pod(limit_range)['wait']
+  assert _quantity(wait['limits']['cpu']) >= 0.5
+  assert _quantity(wait['limits']['memory']) >= 512 * 2**20
+  # Only where a quota is: no kustomization brings it by itself.
+  for name in _ALL:
+    assert not _all_of(name, 'LimitRange')
+
+
+def test_limit_range_asks_for_little_disk_and_lets_a_step_stage_its_data(
+    tmp_path):
+  """The kubelet compares a pod's emptyDirs (the launcher's /minio, /s3,
+  /gcs staging) with the sum of its containers' limits: the step may stage
+  up to main's + wait's, while the scheduler is asked for little."""
+  limit_range = _one(_with_component(tmp_path, 'storage', 'limit-range'),
+                     'LimitRange')
+  pod = _step_pod(limit_range)
+  requested = sum(_quantity(r['requests']['ephemeral-storage'])
+                  for r in pod.values())
+  staging = sum(_quantity(pod[name]['limits']['ephemeral-storage'])
+                for name in ('main', 'wait'))
+  assert requested < 2**30
+  assert staging >= 16 * 2**30
