@@ -36,6 +36,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
+from imgcls.components.image_example_gen import cpu_quota
 from imgcls.components.image_example_gen import options as options_lib
 from imgcls.contract import names, progress
 from imgcls.contract.errors import UserError
@@ -53,8 +54,9 @@ _WORK_DIR = '_work'
 # the work, small enough to spread over workers.
 _CHUNK = 1000
 _LOGGED_SKIPS = 50
-# Reader threads per shard: one per core, given files in batches of this
-# many, when the files average this size (a 640x480 JPEG is ~100 KB).
+# Reader threads per shard: one per CPU of the pod's quota (cpu_quota), given
+# files in batches of this many, when the files average this size (a 640x480
+# JPEG is ~100 KB).
 _BATCH = 16
 _THREADED_FILE_BYTES = 16 * 1024
 _QUEUED_PER_THREAD = 2  # batches read ahead of the writer, per thread
@@ -153,7 +155,8 @@ def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
 
   Checking a photo is most of ingest's work (a JPEG is decoded to be
   checked), and Pillow's decoders and file reads release the GIL: so files
-  of photo size are read and checked by threads, one per core, while the
+  of photo size are read and checked by threads, one per CPU the cgroup's
+  quota allows (not the node's cores, which os.cpu_count() gives), while the
   caller writes. Small files (MNIST's PNGs) are checked in microseconds of
   Python that holds the GIL, where threads only contend, so they stay on
   this thread; the first batch's sizes decide. Threads start in
@@ -169,7 +172,7 @@ def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
   yield from first
   sizes = [len(r[0]) for r in first if not isinstance(r, Exception)]
   large = sizes and sum(sizes) / len(sizes) >= _THREADED_FILE_BYTES
-  threads = min(os.cpu_count() or 1, len(batches) - 1) if large else 1
+  threads = min(cpu_quota.usable_cpus(), len(batches) - 1) if large else 1
   if threads < 2:
     for batch in batches[1:]:
       yield from read(batch)
