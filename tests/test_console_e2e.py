@@ -10,7 +10,7 @@ import pytest
 
 from tests import images
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # What TFX, absl, TensorFlow's C++ logging, setuptools and CUDA print.
 _NOISE = re.compile(
