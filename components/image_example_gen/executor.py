@@ -255,8 +255,14 @@ def _check(facts: dataset_facts.DatasetFacts,
 
 def _record_on_artifact(examples,
                         facts: dataset_facts.DatasetFacts) -> None:
-  examples.set_string_custom_property(names.PROP_CLASS_NAMES,
-                                      json.dumps(facts.class_names))
+  """The few facts whose size does not grow with the class count.
+
+  Not the class names: every custom property rides in each downstream
+  step's executor input, which KFP's driver passes as one argv element
+  (kubeflow/pipelines@2.16.1 backend/src/v2/driver/driver.go:291), and Linux
+  refuses an element over 128 KiB (MAX_ARG_STRLEN), a few thousand class
+  names. They are in the artifact's dataset facts file.
+  """
   examples.set_int_custom_property(names.PROP_SKIPPED_FILES, len(facts.skipped))
   examples.set_string_custom_property(names.PROP_EXAMPLE_COUNTS,
                                       json.dumps(facts.examples))

@@ -63,14 +63,13 @@ def test_writes_both_splits_with_labels_from_sorted_class_names(data,
         f'train/{name}/')
 
 
-def test_records_the_vocabulary_beside_the_splits_and_on_the_artifact(
+def test_records_the_vocabulary_beside_the_splits_not_on_the_artifact(
     data, tmp_path):
   examples = _run(data, tmp_path)
   facts = dataset_facts.read(examples.uri)
   assert facts.class_names == ['cat', 'dog']
   assert facts.examples == {'train': 7, 'test': 4}
-  assert json.loads(examples.get_string_custom_property(
-      names.PROP_CLASS_NAMES)) == ['cat', 'dog']
+  assert not examples.has_custom_property('class_names')
   assert not os.path.exists(os.path.join(examples.uri, '_work'))
 
 
@@ -88,3 +87,21 @@ def test_too_many_bad_files_stop_the_run_naming_the_fraction(data, tmp_path):
       f.write(b'not an image')
   with pytest.raises(UserError, match='bad'):
     _run(data, tmp_path, ExampleGenOptions(max_bad_fraction=0.05))
+
+
+def test_the_artifacts_properties_do_not_grow_with_the_class_count():
+  """They ride in every later step's executor input, one argv element that
+  Linux caps at 128 KiB (MAX_ARG_STRLEN): 5,000 long class names must stay in
+  the facts file."""
+  classes = [f'a-fairly-long-class-name-{i:05d}' for i in range(5000)]
+  facts = dataset_facts.DatasetFacts(
+      data_root='/data', class_names=classes, train_spans=[1, 2],
+      test_span=2, test_source='folder', files={'train': 5000, 'test': 5000},
+      examples={'train': 5000, 'test': 5000},
+      examples_per_class={'train': dict.fromkeys(classes, 1),
+                          'test': dict.fromkeys(classes, 1)})
+  examples = standard_artifacts.Examples()
+  executor._record_on_artifact(examples, facts)  # pylint: disable=protected-access
+  properties = json.dumps({k: str(v) for k, v in
+                           examples.mlmd_artifact.custom_properties.items()})
+  assert len(properties) < 1024

@@ -64,7 +64,6 @@ BASELINE_MODEL_NAME = 'baseline'
 
 # --- MLMD custom properties: components -> pipeline.results, report, retrain
 # Examples (ImageExampleGen).
-PROP_CLASS_NAMES = 'class_names'
 PROP_SKIPPED_FILES = 'skipped_files'
 PROP_EXAMPLE_COUNTS = 'example_counts'
 PROP_TRAIN_SPANS = 'train_spans'
