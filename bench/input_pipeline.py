@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench import common, data, ingest
+from imgcls.contract import names
 from imgcls.imagedata import data_layout
 from imgcls.pipeline import results
 from imgcls.trainer import dataset, training
@@ -112,7 +113,8 @@ def _measure(session, root: str, label: str, rounds: int,
   facts = examples.dataset
   counts = facts.class_counts('train')
   train_files, test_files = (
-      [os.path.join(examples.uri('examples'), f'Split-{split}', '*')]
+      [os.path.join(examples.uri(names.OUTPUT_EXAMPLES), f'Split-{split}',
+                    '*')]
       for split in data_layout.SPLITS)
   train, test = (_in_memory(files, facts.examples[split], config)
                  for files, split in ((train_files, 'train'),

@@ -101,7 +101,7 @@ def ContractCheck(  # pylint: disable=invalid-name  (TFX component naming)
     model: InputArtifact[Model],
     examples: InputArtifact[Examples],
     infra_blessing: OutputArtifact[InfraBlessing],
-    sample_size: Parameter[int] = 32) -> None:
+    sample_size: Parameter[int]) -> None:
   """Blesses the model (InfraBlessing `blessed` = 1) if it keeps the contract."""
   model_dir = path_utils.serving_model_path(model.uri)
   class_names = dataset_facts.read(examples.uri).class_names

@@ -7,8 +7,9 @@ Two additions to the stock executor:
   are logged and recorded on the ModelBlessing as `reason` (tensorflow/tfx#2376:
   the stock Evaluator does not say).
 """
+import dataclasses
 import logging
-from typing import List
+from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx.components import Evaluator
@@ -39,6 +40,33 @@ class Executor(evaluator_executor.Executor):
         output_dict[standard_component_specs.BLESSING_KEY]
     ).set_string_custom_property(names.PROP_REASON,
                                  '; '.join(reasons) or names.REASON_PASSED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Accuracies:
+  """The accuracy the Evaluator gates on, as its TFMA metrics record it."""
+  candidate: Optional[float]  # on the whole test split
+  baseline: Optional[float]  # the served model's; None without a baseline
+  per_class: Dict[str, float]  # the candidate's, by class name, sorted
+
+
+def accuracies(evaluation_uri: str) -> Accuracies:
+  """The one reader of the Evaluator's metrics: the overall slice, and the
+  label_name slices (pipeline.eval_config's slicing specs)."""
+  overall, per_class = {}, {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    slice_key = metrics.slice_key.single_slice_keys
+    for item in metrics.metric_keys_and_values:
+      if item.key.name != names.ACCURACY_METRIC or item.key.is_diff:
+        continue
+      value = item.value.double_value.value
+      is_baseline = item.key.model_name == names.BASELINE_MODEL_NAME
+      if not slice_key:
+        overall[is_baseline] = value
+      elif not is_baseline:
+        per_class[slice_key[0].bytes_value.decode()] = value
+  return Accuracies(overall.get(False), overall.get(True),
+                    dict(sorted(per_class.items())))
 
 
 def failed_thresholds(result) -> List[str]:

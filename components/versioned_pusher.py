@@ -4,7 +4,8 @@ they came from and warm TF Serving up.
 TFX's stock Pusher names versions by Unix time and copies in place, so TF
 Serving can load a half-copied version. This one copies into a hidden
 temporary directory and renames it to the next integer (serving_dir.versions),
-keeps the newest `keep_versions`, and does not publish the same trained model
+keeps the newest `keep_versions` (a declared execution parameter, defaulted
+by PipelineConfig), and does not publish the same trained model
 twice: a re-run on unchanged data (a cached Trainer) leaves the serving
 directory as it is.
 
@@ -30,7 +31,6 @@ from typing import List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-import tensorflow_model_analysis as tfma
 from tensorflow_serving.apis import model_pb2, predict_pb2
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
@@ -38,24 +38,27 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types import standard_component_specs as specs
-from tfx.types.component_spec import ChannelParameter
-from tfx.utils import json_utils, proto_utils
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import proto_utils
 
-from imgcls.components import serving_baseline
+from imgcls.components import gated_evaluator, serving_baseline
 from imgcls.contract import names
 from imgcls.imagedata import preprocessing, tf_examples
 from imgcls.serving_dir import provenance as provenance_lib
 from imgcls.serving_dir import versions as model_versions
 from imgcls.serving_dir import warmup
 
-KEEP_VERSIONS = 'keep_versions'
-DEFAULT_KEEP_VERSIONS = 5
+KEEP_VERSIONS_KEY = 'keep_versions'
 # Test images in the warm-up file; each goes through both image signatures
 # alone and in one batch with the others.
 WARMUP_IMAGES = 4
 
 
 class VersionedPusherSpec(specs.PusherSpec):
+  PARAMETERS = {
+      **specs.PusherSpec.PARAMETERS,
+      KEEP_VERSIONS_KEY: ExecutionParameter(type=int),
+  }
   INPUTS = {
       **specs.PusherSpec.INPUTS,
       specs.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples,
@@ -99,10 +102,9 @@ class Executor(pusher_executor.Executor):
 
     version = model_versions.publish(base_dir, write)
     destination = os.path.join(base_dir, str(version))
-    custom_config = json_utils.loads(
-        exec_properties.get(specs.CUSTOM_CONFIG_KEY) or 'null') or {}
-    removed = model_versions.prune(
-        base_dir, int(custom_config.get(KEEP_VERSIONS, DEFAULT_KEEP_VERSIONS)))
+    # int(): a KFP parameter may arrive as a JSON number (a float).
+    removed = model_versions.prune(base_dir,
+                                   int(exec_properties[KEEP_VERSIONS_KEY]))
     logging.info('pushed %s (removed old versions %s)', destination, removed)
     self._MarkPushed(pushed, pushed_destination=destination,
                      pushed_version=str(version))
@@ -131,7 +133,7 @@ class VersionedPusher(base_component.BaseComponent):
   def __init__(self, model: types.BaseChannel,
                model_blessing: types.BaseChannel,
                infra_blessing: types.BaseChannel, base_directory: str,
-               keep_versions: int = DEFAULT_KEEP_VERSIONS,
+               keep_versions: int,
                examples: Optional[types.BaseChannel] = None,
                evaluation: Optional[types.BaseChannel] = None,
                baseline_model: Optional[types.BaseChannel] = None):
@@ -142,7 +144,7 @@ class VersionedPusher(base_component.BaseComponent):
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=base_directory)),
-        custom_config=json_utils.dumps({KEEP_VERSIONS: keep_versions}),
+        keep_versions=keep_versions,
         pushed_model=types.Channel(type=standard_artifacts.PushedModel)))
 
 
@@ -189,15 +191,10 @@ def _baseline_version(input_dict) -> Optional[int]:
 def _accuracies(input_dict):
   """(candidate, baseline) accuracy on the whole test split, from TFMA."""
   evaluation = _single(input_dict, specs.EVALUATION_KEY)
-  found = {}
-  for metrics in tfma.load_metrics(evaluation.uri) if evaluation else ():
-    if metrics.slice_key.single_slice_keys:
-      continue  # a per-class slice
-    for item in metrics.metric_keys_and_values:
-      if item.key.name == names.ACCURACY_METRIC and not item.key.is_diff:
-        found[item.key.model_name] = item.value.double_value.value
-  baseline = found.pop(names.BASELINE_MODEL_NAME, None)
-  return next(iter(found.values()), None), baseline
+  if evaluation is None:
+    return None, None
+  found = gated_evaluator.accuracies(evaluation.uri)
+  return found.candidate, found.baseline
 
 
 def _test_images(input_dict) -> List[bytes]:

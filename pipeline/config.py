@@ -17,7 +17,18 @@ from imgcls.trainer.config import TrainingConfig
 # DirectRunner is SwitchingDirectRunner (apache_beam/runners/direct/
 # direct_runner.py), which first tries the PrismRunner, downloading its binary
 # from GitHub at run time, and falls back only when that fails.
-DEFAULT_BEAM_ARGS = ('--runner=FnApiRunner', '--direct_running_mode=in_memory')
+#
+# --sdk_container_image names no image: the FnApiRunner in_memory runs its
+# workers in this process (apache_beam/runners/portability/fn_api_runner/
+# fn_runner.py:96-185, an embedded environment; the option is never read).
+# It is there because any such flag stops every Beam component from first
+# copying the installed TFX (59 MB) to a temporary directory and running
+# `setup.py sdist` on it, to stage for remote workers that do not exist here
+# (tfx/dsl/components/base/base_beam_executor.py:82-84,
+# tfx/utils/dependency_utils.py:32-71): 1-2 s of an idle 2-core machine per
+# Beam component, and 59 MB left in /tmp each time.
+DEFAULT_BEAM_ARGS = ('--runner=FnApiRunner', '--direct_running_mode=in_memory',
+                     '--sdk_container_image=none:workers-run-in-process')
 # Under the data root, beside train/, test/ or span-<N>/, which the layout
 # reads; nothing else there is read as data.
 DEFAULT_SCHEMA_DIR = 'schema'
@@ -50,6 +61,8 @@ class PipelineConfig:
   # Off only to publish a new label set on purpose: the served model's
   # accuracy is no yardstick for a model with other classes.
   compare_with_baseline: bool = True
+  # Versions the Pusher keeps in the serving directory (its declared
+  # execution parameter); the newest is never pruned.
   keep_versions: int = 5
   # None: a push is not checked against a server (clients.verify.verify_push).
   serving_check: Optional[ServingCheck] = None

@@ -60,11 +60,12 @@ class KubeflowOptions:
   # credential may write, private-artifacts/<namespace>/ (kubeflow/manifests,
   # pipelines-profile-controller/sync.py).
   pipeline_root: str = ''
-  # GPUs of the Trainer; 0 trains on CPU.
-  gpus: int = 1
-  # The Trainer's requests and limits, as Kubernetes quantities.
-  trainer_cpu: str = '4'
-  trainer_memory: str = '16Gi'
+  # GPUs of the Trainer, 0 trains on CPU; its requests and limits, as
+  # Kubernetes quantities: params.env TRAINER_GPUS, TRAINER_CPU and
+  # TRAINER_MEMORY, as the retrain CronJob's.
+  gpus: int = FROM_PARAMS
+  trainer_cpu: str = FROM_PARAMS
+  trainer_memory: str = FROM_PARAMS
   # Every other step's requests and limits, so that a namespace with a
   # ResourceQuota admits it.
   step_cpu: str = '1'
@@ -86,6 +87,9 @@ class KubeflowOptions:
 
 _OPTIONS_FROM_PARAMS = {
     'image': deployment.imgcls_image,
+    'gpus': deployment.trainer_gpus,
+    'trainer_cpu': deployment.trainer_cpu,
+    'trainer_memory': deployment.trainer_memory,
     'gpu_node_selector': deployment.gpu_node_selector,
     'data_pvc': deployment.data_pvc,
     'serving_pvc': deployment.serving_pvc,
@@ -143,13 +147,14 @@ def add_resource_args(parser: argparse.ArgumentParser) -> None:
   whose CronJob passes them through to the runs it submits."""
   d = KubeflowOptions()
   parser.add_argument('--gpus', type=int, default=d.gpus,
-                      help=f'GPUs for the Trainer (0: CPU); default {d.gpus}')
+                      help='GPUs for the Trainer (0: CPU); default '
+                      'params.env\'s TRAINER_GPUS')
   parser.add_argument('--trainer-cpu', default=d.trainer_cpu,
                       help='CPU request and limit of the Trainer; default '
-                      f'{d.trainer_cpu}')
+                      'params.env\'s TRAINER_CPU')
   parser.add_argument('--trainer-memory', default=d.trainer_memory,
                       help='memory request and limit of the Trainer; default '
-                      f'{d.trainer_memory}')
+                      'params.env\'s TRAINER_MEMORY')
 
 
 def parse_key_value(text: str) -> Tuple[str, str]:

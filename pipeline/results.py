@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
-import tensorflow_model_analysis as tfma
 from tfx.orchestration import metadata
 
+from imgcls.components import gated_evaluator
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import dataset_facts
@@ -105,23 +105,24 @@ def _prop(artifact, name: str):
 
 
 def _result(run_id: str, artifacts) -> RunResult:
-  examples = artifacts.get('examples')
+  examples = artifacts.get(names.OUTPUT_EXAMPLES)
   facts = dataset_facts.read(examples.uri) if examples else None
-  evaluation = artifacts.get('evaluation')
-  overall, baseline, per_class = (_accuracies(evaluation.uri) if evaluation
-                                  else (None, None, {}))
-  blessing = artifacts.get('blessing')
-  contract = artifacts.get('infra_blessing')
-  pushed = artifacts.get('pushed_model')
-  model_run = artifacts.get('model_run')
+  evaluation = artifacts.get(names.OUTPUT_EVALUATION)
+  found = (gated_evaluator.accuracies(evaluation.uri) if evaluation
+           else gated_evaluator.Accuracies(None, None, {}))
+  blessing = artifacts.get(names.OUTPUT_BLESSING)
+  contract = artifacts.get(names.OUTPUT_INFRA_BLESSING)
+  pushed = artifacts.get(names.OUTPUT_PUSHED_MODEL)
+  model_run = artifacts.get(names.OUTPUT_MODEL_RUN)
   return RunResult(
       run_id=run_id,
       artifacts=artifacts,
       dataset=facts,
-      accuracy=overall,
-      baseline_accuracy=baseline,
-      baseline_version=_prop(artifacts.get('baseline'), names.PROP_SERVING_VERSION),
-      per_class_accuracy=per_class,
+      accuracy=found.candidate,
+      baseline_accuracy=found.baseline,
+      baseline_version=_prop(artifacts.get(names.OUTPUT_BASELINE),
+                             names.PROP_SERVING_VERSION),
+      per_class_accuracy=found.per_class,
       blessed=None if blessing is None else _prop(blessing, names.PROP_BLESSED) == 1,
       blessing_reason=_prop(blessing, names.PROP_REASON) or '',
       contract_passed=None if contract is None else
@@ -133,29 +134,9 @@ def _result(run_id: str, artifacts) -> RunResult:
           pushed, names.PROP_PUSHED) == 1 else None,
       already_published=_prop(pushed, names.PROP_ALREADY_PUBLISHED),
       history=_history(model_run.uri) if model_run else {},
-      hyperparameters=_hyperparameters(artifacts.get('best_hyperparameters')),
-      **_data_validation(artifacts.get('anomalies')))
-
-
-def _accuracies(evaluation_uri: str):
-  """(candidate accuracy, baseline accuracy, {class name: accuracy})."""
-  overall = baseline = None
-  per_class = {}
-  for metrics in tfma.load_metrics(evaluation_uri):
-    slice_key = metrics.slice_key.single_slice_keys
-    for item in metrics.metric_keys_and_values:
-      if item.key.name != names.ACCURACY_METRIC or item.key.is_diff:
-        continue
-      value = item.value.double_value.value
-      is_baseline = item.key.model_name == names.BASELINE_MODEL_NAME
-      if not slice_key:
-        if is_baseline:
-          baseline = value
-        else:
-          overall = value
-      elif not is_baseline:
-        per_class[slice_key[0].bytes_value.decode()] = value
-  return overall, baseline, dict(sorted(per_class.items()))
+      hyperparameters=_hyperparameters(
+          artifacts.get(names.OUTPUT_BEST_HYPERPARAMETERS)),
+      **_data_validation(artifacts.get(names.OUTPUT_ANOMALIES)))
 
 
 def _data_validation(anomalies) -> Dict[str, Any]:

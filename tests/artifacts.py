@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
-from tfx.utils import json_utils, path_utils
+from tfx.utils import path_utils
 
 from imgcls.contract import names
 from imgcls.imagedata import dataset_facts, tf_examples
@@ -108,7 +108,6 @@ def push(tmp_path, base_dir: str, images: int = 6, with_examples: bool = True,
   versioned_pusher.Executor().Do(inputs, {'pushed_model': [pushed]}, {
       'push_destination': json.dumps(
           {'filesystem': {'base_directory': base_dir}}),
-      'custom_config': json_utils.dumps(
-          {versioned_pusher.KEEP_VERSIONS: keep_versions}),
+      versioned_pusher.KEEP_VERSIONS_KEY: keep_versions,
   })
   return pushed

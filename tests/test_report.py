@@ -81,7 +81,7 @@ def test_report_shows_the_run_with_valid_figures(first_run):
   with open(path, encoding='utf-8') as f:
     html = f.read()
   assert result.pushed_version == '1'
-  assert 'version 1</span> to' in html
+  assert '>pushed version 1: ' in html  # the summary imgcls run prints
   assert os.path.join(paths['serving'], 'LenetModel', '1') in html
   assert BROKEN in html  # the skipped file, with its reason
   assert 'blessed' in html and 'Served model (baseline)' in html

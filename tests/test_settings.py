@@ -52,9 +52,25 @@ def test_run_without_a_model_type_names_the_missing_params_file(
 
 
 def test_options_read_the_params_file_only_when_resolved(no_params_file):
-  options = kubeflow_config.KubeflowOptions(image='i', data_pvc='d',
-                                            serving_pvc='s',
-                                            gpu_node_selector=None)
+  options = kubeflow_config.KubeflowOptions(
+      image='i', data_pvc='d', serving_pvc='s', gpu_node_selector=None,
+      gpus=0, trainer_cpu='1', trainer_memory='1Gi')
   assert options.resolved() == options  # nothing left to read
   with pytest.raises(UserError, match=_MISSING):
     kubeflow_config.KubeflowOptions().resolved()
+
+
+def test_trainer_resources_default_to_the_params_file():
+  options = kubeflow_config.KubeflowOptions().resolved()
+  assert (options.gpus, options.trainer_cpu, options.trainer_memory) == (
+      int(deployment.get('TRAINER_GPUS')), deployment.get('TRAINER_CPU'),
+      deployment.get('TRAINER_MEMORY'))
+
+
+def test_keep_versions_is_a_declared_pusher_parameter():
+  """Defaulted once (PipelineConfig), declared on the Pusher's spec, not
+  JSON in its custom_config."""
+  from imgcls.components import versioned_pusher  # pylint: disable=g-import-not-at-top
+  parameter = versioned_pusher.VersionedPusherSpec.PARAMETERS[
+      versioned_pusher.KEEP_VERSIONS_KEY]
+  assert parameter.type is int and not parameter.optional

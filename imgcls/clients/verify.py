@@ -29,6 +29,7 @@ from imgcls.clients.client import (
   SignatureInfo,
   wait_until_available,
 )
+from imgcls.contract import names
 from imgcls.contract import outputs as outputs_lib
 from imgcls.contract.errors import UserError
 from imgcls.contract.names import CLASS_NAME_OUTPUT as _CLASS_NAME
@@ -259,7 +260,8 @@ def verify_run(config, result) -> Optional[PushVerdict]:
   if config.serving_check is None or not result.pushed_version:
     return None
   return verify_push(config.serving_check, config.model_base_path,
-                     int(result.pushed_version), result.uri('examples'))
+                     int(result.pushed_version),
+                     result.uri(names.OUTPUT_EXAMPLES))
 
 
 # --- `imgcls verify-push`: the same as the last step of a Kubeflow run -------

@@ -116,3 +116,22 @@ def serving_mount() -> str:
 def gpu_node_selector() -> Tuple[str, str]:
   """(label, value) of the GPU nodes."""
   return get('GPU_NODE_LABEL'), get('GPU_NODE_LABEL_VALUE')
+
+
+def trainer_gpus() -> int:
+  """GPUs of the pipeline's Trainer on Kubeflow (0: CPU)."""
+  value = get('TRAINER_GPUS')
+  try:
+    return int(value)
+  except ValueError:
+    raise UserError(f'{params_file()}: TRAINER_GPUS={value} is not a whole '
+                    'number') from None
+
+
+def trainer_cpu() -> str:
+  """The Trainer's CPU request and limit, a Kubernetes quantity."""
+  return get('TRAINER_CPU')
+
+
+def trainer_memory() -> str:
+  return get('TRAINER_MEMORY')

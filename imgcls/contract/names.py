@@ -82,6 +82,29 @@ PROP_PUSHED_VERSION = 'pushed_version'
 PROP_PUSHED_DESTINATION = 'pushed_destination'
 PROP_ALREADY_PUBLISHED = 'already_published'
 
+# --- Output keys: components -> pipeline.results, report, clients ----------
+# A run's artifacts are found in MLMD by the key of the event that output
+# them. TFX's components use tfx/types/standard_component_specs.py's keys
+# (EXAMPLES_KEY = 'examples', ...); this project's, their output parameters'
+# names. tests/test_names.py checks each against the pipeline's components.
+OUTPUT_EXAMPLES = 'examples'  # ImageExampleGen
+OUTPUT_STATISTICS = 'statistics'  # StatisticsGen
+OUTPUT_ANOMALIES = 'anomalies'  # DataValidator
+OUTPUT_BASELINE = 'baseline'  # ServingBaseline
+OUTPUT_BEST_HYPERPARAMETERS = 'best_hyperparameters'  # Tuner
+OUTPUT_TUNER_RESULTS = 'tuner_results'  # Tuner
+OUTPUT_MODEL = 'model'  # Trainer
+OUTPUT_MODEL_RUN = 'model_run'  # Trainer
+OUTPUT_EVALUATION = 'evaluation'  # GatedEvaluator
+OUTPUT_BLESSING = 'blessing'  # GatedEvaluator
+OUTPUT_INFRA_BLESSING = 'infra_blessing'  # ContractCheck
+OUTPUT_PUSHED_MODEL = 'pushed_model'  # VersionedPusher
+OUTPUT_KEYS = (OUTPUT_EXAMPLES, OUTPUT_STATISTICS, OUTPUT_ANOMALIES,
+               OUTPUT_BASELINE, OUTPUT_BEST_HYPERPARAMETERS,
+               OUTPUT_TUNER_RESULTS, OUTPUT_MODEL, OUTPUT_MODEL_RUN,
+               OUTPUT_EVALUATION, OUTPUT_BLESSING, OUTPUT_INFRA_BLESSING,
+               OUTPUT_PUSHED_MODEL)
+
 # --- Pipeline node ids that retrain reads back from a KFP run's tasks --------
 # The data gate's failure is a refusal of the data, not a failed run.
 DATA_GATE_NODE = 'DataGate'

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from imgcls.contract import names
 from imgcls.imagedata import dataset_facts
+from imgcls.pipeline import summary as run_summary
 from imgcls.pipeline.results import RunResult
 from imgcls.report import statistics
 from imgcls.report.evaluation import TestErrors
@@ -91,48 +92,20 @@ def render(report: Report) -> str:
 
 
 def _outcome(report: Report) -> str:
-  result = report.result
-  rows = [
-      ('Blessing', _verdict(result.blessed, 'blessed', 'NOT blessed',
-                            result.blessing_reason)),
-      ('Blessed when', '; '.join(map(_e, report.gate)) or '-'),
-      ('Test accuracy', _percent(result.accuracy)),
-      ('Served model (baseline)', _baseline(result)),
-      ('Contract check', _verdict(result.contract_passed, 'passed', 'failed',
-                                  result.contract_reason)),
-      ('Pushed', _pushed(result)),
-  ]
+  """The run summary `imgcls run` prints (pipeline.summary), and the gate."""
+  rows = []
+  for verdict in run_summary.verdicts(report.result):
+    rows.append((_e(verdict.label), _verdict(verdict)))
+    if verdict.label == run_summary.BLESSING:
+      rows.append(('Blessed when', '; '.join(map(_e, report.gate)) or '-'))
   return _section('Outcome', _table(None, rows))
 
 
-def _verdict(passed: Optional[bool], yes: str, no: str, reason: str) -> str:
-  if passed is None:
-    return '<span class="note">not reached in this run</span>'
-  css, word = ('good', yes) if passed else ('bad', no)
-  # A pass says 'passed' as its reason; a failure says which check failed.
-  detail = f': {_e(reason)}' if reason and reason != 'passed' else ''
-  return f'<span class="{css}">{word}</span>{detail}'
-
-
-def _baseline(result: RunResult) -> str:
-  if result.baseline_accuracy is None:
-    return 'none: the first model of this name (judged by its accuracy alone)'
-  change = ''
-  if result.accuracy is not None:
-    difference = result.accuracy - result.baseline_accuracy
-    change = f'; this model is {_points(difference)} against it'
-  return (f'version {_e(result.baseline_version)}, accuracy '
-          f'{_percent(result.baseline_accuracy)}{change}')
-
-
-def _pushed(result: RunResult) -> str:
-  if result.pushed_version:
-    return (f'<span class="good">version {_e(result.pushed_version)}</span> '
-            f'to <code>{_e(result.pushed_destination)}</code>')
-  if result.already_published:
-    return (f'nothing new: this model is already published as version '
-            f'{_e(result.already_published)}')
-  return '<span class="bad">nothing pushed</span>'
+def _verdict(verdict: run_summary.Verdict) -> str:
+  text = '<br>'.join(map(_e, (verdict.line, *verdict.details)))
+  if verdict.passed is None:
+    return text
+  return f'<span class="{"good" if verdict.passed else "bad"}">{text}</span>'
 
 
 def _data(result: RunResult) -> str:
@@ -335,10 +308,6 @@ def _numeric(cell: str) -> bool:
 
 def _percent(value: Optional[float]) -> str:
   return '-' if value is None else f'{value:.2%}'
-
-
-def _points(change: float) -> str:
-  return f'{change * 100:+.2f} points'
 
 
 def _num(value, fmt: str = ',') -> str:
