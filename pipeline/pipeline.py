@@ -3,7 +3,8 @@
     ImageExampleGen -> StatisticsGen -> CuratedSchemaGen -> DataValidator
                     -> DataGate -> [Tuner, with --tune] -> Trainer
                     -> GatedEvaluator (against ServingBaseline)
-                    -> ContractCheck -> Pusher (versioned, atomic)
+                    -> SampleExamples -> ContractCheck -> Pusher (versioned,
+                       atomic; the sample's warm-up images)
 
 No Resolver node: self-hosted Kubeflow Pipelines cannot run one, so the
 baseline is the model the serving directory publishes (ServingBaseline).
@@ -14,8 +15,15 @@ from typing import Optional, Union
 
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
-from tfx import v1 as tfx
+
+# Not tfx.v1: importing it imports tfx.v1.extensions, and with it the Google
+# Cloud AI Platform client (google.cloud.aiplatform), which no step of a
+# local or Kubeflow run uses: 1-2 s of every run's start-up (python -X
+# importtime). The same classes, from their own modules.
+from tfx.components import StatisticsGen, Trainer, Tuner
 from tfx.orchestration import data_types
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import trainer_pb2
 
 from imgcls.components import versioned_pusher
 from imgcls.components.contract_check import ContractCheck
@@ -24,6 +32,7 @@ from imgcls.components.data_validation import schema as validation_schema
 from imgcls.components.data_validation import store as validation_store
 from imgcls.components.gated_evaluator import GatedEvaluator
 from imgcls.components.image_example_gen.component import ImageExampleGen
+from imgcls.components.sample_examples import SampleExamples
 from imgcls.components.serving_baseline import ServingBaseline
 from imgcls.contract import names
 from imgcls.pipeline.config import PipelineConfig
@@ -51,6 +60,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   return tfma.EvalConfig(
       model_specs=[
           tfma.ModelSpec(
+              # What TFMA finds anyway (the Evaluator logs tf_generic), but
+              # only after trying to load the SavedModel as a Keras model,
+              # which fails for it: declared, that load is skipped
+              # (tensorflow_model_analysis/utils/model_util.py:189-209).
+              model_type=tfma.TF_GENERIC,
               signature_name=names.SERVING_EXAMPLES,
               label_key=names.LABEL_KEY,
               prediction_key=names.PROBABILITIES_OUTPUT)
@@ -81,7 +95,7 @@ def _data_validation(config: PipelineConfig, example_gen) -> list:
   components/data_validation)."""
   options = config.data_validation
   hint = validation_store.state_hint(config.schema_dir)
-  statistics = tfx.components.StatisticsGen(
+  statistics = StatisticsGen(
       examples=example_gen.outputs['examples'],
       stats_options=validation_schema.statistics_options())
   schema = data_validation.CuratedSchemaGen(
@@ -109,17 +123,17 @@ def _training_config(config: PipelineConfig) -> TrainingConfig:
 
 
 def _tuner(config: PipelineConfig, training: TrainingConfig,
-           example_gen) -> Optional[tfx.components.Tuner]:
+           example_gen) -> Optional[Tuner]:
   """TFX's Tuner on the Trainer's splits (tfx/components/tuner/
   component.py), when tuning; its custom_config is the Trainer's and the
   number of trials."""
   if not config.tune:
     return None
-  return tfx.components.Tuner(
+  return Tuner(
       tuner_fn=TUNER_FN,
       examples=example_gen.outputs['examples'],
-      train_args=tfx.proto.TrainArgs(splits=['train']),
-      eval_args=tfx.proto.EvalArgs(splits=['test']),
+      train_args=trainer_pb2.TrainArgs(splits=['train']),
+      eval_args=trainer_pb2.EvalArgs(splits=['test']),
       custom_config={**training.to_custom_config(),
                      names.TUNE_TRIALS_KEY: config.tune_trials})
 
@@ -128,7 +142,7 @@ def create_pipeline(config: PipelineConfig,
                     data_root: Optional[Union[str,
                                               data_types.RuntimeParameter]] = None,
                     published_hint: str = '',
-                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
+                    metadata_connection_config=None) -> tfx_pipeline.Pipeline:
   """Builds the pipeline.
 
   Args:
@@ -146,13 +160,13 @@ def create_pipeline(config: PipelineConfig,
   gate = validation[-1]
   training = _training_config(config)
   tuner = _tuner(config, training, example_gen)
-  trainer = tfx.components.Trainer(
+  trainer = Trainer(
       run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
       hyperparameters=(tuner.outputs['best_hyperparameters'] if tuner
                        else None),
-      train_args=tfx.proto.TrainArgs(splits=['train']),
-      eval_args=tfx.proto.EvalArgs(splits=['test']),
+      train_args=trainer_pb2.TrainArgs(splits=['train']),
+      eval_args=trainer_pb2.EvalArgs(splits=['test']),
       custom_config=training.to_custom_config())
   # A task dependency, not an input: the Trainer's cache key stays the data's.
   for node in (trainer, tuner):
@@ -167,9 +181,14 @@ def create_pipeline(config: PipelineConfig,
       baseline_model=baseline.outputs['baseline'] if baseline else None,
       example_splits=['test'],
       eval_config=eval_config(config))
+  # The few test images the contract check and the Pusher read, so that
+  # on Kubeflow neither downloads the whole dataset (sample_examples.py).
+  sample = SampleExamples(
+      examples=example_gen.outputs['examples'],
+      size=max(config.contract_sample_size, versioned_pusher.WARMUP_IMAGES))
   contract = ContractCheck(
       model=trainer.outputs['model'],
-      examples=example_gen.outputs['examples'],
+      examples=sample.outputs['sample'],
       sample_size=config.contract_sample_size)
   pusher = versioned_pusher.VersionedPusher(
       model=trainer.outputs['model'],
@@ -177,12 +196,13 @@ def create_pipeline(config: PipelineConfig,
       infra_blessing=contract.outputs['infra_blessing'],
       base_directory=config.model_base_path,
       keep_versions=config.keep_versions,
-      examples=example_gen.outputs['examples'],
+      examples=sample.outputs['sample'],
       evaluation=evaluator.outputs['evaluation'],
       baseline_model=baseline.outputs['baseline'] if baseline else None
   ).with_id('Pusher')
-  components = [example_gen, *validation, tuner, trainer, baseline, evaluator, contract, pusher]
-  return tfx.dsl.Pipeline(
+  components = [example_gen, *validation, tuner, trainer, baseline, evaluator,
+                sample, contract, pusher]
+  return tfx_pipeline.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[c for c in components if c is not None],

@@ -2,6 +2,7 @@
 and the loop's recipe: schedules, label smoothing, class weights, devices,
 and an input pipeline that takes its counts from what was recorded."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -93,6 +94,48 @@ def test_served_predictions_are_deterministic_and_equal_with_augmentation_on_or_
                   served.predict_pixels(pixels)['logits']]
   for logits in outputs[1:]:
     np.testing.assert_allclose(logits, outputs[0], atol=1e-4)
+
+
+def test_on_cpus_augmentation_runs_in_the_input_pipeline_on_gpus_in_the_step(
+    tmp_path):
+  """Issue 26: without a GPU the augmentation moves to tf.data's parallel
+  map; with one it stays in train_step. Either way each batch is augmented
+  once, in fit alone."""
+  config = TrainingConfig(model_type='CountingModel', input_shape=(28, 28, 1),
+                          epochs=1, batch_size=4)
+  x, y = _pixels(12), np.arange(12) % 3
+  cpu = training.build_model(config, CLASSES, training.devices([]))
+  on_gpus = training.Devices(tf.distribute.get_strategy(), 'float32', gpus=1)
+  gpu = training.build_model(config, CLASSES, on_gpus)
+  assert cpu.input_augmentation() is not None
+  assert gpu.input_augmentation() is None
+  for name, model in (('cpu', cpu), ('gpu', gpu)):
+    training.fit(model, config, _inputs(x, y),
+                 training.Backup(str(tmp_path / name)))
+    model.predict(x, verbose=0)
+    counter = model._augmenter.layers[0].batches  # pylint: disable=protected-access
+    assert int(counter.numpy()) == 3, name
+
+
+_RANDOM_OP = re.compile(r'Random|Rng|Multinomial|Shuffle')
+
+
+def test_served_signatures_hold_no_random_ops(tmp_path):
+  """LeNet trained with its augmentation in the input pipeline: the saved
+  signatures hold no random op, in their graphs or the functions they call."""
+  config = TrainingConfig(epochs=1, batch_size=8)
+  model = training.build_model(config, CLASSES)
+  assert model.input_augmentation() is not None
+  x, y = _pixels(16), np.arange(16) % 3
+  training.fit(model, config, _inputs(x, y, batch_size=8),
+               training.Backup(str(tmp_path / 'backup')))
+  model.save(str(tmp_path / 'model'))
+  loaded = tf.saved_model.load(str(tmp_path / 'model'))
+  for name, function in loaded.signatures.items():
+    graph = function.graph.as_graph_def()
+    ops = {node.op for node in graph.node} | {
+        node.op for f in graph.library.function for node in f.node_def}
+    assert not [op for op in ops if _RANDOM_OP.search(op)], name
 
 
 def test_lenet_shifts_rotates_and_zooms_but_never_flips():

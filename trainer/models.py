@@ -68,6 +68,7 @@ class ImageClassifierModel(tf.keras.Model):
     self._model_options = dict(model_options)
     self._class_name_table = tf.constant(class_names)
     self._augmenter = None
+    self._augment_in_train_step = True
 
   def create_model_io(self, input_shape: Tuple[int, int, int],
                       num_classes: int,
@@ -190,21 +191,28 @@ class ImageClassifierModel(tf.keras.Model):
     hp.Float(names.LEARNING_RATE_HYPERPARAMETER, 1e-4, 1e-2, sampling='log')
     return hp
 
-  def use_augmentation(self, enabled: bool) -> None:
+  def use_augmentation(self, enabled: bool, in_train_step: bool = True) -> None:
     """Turns the class's augmentation on or off for `fit`.
 
-    It runs in `train_step` alone, outside the functional graph: evaluation,
-    prediction and the serving signatures never see it.
+    It runs outside the functional graph: evaluation, prediction and the
+    serving signatures never see it. In `train_step` (on the device), or,
+    with in_train_step False, in the training input pipeline's parallel map,
+    which `fit`'s caller applies from `input_augmentation()`.
     """
     layers = self.augmentation() if enabled else []
     self._augmenter = None
+    self._augment_in_train_step = in_train_step
     if layers:
       # Built now, so that checkpoints taken before the first step hold it.
       self._augmenter = tf.keras.Sequential(layers, name='augmentation')
       self._augmenter.build((None, *self.image_shape))
 
+  def input_augmentation(self):
+    """The augmentation for the input pipeline to apply, or None."""
+    return None if self._augment_in_train_step else self._augmenter
+
   def train_step(self, data):
-    if self._augmenter is not None:
+    if self._augmenter is not None and self._augment_in_train_step:
       x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
       data = tf.keras.utils.pack_x_y_sample_weight(
           self._augmenter(x, training=True), y, sample_weight)

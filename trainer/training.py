@@ -11,7 +11,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 
-from imgcls.trainer import models
+from imgcls.trainer import dataset, models
 from imgcls.trainer.config import TrainingConfig
 from imgcls.trainer.dataset import Inputs
 from imgcls.trainer.progress import EpochProgress
@@ -24,10 +24,20 @@ class Devices:
   """Where training runs: the strategy, and the dtype policy of the layers."""
   strategy: tf.distribute.Strategy
   policy: str
+  gpus: int = 0
 
   @property
   def replicas(self) -> int:
     return self.strategy.num_replicas_in_sync
+
+  @property
+  def augments_in_train_step(self) -> bool:
+    """On GPUs the model's augmentation stays in its train_step, on the
+    device (not measured: no GPU was at hand). On CPUs the training step
+    keeps every core busy only part of the time, and augmenting inside it
+    adds to it on the training thread; tf.data's parallel map augments the
+    next batches beside it instead (issue 26)."""
+    return self.gpus > 0
 
 
 def precision_policy(gpus: Sequence[str]) -> str:
@@ -46,7 +56,7 @@ def devices(gpus: Optional[Sequence[str]] = None) -> Devices:
   logging.info('training on %d GPU(s) with MirroredStrategy and %s: %s',
                len(gpus), precision_policy(gpus), list(gpus))
   return Devices(tf.distribute.MirroredStrategy(list(gpus)),
-                 precision_policy(gpus))
+                 precision_policy(gpus), len(gpus))
 
 
 @contextlib.contextmanager
@@ -70,7 +80,9 @@ def build_model(config: TrainingConfig, class_names: Sequence[str],
   with _placed(where):
     model = models.build_model(config.model_type, config.input_shape,
                                class_names, **config.model_options)
-  model.use_augmentation(config.augment == 'default')
+  model.use_augmentation(config.augment == 'default',
+                         in_train_step=bool(where and
+                                            where.augments_in_train_step))
   return model
 
 
@@ -233,7 +245,8 @@ def fit(model: models.ImageClassifierModel, config: TrainingConfig,
       early_stopping = tf.keras.callbacks.EarlyStopping(
           monitor='val_loss', patience=config.early_stopping_patience,
           restore_best_weights=True)
-      model.fit(inputs.train, validation_data=inputs.validation,
+      model.fit(dataset.augmented(inputs.train, model.input_augmentation()),
+                validation_data=inputs.validation,
                 initial_epoch=epoch, epochs=epoch + config.epochs,
                 class_weight=weights,
                 callbacks=[*backup.callbacks(stage), early_stopping,
