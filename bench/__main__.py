@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                       help='run this benchmark only (repeatable); the page '
                       'keeps the others\' earlier figures. One of: ' +
                       ', '.join(BENCHMARKS))
+  parser.add_argument('--rounds', type=int,
+                      help='rounds of the pipeline benchmark (default: 3); '
+                      'the best counts')
   parser.add_argument('--out', help='the Markdown page to write (default: '
                       'docs/benchmarks.md, or a temporary file with --quick)')
   parser.add_argument('--work-dir',
@@ -60,7 +63,7 @@ def main(argv=None) -> int:
       quick=args.quick,
       work_dir=os.path.abspath(args.work_dir or os.path.join(
           _REPO, '_work', 'bench-quick' if args.quick else 'bench')),
-      mnist_dir=args.mnist_dir)
+      mnist_dir=args.mnist_dir, rounds=args.rounds)
   results = {
       name: result for name, result in doc.load_results(out).items()
       if result.quick == args.quick and name in BENCHMARKS

@@ -21,6 +21,9 @@ class Session:
   quick: bool
   work_dir: str  # data and outputs, reused between runs where unchanged
   mnist_dir: str
+  # Rounds of the pipeline benchmark, the best counting; None: its own
+  # default. One round of its long runs fits a busy day.
+  rounds: Optional[int] = None
 
 
 @dataclasses.dataclass

@@ -11,7 +11,9 @@ dumped to DIR/<n>-<part>.prof (read them with `python -m pstats` or
 - one per component: LocalDagRunner launches them one after the other on
   this thread (tfx/orchestration/local/local_dag_runner.py:98-109), so a
   profile around `Launcher.launch` holds that component alone;
-- `end`: from the last component to `imgcls run`'s return (the run's
+- `orchestration`: between components (LocalDagRunner, the console's
+  line per component, read back from MLMD);
+- `report`: from LocalDagRunner's return to `imgcls run`'s (the run's
   summary read back from MLMD, the report).
 
 DIR/phases.json holds the wall seconds of each part, a component's split
@@ -19,9 +21,10 @@ into the launcher's steps (tfx/orchestration/portable/launcher.py:574):
 preparing (driver, MLMD registration, cache lookup), the executor, and
 publishing (MLMD). The interpreter's exit comes after all of this and cannot
 be profiled: `profile` (below) times the process and reports the rest as
-`exit`. cProfile slows Python code several times over (Beam's DirectRunner
-most): read the profiles for shares, and take seconds from phases.json of
-a run without --profile-dir... or from bench.whole_pipeline.
+`exit`, and the interpreter's start before this module as part of
+`startup`. cProfile slows Python code several times over (Beam's
+DirectRunner most): read the profiles for shares, and seconds from a run
+with --no-profile, as bench.whole_pipeline does.
 """
 import time
 
@@ -33,9 +36,10 @@ import cProfile  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import pstats  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
-from typing import Dict, List  # noqa: E402
+from typing import Dict, List, Tuple  # noqa: E402
+
+from bench import common  # noqa: E402
 
 PHASES = 'phases.json'
 
@@ -61,7 +65,7 @@ class _Parts:
   def switch(self, name: str) -> None:
     """Ends the current part, dumps its profile, starts `name`."""
     now = time.time()
-    self.walls[self._name] = now - self._since
+    self.walls[self._name] = self.walls.get(self._name, 0) + now - self._since
     if self._profile:
       self._profile.disable()
       self._profile.dump_stats(
@@ -77,9 +81,21 @@ class _Parts:
 
 
 def _instrument(parts: _Parts) -> None:
-  """Wraps Launcher.launch (a part each) and its steps (wall times)."""
+  """Wraps Launcher.launch (a part each) and its steps (wall times), and
+  LocalDagRunner.run_with_ir (the report starts on its return)."""
+  from tfx.orchestration.local import local_dag_runner
   from tfx.orchestration.portable import launcher
   cls = launcher.Launcher
+  runner = local_dag_runner.LocalDagRunner
+  run_with_ir = runner.run_with_ir
+
+  def ran(self, *args, **kwargs):
+    try:
+      return run_with_ir(self, *args, **kwargs)
+    finally:
+      parts.switch('report')
+
+  runner.run_with_ir = ran
 
   def timed(step, method):
     def wrapper(self, *args, **kwargs):
@@ -99,7 +115,7 @@ def _instrument(parts: _Parts) -> None:
     try:
       return launch(self)
     finally:
-      parts.switch('end')
+      parts.switch('orchestration')
 
   for step, name in (('prepare', '_prepare_execution'),
                      ('executor', '_run_executor'),
@@ -128,23 +144,20 @@ def main(argv=None) -> int:
 
 
 def profile(imgcls_args: List[str], profile_dir: str, log: str,
-            with_cprofile: bool = True) -> Dict[str, float]:
-  """Runs `imgcls` ARGS under this module in a new process; returns the wall
-  seconds by part, in run order, with `exit` the process's end after
-  `imgcls` returned."""
-  os.makedirs(profile_dir, exist_ok=True)
-  with open(log, 'w', encoding='utf-8') as out:
-    subprocess.run(
-        [sys.executable, '-m', 'bench.profile_run', '--profile-dir',
-         profile_dir, *([] if with_cprofile else ['--no-profile']), '--',
-         *imgcls_args], stdout=out, stderr=subprocess.STDOUT, check=True)
-  ended = time.time()
+            with_cprofile: bool = True) -> Tuple[float, Dict[str, float]]:
+  """Runs `imgcls ARGS` under this module in a new process; returns its wall
+  seconds and their parts, in run order, `exit` last."""
+  started = time.time()
+  seconds = common.run_command(
+      ['bench.profile_run', '--profile-dir', profile_dir,
+       *([] if with_cprofile else ['--no-profile']), '--', *imgcls_args], log)
   with open(os.path.join(profile_dir, PHASES), encoding='utf-8') as f:
     phases = json.load(f)
   walls = dict(phases['parts'])
+  walls['startup'] += phases['started'] - started  # the interpreter's start
   walls.pop('exit', None)
-  walls['exit'] = ended - phases['returned']
-  return walls
+  walls['exit'] = started + seconds - phases['returned']
+  return seconds, walls
 
 
 def top(path: str, count: int = 25, sort: str = 'cumulative') -> str:

@@ -4,18 +4,15 @@ Both are timed as commands, from process start to exit, on the same class
 folders for the same epochs: `imgcls run` (ExampleGen -> statistics, schema
 and validation -> Trainer -> Evaluator -> contract check -> Pusher, then the
 run report) in a fresh pipeline root, and bench.plain_train (load, fit,
-save). The time of each component comes from MLMD, to show where the
-difference goes. The start-up before the first component is set against its
+save). The time of each component, and of what the command does around them,
+comes from bench.profile_run, to show where the difference goes. The start-up before the first component is set against its
 own floor, importing TensorFlow and TFX (bench.imports), measured in the same
 run.
 """
 import os
 import shutil
-import time
-from typing import Dict
 
-from bench import common, data
-from imgcls.pipeline import results
+from bench import common, data, profile_run
 
 NAME = 'pipeline'
 TITLE = 'Whole pipeline: imgcls run'
@@ -34,41 +31,20 @@ STARTUP_TARGET = 1.5
 _PLAIN = 'plain script'
 
 
-_BEFORE = 'start-up: imports, pipeline build (before the first component)'
-_BETWEEN = 'orchestration between components'
-_AFTER = 'run report, exit (after the last component)'
-
-
-def breakdown(pipeline_root: str, started: float,
-              ended: float) -> Dict[str, float]:
-  """Seconds of a run by component, in run order, from MLMD's execution
-  timestamps (registered at the start, updated at the end), and of what
-  the command did around them; `started` and `ended` are the command's."""
-  store = results.open_store(pipeline_root)
-  run = store.get_context_by_type_and_name('pipeline_run',
-                                           results.run_ids(store)[-1])
-  types = {t.id: t.name.rpartition('.')[2] for t in store.get_execution_types()}
-  executions = sorted(store.get_executions_by_context(run.id),
-                      key=lambda e: e.create_time_since_epoch)
-  first = executions[0].create_time_since_epoch / 1000
-  last = max(e.last_update_time_since_epoch for e in executions) / 1000
-  components = {
-      types[e.type_id]:
-          (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
-      for e in executions
-  }
-  return {
-      _BEFORE: first - started,
-      **components,
-      _BETWEEN: last - first - sum(components.values()),
-      _AFTER: ended - last,
-  }
+# bench.profile_run's parts of a run, as the doc names them.
+_BEFORE = 'start-up: interpreter, imports, pipeline build (before the first component)'
+_PART_NAMES = {
+    'startup': _BEFORE,
+    'orchestration': 'orchestration between components',
+    'report': 'run summary and report (after the last component)',
+    'exit': 'exit (interpreter teardown)',
+}
 
 
 def run(session: common.Session) -> common.Result:
   sizes = (300,) if session.quick else (7_000, 70_000)
   epochs = 1 if session.quick else 3
-  rounds = 1 if session.quick else 3
+  rounds = session.rounds or (1 if session.quick else 3)
   measured = {}
   for n in sizes:
     root = data.dataset(session, n)
@@ -87,18 +63,21 @@ def run(session: common.Session) -> common.Result:
 
 
 def _pipeline(root: str, out: str, epochs: int):
-  """(seconds of `imgcls run` from an empty pipeline root, by component)."""
+  """(seconds of `imgcls run` from an empty pipeline root, by part): timed
+  by bench.profile_run without its profiler, which adds two wrapped
+  methods to the run."""
   shutil.rmtree(out, ignore_errors=True)
   os.makedirs(out)
-  pipeline_root = os.path.join(out, 'pipeline')
   # min-accuracy 0: the run goes through to the Pusher whatever it learns.
-  started = time.time()
-  seconds = common.run_command(
-      ['imgcls.cli', 'run', '--data-root', root, '--serving-dir',
-       os.path.join(out, 'serving'), '--pipeline-root', pipeline_root,
-       '--epochs', str(epochs), '--min-accuracy', '0'],
-      os.path.join(out, 'imgcls-run.log'))
-  return seconds, breakdown(pipeline_root, started, started + seconds)
+  seconds, walls = profile_run.profile(
+      ['run', '--data-root', root, '--serving-dir',
+       os.path.join(out, 'serving'), '--pipeline-root',
+       os.path.join(out, 'pipeline'), '--epochs', str(epochs),
+       '--min-accuracy', '0'],
+      os.path.join(out, 'parts'), os.path.join(out, 'imgcls-run.log'),
+      with_cprofile=False)
+  return seconds, {_PART_NAMES.get(part, part): part_seconds
+                   for part, part_seconds in walls.items()}
 
 
 def _plain(root: str, out: str, epochs: int) -> float:
@@ -155,8 +134,8 @@ def _result(session, epochs, rounds, measured, imports) -> common.Result:
       setup=(f'{data.describe(session)} class folders, LeNet, {epochs} '
              f'epoch(s), batch 128, both as commands timed from start to '
              f'exit, best of {rounds}. `imgcls run` starts from an empty '
-             f'pipeline root (no cache) and ends with its report; component '
-             f'times are MLMD\'s execution timestamps.'),
+             f'pipeline root (no cache) and ends with its report; its parts '
+             f'are timed in the process (bench.profile_run --no-profile).'),
       figures=figures, details=details, notes=notes, quick=session.quick)
 
 
