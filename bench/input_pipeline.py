@@ -113,7 +113,7 @@ def _measure(session, root: str, label: str, rounds: int,
   facts = examples.dataset
   counts = facts.class_counts('train')
   train_files, test_files = (
-      [os.path.join(examples.uri(names.OUTPUT_EXAMPLES), f'Split-{split}',
+      [os.path.join(examples.uri(names.ARTIFACT_EXAMPLES), f'Split-{split}',
                     '*')]
       for split in data_layout.SPLITS)
   train, test = (_in_memory(files, facts.examples[split], config)

@@ -198,7 +198,8 @@ def create_pipeline(config: PipelineConfig,
       keep_versions=config.keep_versions,
       examples=sample.outputs['sample'],
       evaluation=evaluator.outputs['evaluation'],
-      baseline_model=baseline.outputs['baseline'] if baseline else None
+      # The served version's number, without its SavedModel.
+      baseline_model=baseline.outputs['served_version'] if baseline else None
   ).with_id('Pusher')
   components = [example_gen, *validation, tuner, trainer, baseline, evaluator,
                 sample, contract, pusher]

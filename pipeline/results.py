@@ -105,22 +105,22 @@ def _prop(artifact, name: str):
 
 
 def _result(run_id: str, artifacts) -> RunResult:
-  examples = artifacts.get(names.OUTPUT_EXAMPLES)
+  examples = artifacts.get(names.ARTIFACT_EXAMPLES)
   facts = dataset_facts.read(examples.uri) if examples else None
-  evaluation = artifacts.get(names.OUTPUT_EVALUATION)
+  evaluation = artifacts.get(names.ARTIFACT_EVALUATION)
   found = (gated_evaluator.accuracies(evaluation.uri) if evaluation
            else gated_evaluator.Accuracies(None, None, {}))
-  blessing = artifacts.get(names.OUTPUT_BLESSING)
-  contract = artifacts.get(names.OUTPUT_INFRA_BLESSING)
-  pushed = artifacts.get(names.OUTPUT_PUSHED_MODEL)
-  model_run = artifacts.get(names.OUTPUT_MODEL_RUN)
+  blessing = artifacts.get(names.ARTIFACT_BLESSING)
+  contract = artifacts.get(names.ARTIFACT_INFRA_BLESSING)
+  pushed = artifacts.get(names.ARTIFACT_PUSHED_MODEL)
+  model_run = artifacts.get(names.ARTIFACT_MODEL_RUN)
   return RunResult(
       run_id=run_id,
       artifacts=artifacts,
       dataset=facts,
       accuracy=found.candidate,
       baseline_accuracy=found.baseline,
-      baseline_version=_prop(artifacts.get(names.OUTPUT_BASELINE),
+      baseline_version=_prop(artifacts.get(names.ARTIFACT_BASELINE),
                              names.PROP_SERVING_VERSION),
       per_class_accuracy=found.per_class,
       blessed=None if blessing is None else _prop(blessing, names.PROP_BLESSED) == 1,
@@ -135,8 +135,8 @@ def _result(run_id: str, artifacts) -> RunResult:
       already_published=_prop(pushed, names.PROP_ALREADY_PUBLISHED),
       history=_history(model_run.uri) if model_run else {},
       hyperparameters=_hyperparameters(
-          artifacts.get(names.OUTPUT_BEST_HYPERPARAMETERS)),
-      **_data_validation(artifacts.get(names.OUTPUT_ANOMALIES)))
+          artifacts.get(names.ARTIFACT_BEST_HYPERPARAMETERS)),
+      **_data_validation(artifacts.get(names.ARTIFACT_ANOMALIES)))
 
 
 def _data_validation(anomalies) -> Dict[str, Any]:

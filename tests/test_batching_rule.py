@@ -8,139 +8,53 @@ inputs differs from the first request's, the whole batch fails. The design
 (docs/serving.md, "Batching") makes that impossible: every input of every
 signature has no free dimension but the batch.
 
-Below, the rule is ported from tensorflow/serving
-(tensorflow_serving/batching/batching_session.cc: ComputeInputSize,
-MergeInputTensors, SplitOutputTensors, SplitInputTask;
-batching_util.cc/.h: ComputeTensorBatchSize, AreShapesEqualExceptZeroDim,
-RoundToLowestAllowedBatchSize), with its error texts and status codes, and
-checked against upstream's own cases (batching_session_test.cc). Then, for
-every signature of a pushed model, two requests that each succeed alone are
-merged as BatchingSession would merge them, run, split, and compared with
-their solo answers.
+The rule is the development server's port of it (imgcls/dev_server/
+batching.py: input_size, merge_inputs, split_outputs, split_sizes and
+split_inputs, from tensorflow_serving/batching/batching_session.cc and
+batching_util.cc), with its error texts and status codes. Below it is checked
+against upstream's own cases (batching_session_test.cc); then, for every
+signature of a pushed model, two requests that each succeed alone are merged
+as BatchingSession would merge them, run, split, and compared with their solo
+answers.
 """
-import dataclasses
 import io
 from typing import Dict, List, Sequence
 
+import grpc
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
 
+from imgcls.clients.status import ServingError
 from imgcls.contract import names
+from imgcls.dev_server import batching
 
 Inputs = Dict[str, np.ndarray]
 
 
-@dataclasses.dataclass
-class BatchingError(Exception):
-  code: str  # the absl status code TF Serving returns
-  message: str
+def _merge(tasks: List[Inputs], allowed_batch_sizes: Sequence[int] = ()
+          ) -> Inputs:
+  """MergeInputTensors as this project serves: pad_variable_length_inputs
+  off, padded up to the next allowed batch size."""
+  size = sum(batching.input_size(task) for task in tasks)
+  options = batching.BatchingOptions(
+      allowed_batch_sizes=tuple(allowed_batch_sizes))
+  return batching.merge_inputs(tasks, options.padded_size(size))
 
 
-# --- The port ---------------------------------------------------------------
+def _split(outputs: Inputs, sizes: Sequence[int], padding: int = 0
+          ) -> List[Inputs]:
+  return batching.split_outputs(outputs, sizes, sum(sizes) + padding)
 
 
-def compute_input_size(inputs: Inputs) -> int:
-  """ComputeTensorBatchSize (batching_util.h): a task's size is the shared
-  0th dimension of its inputs."""
-  if not inputs:
-    raise BatchingError('INVALID_ARGUMENT',
-                        'Batching Run() must have at least one input tensor')
-  size = None
-  for tensor in inputs.values():
-    if tensor.ndim == 0:
-      raise BatchingError(
-          'INVALID_ARGUMENT',
-          'Batching Run() input tensors must have at least one dimension')
-    if size is None:
-      size = tensor.shape[0]
-    elif tensor.shape[0] != size:
-      raise BatchingError(
-          'INVALID_ARGUMENT',
-          'Batching Run() input tensors must have equal 0th-dimension size')
-  return size
-
-
-def round_to_lowest_allowed_batch_size(allowed: Sequence[int],
-                                       batch_size: int) -> int:
-  """RoundToLowestAllowedBatchSize (batching_util.cc)."""
-  for size in allowed:
-    if size >= batch_size:
-      return size
-  return batch_size
-
-
-def _shapes_equal_except_zero_dim(shape1, shape2) -> bool:
-  """AreShapesEqualExceptZeroDim (batching_util.cc)."""
-  return len(shape1) == len(shape2) and shape1[1:] == shape2[1:]
-
-
-def merge_input_tensors(signature_inputs: Sequence[str], tasks: List[Inputs],
-                        allowed_batch_sizes: Sequence[int] = ()) -> Inputs:
-  """MergeInputTensors with pad_variable_length_inputs off, the setting this
-  project serves with: concatenation along dimension 0, after checking that
-  every other dimension equals the first task's; for allowed_batch_sizes,
-  padding with copies of the last task's first row."""
-  batch_size = sum(compute_input_size(task) for task in tasks)
-  padding_size = round_to_lowest_allowed_batch_size(allowed_batch_sizes,
-                                                    batch_size) - batch_size
-  to_merge: Dict[str, List[np.ndarray]] = {}
-  for i, task in enumerate(tasks):
-    for name, tensor in task.items():
-      tensors = to_merge.setdefault(name, [])
-      if i > 0 and not _shapes_equal_except_zero_dim(tensor.shape,
-                                                     tensors[0].shape):
-        raise BatchingError(
-            'FAILED_PRECONDITION',
-            f"Tensors with name '{name}' from different tasks have different "
-            'shapes and padding is turned off. Set pad_variable_length_inputs '
-            'to true, or ensure that all tensors with the same name have '
-            'equal dimensions starting with the first dim.')
-      tensors.append(tensor)
-      if i == len(tasks) - 1 and padding_size > 0:
-        tensors.extend([tensors[-1][:1]] * padding_size)
-  if set(to_merge) != set(signature_inputs):
-    raise BatchingError('INTERNAL',
-                        'One or more tasks does not conform to batch signature')
-  return {name: np.concatenate(to_merge[name]) for name in signature_inputs}
-
-
-def split_output_tensors(outputs: Inputs, task_sizes: Sequence[int],
-                         padding_size: int = 0) -> List[Inputs]:
-  """SplitOutputTensors: each output cut back into the tasks' shares (the
-  padding's share, if any, dropped)."""
-  total = sum(task_sizes) + padding_size
-  bounds = np.cumsum(task_sizes)[:-1]
-  split: List[Inputs] = [{} for _ in task_sizes]
-  for name, tensor in outputs.items():
-    if tensor.ndim == 0:
-      raise BatchingError('FAILED_PRECONDITION',
-                          'Batched output tensor has 0 dimensions')
-    if tensor.shape[0] != total:
-      raise BatchingError(
-          'FAILED_PRECONDITION',
-          "Batched output tensor's 0th dimension does not equal the sum of "
-          'the 0th dimension sizes of the input tensors')
-    for task, part in zip(split, np.split(tensor[:sum(task_sizes)], bounds)):
-      task[name] = part
-  return split
-
-
-def split_input_task(task: Inputs, open_batch_remaining_slot: int,
-                     max_execution_batch_size: int) -> List[Inputs]:
-  """SplitInputTask (enable_large_batch_splitting): a task is cut along
-  dimension 0, first to fill the open batch, then into full batches
-  (tensorflow/core/kernels/batching_util/input_split_metadata.cc)."""
-  size = compute_input_size(task)
-  sizes = []
-  if open_batch_remaining_slot > 0:
-    sizes.append(min(open_batch_remaining_slot, size))
-  while sum(sizes) < size:
-    sizes.append(min(max_execution_batch_size, size - sum(sizes)))
-  bounds = np.cumsum(sizes)[:-1]
-  parts = {name: np.split(t, bounds) for name, t in task.items()}
-  return [{name: parts[name][i] for name in task} for i in range(len(sizes))]
+def _split_task(task: Inputs, open_batch_remaining_slot: int,
+                max_execution_batch_size: int) -> List[Inputs]:
+  """SplitInputTask (enable_large_batch_splitting)."""
+  sizes = batching.split_sizes(batching.input_size(task),
+                               open_batch_remaining_slot,
+                               max_execution_batch_size)
+  return batching.split_inputs(task, sizes)
 
 
 # --- The port against upstream's cases (batching_session_test.cc) -----------
@@ -153,9 +67,9 @@ def _half_plus_two(inputs: Inputs) -> Inputs:
 def test_upstream_unequal_tensor_shapes_with_padding_turned_off():
   tasks = [{'x': np.array([1, 2, 3, 4], np.float32).reshape(1, 2, 2)},
            {'x': np.arange(5, 14, dtype=np.float32).reshape(1, 3, 3)}]
-  with pytest.raises(BatchingError) as error:
-    merge_input_tensors(['x'], tasks)
-  assert error.value.code == 'FAILED_PRECONDITION'
+  with pytest.raises(ServingError) as error:
+    _merge(tasks)
+  assert error.value.code == grpc.StatusCode.FAILED_PRECONDITION
   assert error.value.message == (
       "Tensors with name 'x' from different tasks have different shapes and "
       'padding is turned off. Set pad_variable_length_inputs to true, or '
@@ -164,22 +78,23 @@ def test_upstream_unequal_tensor_shapes_with_padding_turned_off():
 
 
 def test_upstream_request_with_incompatible_input_tensor_sizes():
-  with pytest.raises(BatchingError, match='must have equal 0th-dimension'):
-    compute_input_size({'input_0': np.array([3]), 'input_1': np.array([5, 7])})
+  with pytest.raises(ServingError, match='must have equal 0th-dimension'):
+    batching.input_size({'input_0': np.array([3]),
+                         'input_1': np.array([5, 7])})
 
 
 def test_upstream_basic_and_allowed_batch_sizes_require_padding():
   # Basic: two requests of one value each, batched and split back.
   tasks = [{'x': np.array([100.0], np.float32)},
            {'x': np.array([42.0], np.float32)}]
-  merged = merge_input_tensors(['x'], tasks)
-  answers = split_output_tensors(_half_plus_two(merged), [1, 1])
+  merged = _merge(tasks)
+  answers = _split(_half_plus_two(merged), [1, 1])
   assert [a['y'].tolist() for a in answers] == [[52.0], [23.0]]
   # allowed_batch_sizes {1, 3, 4}: a batch of 2 is padded to 3.
   tasks = [{'x': np.array([100.0, 42.0], np.float32)}]
-  merged = merge_input_tensors(['x'], tasks, allowed_batch_sizes=[1, 3, 4])
+  merged = _merge(tasks, allowed_batch_sizes=[1, 3, 4])
   assert merged['x'].shape == (3,)
-  (answer,) = split_output_tensors(_half_plus_two(merged), [2], padding_size=1)
+  (answer,) = _split(_half_plus_two(merged), [2], padding=1)
   assert answer['y'].tolist() == [52.0, 23.0]
 
 
@@ -187,8 +102,8 @@ def test_upstream_batching_with_large_batch():
   """A task larger than the execution batch is split, and its parts'
   outputs are concatenated back (BatchingWithLargeBatch)."""
   task = {'x': np.arange(5, dtype=np.float32)}
-  parts = split_input_task(task, open_batch_remaining_slot=1,
-                           max_execution_batch_size=2)
+  parts = _split_task(task, open_batch_remaining_slot=1,
+                      max_execution_batch_size=2)
   assert [len(p['x']) for p in parts] == [1, 2, 2]
   outputs = [_half_plus_two(p)['y'] for p in parts]
   assert np.concatenate(outputs).tolist() == (task['x'] / 2 + 2).tolist()
@@ -275,9 +190,9 @@ def test_two_good_requests_batched_get_their_solo_answers(signatures,
   signature = signatures[signature_name]
   tasks = _two_requests(signature_name, signature)
   solo = [_run(signature, task) for task in tasks]  # each succeeds alone
-  merged = merge_input_tensors(_input_names(signature), tasks)
-  batched = split_output_tensors(_run(signature, merged),
-                                 [compute_input_size(t) for t in tasks])
+  merged = _merge(tasks)
+  batched = _split(_run(signature, merged),
+                   [batching.input_size(t) for t in tasks])
   for alone, together in zip(solo, batched):
     assert set(alone) == set(names.OUTPUT_KEYS)
     for key in names.OUTPUT_KEYS:
@@ -296,15 +211,14 @@ def test_a_request_larger_than_a_batch_is_split_and_answered_whole(
   signature = signatures[signature_name]
   other, large = _two_requests(signature_name, signature)
   solo = _run(signature, large)
-  parts = split_input_task(large, open_batch_remaining_slot=1,
-                           max_execution_batch_size=1)
-  assert len(parts) == compute_input_size(large) > 1
+  parts = _split_task(large, open_batch_remaining_slot=1,
+                      max_execution_batch_size=1)
+  assert len(parts) == batching.input_size(large) > 1
   outputs = []
   for part in parts:
-    merged = merge_input_tensors(_input_names(signature), [other, part])
-    _, answer = split_output_tensors(
-        _run(signature, merged),
-        [compute_input_size(other), compute_input_size(part)])
+    merged = _merge([other, part])
+    _, answer = _split(_run(signature, merged),
+                       [batching.input_size(other), batching.input_size(part)])
     outputs.append(answer)
   for key in names.OUTPUT_KEYS:
     together = np.concatenate([o[key] for o in outputs])
@@ -320,7 +234,7 @@ def test_the_rule_refuses_what_the_old_pixel_signature_accepted():
   failed, though each succeeded alone."""
   tasks = [{names.PIXELS_INPUT: np.zeros((1, 28, 28, 1), np.float32)},
            {names.PIXELS_INPUT: np.zeros((1, 32, 32, 1), np.float32)}]
-  with pytest.raises(BatchingError, match='different shapes and padding is '
+  with pytest.raises(ServingError, match='different shapes and padding is '
                      'turned off'):
-    merge_input_tensors([names.PIXELS_INPUT], tasks)
+    _merge(tasks)
 

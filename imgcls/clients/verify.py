@@ -261,7 +261,7 @@ def verify_run(config, result) -> Optional[PushVerdict]:
     return None
   return verify_push(config.serving_check, config.model_base_path,
                      int(result.pushed_version),
-                     result.uri(names.OUTPUT_EXAMPLES))
+                     result.uri(names.ARTIFACT_EXAMPLES))
 
 
 # --- `imgcls verify-push`: the same as the last step of a Kubeflow run -------

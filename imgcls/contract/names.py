@@ -87,23 +87,23 @@ PROP_ALREADY_PUBLISHED = 'already_published'
 # them. TFX's components use tfx/types/standard_component_specs.py's keys
 # (EXAMPLES_KEY = 'examples', ...); this project's, their output parameters'
 # names. tests/test_names.py checks each against the pipeline's components.
-OUTPUT_EXAMPLES = 'examples'  # ImageExampleGen
-OUTPUT_STATISTICS = 'statistics'  # StatisticsGen
-OUTPUT_ANOMALIES = 'anomalies'  # DataValidator
-OUTPUT_BASELINE = 'baseline'  # ServingBaseline
-OUTPUT_BEST_HYPERPARAMETERS = 'best_hyperparameters'  # Tuner
-OUTPUT_TUNER_RESULTS = 'tuner_results'  # Tuner
-OUTPUT_MODEL = 'model'  # Trainer
-OUTPUT_MODEL_RUN = 'model_run'  # Trainer
-OUTPUT_EVALUATION = 'evaluation'  # GatedEvaluator
-OUTPUT_BLESSING = 'blessing'  # GatedEvaluator
-OUTPUT_INFRA_BLESSING = 'infra_blessing'  # ContractCheck
-OUTPUT_PUSHED_MODEL = 'pushed_model'  # VersionedPusher
-OUTPUT_KEYS = (OUTPUT_EXAMPLES, OUTPUT_STATISTICS, OUTPUT_ANOMALIES,
-               OUTPUT_BASELINE, OUTPUT_BEST_HYPERPARAMETERS,
-               OUTPUT_TUNER_RESULTS, OUTPUT_MODEL, OUTPUT_MODEL_RUN,
-               OUTPUT_EVALUATION, OUTPUT_BLESSING, OUTPUT_INFRA_BLESSING,
-               OUTPUT_PUSHED_MODEL)
+ARTIFACT_EXAMPLES = 'examples'  # ImageExampleGen
+ARTIFACT_STATISTICS = 'statistics'  # StatisticsGen
+ARTIFACT_ANOMALIES = 'anomalies'  # DataValidator
+ARTIFACT_BASELINE = 'baseline'  # ServingBaseline
+ARTIFACT_BEST_HYPERPARAMETERS = 'best_hyperparameters'  # Tuner
+ARTIFACT_TUNER_RESULTS = 'tuner_results'  # Tuner
+ARTIFACT_MODEL = 'model'  # Trainer
+ARTIFACT_MODEL_RUN = 'model_run'  # Trainer
+ARTIFACT_EVALUATION = 'evaluation'  # GatedEvaluator
+ARTIFACT_BLESSING = 'blessing'  # GatedEvaluator
+ARTIFACT_INFRA_BLESSING = 'infra_blessing'  # ContractCheck
+ARTIFACT_PUSHED_MODEL = 'pushed_model'  # VersionedPusher
+ARTIFACT_KEYS = (ARTIFACT_EXAMPLES, ARTIFACT_STATISTICS, ARTIFACT_ANOMALIES,
+                 ARTIFACT_BASELINE, ARTIFACT_BEST_HYPERPARAMETERS,
+                 ARTIFACT_TUNER_RESULTS, ARTIFACT_MODEL, ARTIFACT_MODEL_RUN,
+                 ARTIFACT_EVALUATION, ARTIFACT_BLESSING, ARTIFACT_INFRA_BLESSING,
+                 ARTIFACT_PUSHED_MODEL)
 
 # --- Pipeline node ids that retrain reads back from a KFP run's tasks --------
 # The data gate's failure is a refusal of the data, not a failed run.

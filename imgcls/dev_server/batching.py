@@ -27,7 +27,7 @@ import dataclasses
 import os
 import threading
 import time
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
@@ -155,6 +155,50 @@ def split_sizes(size: int, open_remaining: int, max_size: int) -> List[int]:
   return sizes
 
 
+def split_inputs(inputs: Tensors, sizes: Sequence[int]) -> List[Tensors]:
+  """SplitInputTask: a request's rows cut along dimension 0 into `sizes`."""
+  pieces, start = [], 0
+  for piece in sizes:
+    pieces.append({k: v[start:start + piece] for k, v in inputs.items()})
+    start += piece
+  return pieces
+
+
+def merge_inputs(tasks: Sequence[Tensors], padded_size: int,
+                 pad_variable_length_inputs: bool = False) -> Tensors:
+  """MergeInputTensors: each input of the tasks concatenated along dimension
+  0, then padded up to `padded_size` rows with copies of the last task's
+  first row (BatchingOptions.padded_size)."""
+  padding = padded_size - sum(input_size(task) for task in tasks)
+  merged = {}
+  for name in tasks[0]:
+    values = [task[name] for task in tasks]
+    if pad_variable_length_inputs:
+      values = _padded_to_largest(values)
+    else:
+      _check_same_shapes(name, values)
+    values += [values[-1][:1]] * padding
+    merged[name] = np.concatenate(values)
+  return merged
+
+
+def split_outputs(outputs: Tensors, sizes: Sequence[int],
+                  padded_size: int) -> List[Tensors]:
+  """SplitOutputTensors: each output cut back into the tasks' shares; the
+  padding's rows are dropped."""
+  for value in outputs.values():
+    if value.ndim == 0:
+      raise _failed_precondition('Batched output tensor has 0 dimensions')
+    if value.shape[0] != padded_size:
+      raise _failed_precondition(
+          "Batched output tensor's 0th dimension does not equal the sum "
+          "of the 0th dimension sizes of the input tensors")
+  bounds = np.cumsum([0, *sizes])
+  return [{
+      name: value[start:end] for name, value in outputs.items()
+  } for start, end in zip(bounds[:-1], bounds[1:])]
+
+
 class BatchQueue:
   """The queue of one signature of one version."""
 
@@ -196,11 +240,8 @@ class BatchQueue:
       sizes = [size]
     else:
       sizes = split_sizes(size, remaining, max_size)
-    tasks, start = [], 0
-    for piece in sizes:
-      tasks.append(_Task({k: v[start:start + piece]
-                          for k, v in inputs.items()}, piece))
-      start += piece
+    tasks = [_Task(piece, piece_size) for piece, piece_size
+             in zip(split_inputs(inputs, sizes), sizes)]
     for task in tasks:
       if self.batches[-1].size + task.size > max_size:
         self.batches.append(_Batch())
@@ -253,45 +294,19 @@ class BatchQueue:
 
   def process(self, batch: _Batch) -> None:
     """ProcessBatch: merge, run, split; the status goes to every task."""
+    padded = self._options.padded_size(batch.size)
     try:
-      outputs = self._run(self._merged_inputs(batch))
-      pieces = self._split_outputs(batch, outputs)
+      outputs = self._run(merge_inputs(
+          [task.inputs for task in batch.tasks], padded,
+          self._options.pad_variable_length_inputs))
+      pieces = split_outputs(outputs, [task.size for task in batch.tasks],
+                             padded)
     except ServingError as e:
       for task in batch.tasks:
         task.finish(None, e)
       return
     for task, task_outputs in zip(batch.tasks, pieces):
       task.finish(task_outputs, None)
-
-  def _merged_inputs(self, batch: _Batch) -> Tensors:
-    """MergeInputTensors."""
-    padding = self._options.padded_size(batch.size) - batch.size
-    merged = {}
-    for name in batch.tasks[0].inputs:
-      values = [task.inputs[name] for task in batch.tasks]
-      if self._options.pad_variable_length_inputs:
-        values = _padded_to_largest(values)
-      else:
-        _check_same_shapes(name, values)
-      values += [values[-1][:1]] * padding
-      merged[name] = np.concatenate(values)
-    return merged
-
-  def _split_outputs(self, batch: _Batch, outputs: Tensors) -> List[Tensors]:
-    """SplitOutputTensors."""
-    padded = self._options.padded_size(batch.size)
-    for value in outputs.values():
-      if value.ndim == 0:
-        raise _failed_precondition('Batched output tensor has 0 dimensions')
-      if value.shape[0] != padded:
-        raise _failed_precondition(
-            "Batched output tensor's 0th dimension does not equal the sum "
-            "of the 0th dimension sizes of the input tensors")
-    bounds = np.cumsum([0] + [task.size for task in batch.tasks])
-    return [{
-        name: value[start:end] for name, value in outputs.items()
-    } for start, end in zip(bounds[:-1], bounds[1:])]
-
 
 def _check_same_shapes(name: str, values: List[np.ndarray]) -> None:
   reference = values[0].shape[1:]

@@ -37,7 +37,7 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   # A fresh directory: a rewritten report never keeps stale figures.
   shutil.rmtree(out, ignore_errors=True)
   os.makedirs(out)
-  evaluation_uri = result.uri(names.OUTPUT_EVALUATION)
+  evaluation_uri = result.uri(names.ARTIFACT_EVALUATION)
   validation = _validation(result)
   # The report's two costs overlap: predicting the test split runs in
   # TensorFlow's kernels, which release the GIL, while matplotlib draws the
@@ -66,8 +66,8 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
 
 def _test_errors(result: results.RunResult
                 ) -> Optional[evaluation.TestErrors]:
-  model = result.uri(names.OUTPUT_MODEL)
-  examples = result.uri(names.OUTPUT_EXAMPLES)
+  model = result.uri(names.ARTIFACT_MODEL)
+  examples = result.uri(names.ARTIFACT_EXAMPLES)
   if not (model and examples):
     return None
   return evaluation.test_errors(model, examples,
@@ -77,8 +77,8 @@ def _test_errors(result: results.RunResult
 
 def _validation(result: results.RunResult
                ) -> Optional[statistics.Validation]:
-  statistics_uri = result.uri(names.OUTPUT_STATISTICS)
-  anomalies_uri = result.uri(names.OUTPUT_ANOMALIES)
+  statistics_uri = result.uri(names.ARTIFACT_STATISTICS)
+  anomalies_uri = result.uri(names.ARTIFACT_ANOMALIES)
   if not (statistics_uri and anomalies_uri):
     return None
   return statistics.validation(statistics_uri, anomalies_uri)
