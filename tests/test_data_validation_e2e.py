@@ -78,7 +78,7 @@ def test_a_skewed_span_is_refused_until_accepted(project, capsys):
   report = out.split('report: ')[1].strip()
   html = open(report, encoding='utf-8').read()
   assert 'Data validation' in html and 'Linfty distance' in html
-  for figure in ('class_distribution.png', 'image_facts.png'):
+  for figure in ('class_distribution.png', 'image_facts_file_size.png'):
     assert f'src="{figure}"' in html
     assert os.path.getsize(os.path.join(os.path.dirname(report), figure)) > 0
 

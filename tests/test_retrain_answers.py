@@ -12,6 +12,7 @@ import pytest
 from imgcls import cli
 from imgcls.contract import names
 from imgcls.pipeline import kubeflow
+from imgcls.pipeline.config import PipelineConfig
 from imgcls.retrain import person
 from imgcls.retrain import state as state_lib
 from tests import images, kfp_fake_server
@@ -177,6 +178,5 @@ def test_the_answer_command_keeps_the_watchers_flags_and_hides_the_token():
 
 
 def _config(root):
-  from imgcls.pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
   return PipelineConfig(data_root=str(root / 'data'), serving_dir='',
                         pipeline_root='')

@@ -10,12 +10,23 @@ from typing import Dict, List, Optional, Sequence
 from matplotlib.figure import Figure
 import numpy as np
 
-from imgcls.contract.names import LABEL_NAME_KEY
+from imgcls.contract import names
 from imgcls.imagedata import class_folders
 from imgcls.report.evaluation import Misclassified
 from imgcls.report.statistics import Distributions
 
 _DPI = 100
+# The report's text column is 64em, 1024 px at browsers' default 16 px:
+# figures of the data section are drawn at least half as wide, image facts
+# as wide.
+FACT_WIDTH_IN = 10.24
+_FACT_AXES = {
+    names.IMAGE_WIDTH_KEY: 'image width (pixels)',
+    names.IMAGE_HEIGHT_KEY: 'image height (pixels)',
+    names.IMAGE_CHANNELS_KEY: 'channels',
+    names.FILE_SIZE_KEY: 'file size (bytes)',
+    names.IMAGE_FORMAT_KEY: 'image format',
+}
 _GRID_COLUMNS = 8
 # Above this many classes the confusion matrix cells are too small for counts.
 _MAX_ANNOTATED_CLASSES = 20
@@ -61,12 +72,13 @@ def confusion_matrix(counts: np.ndarray, class_names: Sequence[str],
 
 
 def per_class_accuracy(accuracy: Dict[str, float], path: str) -> None:
-  names = list(accuracy)
-  figure = Figure(figsize=(max(5.0, 0.5 * len(names) + 2), 3.5), dpi=_DPI)
+  classes = list(accuracy)
+  figure = Figure(figsize=(max(5.0, 0.5 * len(classes) + 2), 3.5), dpi=_DPI)
   axes = figure.subplots()
-  axes.bar(range(len(names)), [accuracy[n] for n in names], color='tab:blue')
-  axes.set_xticks(range(len(names)), names,
-                  rotation=90 if len(names) > 10 else 0)
+  axes.bar(range(len(classes)), [accuracy[n] for n in classes],
+           color='tab:blue')
+  axes.set_xticks(range(len(classes)), classes,
+                  rotation=90 if len(classes) > 10 else 0)
   axes.set_ylim(0, 1)
   axes.set_ylabel('accuracy')
   axes.set_xlabel('class')
@@ -95,7 +107,8 @@ def class_distribution(current: Dict[str, float],
   """Each class's share of the train images, beside the data accepted
   before: a class arriving at ten times its share stands out."""
   classes = sorted(set(current) | set(previous or {}))
-  figure = Figure(figsize=(max(5.0, 0.6 * len(classes) + 2), 3.5), dpi=_DPI)
+  figure = Figure(figsize=(max(FACT_WIDTH_IN / 2 + 1, 0.6 * len(classes) + 2),
+                          3.5), dpi=_DPI)
   axes = figure.subplots()
   positions = np.arange(len(classes))
   for offset, (label, counts) in zip(
@@ -109,30 +122,30 @@ def class_distribution(current: Dict[str, float],
   _save(figure, path)
 
 
-def image_facts(current: Distributions, previous: Optional[Distributions],
-                path: str) -> None:
-  """Width, height, channels, file size and format of the train images,
-  as shares, over the data accepted before."""
-  panels = [*current.histograms, *(n for n in current.counts
-                                    if n != LABEL_NAME_KEY)]
-  figure = Figure(figsize=(4 * len(panels), 3.2), dpi=_DPI)
-  for axes, name in zip(np.atleast_1d(figure.subplots(1, len(panels))),
-                        panels):
-    for label, dist in _with_previous('this run', current, previous):
-      if name in dist.histograms:
-        buckets = dist.histograms[name]
-        total = sum(count for _, _, count in buckets) or 1
-        axes.bar([low for low, _, _ in buckets],
-                 [count / total for _, _, count in buckets],
-                 [max(high - low, 1) for low, high, _ in buckets],
-                 align='edge', alpha=0.5, label=label)
-      elif name in dist.counts:
-        values = sorted(dist.counts[name])
-        axes.bar(values, [_share(dist.counts[name], v) for v in values],
-                 alpha=0.5, label=label)
-    axes.set_title(name)
-    axes.set_ylabel('share')
-    axes.legend(fontsize=8)
+def image_fact(name: str, current: Distributions,
+               previous: Optional[Distributions], path: str) -> None:
+  """One image fact of the train images (width, height, channels, file size
+  or format) as shares, over the data accepted before, at the width of the
+  report's text: wide enough to read each bin."""
+  figure = Figure(figsize=(FACT_WIDTH_IN, 3.0), dpi=_DPI)
+  axes = figure.subplots()
+  for label, dist in _with_previous('this run', current, previous):
+    if name in dist.histograms:
+      buckets = dist.histograms[name]
+      total = sum(count for _, _, count in buckets) or 1
+      axes.bar([low for low, _, _ in buckets],
+               [count / total for _, _, count in buckets],
+               [max(high - low, 1) for low, high, _ in buckets],
+               align='edge', alpha=0.5, label=label, edgecolor='black',
+               linewidth=0.5)
+    elif name in dist.counts:
+      values = sorted(dist.counts[name])
+      axes.bar(values, [_share(dist.counts[name], v) for v in values],
+               alpha=0.5, label=label)
+  axes.set_xlabel(_FACT_AXES.get(name, name))
+  axes.set_ylabel('share of train images')
+  axes.grid(axis='y', alpha=0.3)
+  axes.legend()
   _save(figure, path)
 
 

@@ -177,7 +177,7 @@ def _image_facts(report: Report) -> str:
       words += f' (in the data accepted before: {_e(before)})'
     sentences.append(f'<li>every train image {words}</li>')
   plotted = [_figure(report, image_fact_figure(name),
-                     f'{name} of the train split, as shares')
+                     f'{name.replace("_", " ")} of the train split, as shares')
              for name in statistics.plotted_facts(validation.current,
                                                   validation.previous)]
   return ((f'<ul>{"".join(sentences)}</ul>' if sentences else '') +

@@ -21,9 +21,12 @@ Histogram = List[Tuple[float, float, float]]  # (low, high, count)
 
 @dataclasses.dataclass
 class Distributions:
-  """One dataset's categorical counts and numeric histograms, by feature."""
+  """One dataset's categorical counts and numeric histograms, by feature;
+  `single_values`: each feature whose every example has the same value, with
+  that value (a histogram of one bar says less than the value in words)."""
   counts: Dict[str, Dict[str, float]]
   histograms: Dict[str, Histogram]
+  single_values: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -49,15 +52,20 @@ def validation(statistics_uri: str, anomalies_uri: str) -> Validation:
 
 def distributions(statistics: statistics_pb2.DatasetFeatureStatisticsList
                  ) -> Distributions:
-  counts, histograms = {}, {}
+  counts, histograms, single = {}, {}, {}
   for feature in statistics.datasets[0].features:
     name = '.'.join(feature.path.step)
     if name in schema_lib.CATEGORICAL:
       counts[name] = {b.label: b.sample_count
                       for b in feature.string_stats.rank_histogram.buckets}
+      if len(counts[name]) == 1:
+        single[name] = next(iter(counts[name]))
     elif name in schema_lib.NUMERIC:
       histograms[name] = _standard_histogram(feature.num_stats)
-  return Distributions(counts, histograms)
+      # TFDV's numeric statistics (statistics.proto, NumericStatistics).
+      if feature.num_stats.min == feature.num_stats.max:
+        single[name] = _number(feature.num_stats.min)
+  return Distributions(counts, histograms, single)
 
 
 def _standard_histogram(num_stats) -> Histogram:
@@ -66,3 +74,29 @@ def _standard_histogram(num_stats) -> Histogram:
       return [(b.low_value, b.high_value, b.sample_count)
               for b in histogram.buckets]
   return []
+
+
+def _number(value: float) -> str:
+  return str(int(value)) if value == int(value) else f'{value:g}'
+
+
+def stated_facts(current: Distributions, previous: Optional[Distributions]
+                ) -> Dict[str, Tuple[str, Optional[str]]]:
+  """The image facts with one value in this run, and one in the data
+  accepted before if there is any: feature -> (value, value before)."""
+  return {
+      name: (current.single_values[name],
+             previous.single_values[name] if previous else None)
+      for name in names.IMAGE_FACT_KEYS
+      if name in current.single_values and (
+          previous is None or name in previous.single_values)
+  }
+
+
+def plotted_facts(current: Distributions, previous: Optional[Distributions]
+                 ) -> List[str]:
+  """The image facts with more than one value, now or before: a plot each."""
+  stated = stated_facts(current, previous)
+  return [name for name in names.IMAGE_FACT_KEYS
+          if name not in stated and (name in current.histograms or
+                                     name in current.counts)]

@@ -103,7 +103,7 @@ def _retrain(args: argparse.Namespace) -> int:
   else:
     print(f'{attempt.data_key}: {attempt.outcome}'
           f'{" version " + attempt.version if attempt.version else ""}'
-          f'{" (answered with " + attempt.answer + ")" if attempt.answer else ""}'
+          f'{f" (answered with {attempt.answer})" if attempt.answer else ""}'
           f'{": " + attempt.detail if attempt.detail else ""}')
   if pending:
     print('\n'.join(person.describe(pending, args.argv)))
