@@ -31,6 +31,8 @@ def wheel(name, version):
     fn = f['filename']
     return ('x86_64' in fn and 'manylinux' in fn or fn.endswith('-none-any.whl')) and ('cp313' in fn or 'py3' in fn or 'abi3' in fn)
   cand = [f for f in files if ok(f)]
+  if not cand:
+    return None
   f = dict(cand[0]); f['url'] = urllib.parse.urljoin(f'https://pypi.org/pypi/{name}/json', f['url']); return f
 
 section = sys.argv[1] if len(sys.argv) > 1 else 'gpu'
@@ -39,6 +41,9 @@ pins.pop('tensorflow', None) if section == 'gpu' else None
 tot_dl = tot_inst = 0
 for name, version in sorted(pins.items()):
   f = wheel(name, version)
+  if f is None:
+    print(f'{name}=={version}\tno wheel for cp313 x86_64 (built from its sdist)')
+    continue
   z = zipfile.ZipFile(RangeFile(f['url'], f['size']))
   inst = sum(i.file_size for i in z.infolist())
   tot_dl += f['size']; tot_inst += inst

@@ -9,12 +9,15 @@ their mount paths (kubernetes/params/params.env), the launcher's staging
 path /minio/<bucket>. Root and buildah are needed: without either the tests
 skip, saying which.
 """
+import functools
 import json
 import os
 import pathlib
 import re
+import resource
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -49,10 +52,30 @@ def _missing():
   return None
 
 
+def _limits_conf():
+  """containers.conf keeping the open-files and process limits at this
+  process's: buildah would raise both to 1048576, which sandboxes refuse."""
+  path = pathlib.Path(tempfile.gettempdir()) / f'imgcls-limits-{os.getpid()}.conf'
+  values = []
+  for name, limit in (('nofile', resource.RLIMIT_NOFILE),
+                      ('nproc', resource.RLIMIT_NPROC)):
+    soft, hard = (-1 if v == resource.RLIM_INFINITY else v
+                  for v in resource.getrlimit(limit))
+    values.append(f'"{name}={soft}:{hard}"')
+  path.write_text(f'[containers]\ndefault_ulimits = [{", ".join(values)}]\n')
+  return str(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _env():
+  return {**os.environ, 'CONTAINERS_CONF_OVERRIDE': os.environ.get(
+      'CONTAINERS_CONF_OVERRIDE') or _limits_conf()}
+
+
 def _buildah(*args, timeout=1800):
   for _ in range(5):
     done = subprocess.run(['buildah', *args], capture_output=True, text=True,
-                          check=False, timeout=timeout)
+                          check=False, timeout=timeout, env=_env())
     if done.returncode == 0 or _BUSY not in done.stderr:
       return done
     time.sleep(1)
