@@ -24,13 +24,13 @@ import pytest
 
 from imgcls.contract import deployment
 from tests import test_dockerfile
-from tests.test_kubeflow import TASKS
-from tests.test_kubeflow import Launcher
-from tests.test_kubeflow import _load
-from tests.test_kubeflow import bucket  # noqa: F401  (a fixture)
-from tests.test_lock import freeze_pins
-from tests.test_lock import lock
-from tests.test_lock import locked
+from tests.test_kubeflow import (
+  TASKS,
+  Launcher,
+  _load,
+  bucket,  # noqa: F401  (a fixture)
+)
+from tests.test_lock import freeze_pins, lock, locked
 
 pytestmark = [pytest.mark.e2e, pytest.mark.image]
 
@@ -42,6 +42,7 @@ _FETCHING = re.compile(r'(?i)prism|download')
 # A rare failure of buildah run before the command starts; retrying is enough.
 _BUSY = 'Close_Fd sealing memfd copy: Device or resource busy'
 _SAMPLE = ('--epochs', '1', '--min-accuracy', '0.1')
+_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt'
 
 
 def _missing():
@@ -190,13 +191,17 @@ def test_the_gpu_variants_install_step_resolves(container, tmp_path):
   which pip would download every wheel; the hashes are compared instead
   with those the index gives for the files pip picks."""
   step = _gpu_step()
-  assert step.count('pip install ') == 1
+  install = 'pip install --require-hashes -r /tmp/gpu.txt'
+  assert step.count('pip install') == step.count(install) == 1
   dry = step.replace(
-      'pip install ', "sed -i -e '/--hash=/d' -e 's/ *\\\\$//' /tmp/gpu.txt "
+      install, "sed -i -e '/--hash=/d' -e 's/ *\\\\$//' /tmp/gpu.txt "
       '&& pip install --use-feature=fast-deps --dry-run --report '
-      '/report/gpu.json ')
+      '/report/gpu.json -r /tmp/gpu.txt')
   tmp_path.chmod(0o777)
-  c = container({str(tmp_path): '/report'})
+  volumes = {str(tmp_path): '/report'}
+  if os.path.exists(_CA_BUNDLE):  # as scripts/build-image gives the build
+    volumes[_CA_BUNDLE] = f'{_CA_BUNDLE}:ro'
+  c = container(volumes)
   done = c.run(['sh', '-c', dry], user='0:0',
                env={'TENSORFLOW_EXTRA': 'and-cuda'}, timeout=900)
   report = json.loads((tmp_path / 'gpu.json').read_text())
@@ -250,7 +255,7 @@ def test_every_compiled_step_runs_in_the_image_as_kfp_hands_it_over(
   # Inside the pod the volumes are at their mount paths: the launcher model
   # passes parameters unchanged.
   launcher = Launcher(spec, {'/data': '/data', '/serving': '/serving'},
-                      bucket)
+                      bucket, params={'data_root': '/data'})
   for task in TASKS:
     launcher.run(task, execute=c.run)
   pushed = launcher.outputs['Pusher']['pushed_model']['metadata']
