@@ -27,17 +27,28 @@ def has_model(baseline: Model) -> bool:
 def ServingBaseline(  # pylint: disable=invalid-name  (TFX component naming)
     model_base_path: Parameter[str],
     published_hint: Parameter[str],
-    baseline: OutputArtifact[Model]) -> None:
+    baseline: OutputArtifact[Model],
+    served_version: OutputArtifact[Model]) -> None:
   """Copies <model_base_path>/<newest version> into `baseline`.
+
+  `served_version` says the same (has_model, the version) with no files:
+  the Pusher records the version in its provenance and needs nothing else,
+  while KFP's launcher would download the whole `baseline` SavedModel for
+  it (kubeflow/pipelines@2.16.1 backend/src/v2/component/
+  launcher_v2.go:896-973). Its name shares no prefix with `baseline`: the
+  launcher downloads an input by listing its URI as a key prefix
+  (objectstore/object_store.go, DownloadBlob).
 
   `published_hint` is the newest version seen when the pipeline was built;
   it exists so that the cache key changes when the serving directory does.
   """
   del published_hint
   source = model_versions.latest_version_dir(model_base_path)
-  if source is None:
-    baseline.set_int_custom_property(names.PROP_HAS_MODEL, 0)
-    return
-  shutil.copytree(source, path_utils.serving_model_dir(baseline.uri))
-  baseline.set_int_custom_property(names.PROP_HAS_MODEL, 1)
-  baseline.set_int_custom_property(names.PROP_SERVING_VERSION, int(os.path.basename(source)))
+  if source is not None:
+    shutil.copytree(source, path_utils.serving_model_dir(baseline.uri))
+  for artifact in (baseline, served_version):
+    artifact.set_int_custom_property(names.PROP_HAS_MODEL,
+                                     int(source is not None))
+    if source is not None:
+      artifact.set_int_custom_property(names.PROP_SERVING_VERSION,
+                                       int(os.path.basename(source)))

@@ -16,10 +16,11 @@ spec is adjusted for KFP's own backend (read against the KFP 2.16.1 sources):
 - no task caching: KFP's cache keys on inputs and parameters, so it cannot see
   new files on the data PVC, and ServingBaseline must read the serving
   directory every run;
-- every step, whatever the pipeline's nodes, gets CPU and memory requests and
-  limits, so that a namespace with a ResourceQuota admits it; they are set in
-  the compiled spec, because TFX drops a FileBasedExampleGen's platform config
-  (tensorflow/tfx#6146);
+- every step's own container, whatever the pipeline's nodes, gets CPU and
+  memory requests and limits; they are set in the compiled spec, because TFX
+  drops a FileBasedExampleGen's platform config (tensorflow/tfx#6146). The
+  pods' other containers (Argo's `wait`) get none from KFP, so a namespace
+  with a ResourceQuota needs kubernetes/components/limit-range as well;
 - the Trainer's backup (for a retried Trainer to resume) is on the data PVC,
   not in the pipeline root, an object store TensorFlow cannot write;
 - with --verify-serving, a last plain container step, `imgcls verify-push`,
@@ -184,8 +185,8 @@ def _resources(cpu: str, memory: str, gpus: int = 0) -> _ResourceSpec:
   deprecated float ones would turn 16Gi into 16G. KFP's driver turns them into
   the pod's requests and limits (backend/src/v2/driver/driver.go,
   initPodSpecPatch). The spec has no ephemeral-storage field at all
-  (pipeline_spec.proto, ResourceSpec), and the driver sets none: see
-  docs/kubeflow.md for the namespace LimitRange that gives one.
+  (pipeline_spec.proto, ResourceSpec), and the driver sets none:
+  kubernetes/components/limit-range gives one.
   """
   spec = _ResourceSpec(
       resource_cpu_request=cpu, resource_cpu_limit=cpu,

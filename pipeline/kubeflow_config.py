@@ -66,8 +66,9 @@ class KubeflowOptions:
   gpus: int = FROM_PARAMS
   trainer_cpu: str = FROM_PARAMS
   trainer_memory: str = FROM_PARAMS
-  # Every other step's requests and limits, so that a namespace with a
-  # ResourceQuota admits it.
+  # Every other step's requests and limits. A namespace with a ResourceQuota
+  # needs kubernetes/components/limit-range too: Argo's `wait` container in
+  # every pod gets none from KFP.
   step_cpu: str = '1'
   step_memory: str = '4Gi'
   # (label, value) of GPU nodes, or None; params.env GPU_NODE_LABEL(_VALUE),

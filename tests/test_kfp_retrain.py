@@ -15,6 +15,9 @@ from imgcls.pipeline import kubeflow
 from imgcls.retrain import state as state_lib
 from tests import images, kfp_fake_server
 
+# Every test here compiles the pipeline into a KFP spec (TFX, TensorFlow).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def kfp_server():

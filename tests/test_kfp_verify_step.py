@@ -35,6 +35,9 @@ from tests.test_kubeflow import (
   _load,
 )
 
+# Every test here compiles the pipeline into a KFP spec (TFX, TensorFlow).
+pytestmark = pytest.mark.slow
+
 MODEL = 'LenetModel'
 RUN_ID = '4f6d2a8e-run-of-this-test'
 RUN_ID_ARG = "{{$.inputs.parameters['pipeline_run_id']}}"

@@ -49,11 +49,14 @@ from imgcls.pipeline import pipeline as pipeline_def
 from imgcls.pipeline.config import PipelineConfig
 from tests import images, kfp_fake_server
 
+# Every test here compiles the pipeline into a KFP spec (TFX, TensorFlow).
+pytestmark = pytest.mark.slow
+
 IMAGE = 'registry.example.com/imgcls:1.2.3'
 VALIDATION_TASKS = ('StatisticsGen', 'CuratedSchemaGen', 'DataValidator',
                     'DataGate')
 TASKS = ('ImageExampleGen', *VALIDATION_TASKS, 'ServingBaseline', 'Trainer',
-         'GatedEvaluator', 'ContractCheck', 'Pusher')
+         'GatedEvaluator', 'SampleExamples', 'ContractCheck', 'Pusher')
 ResourceSpec = (pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
                 .ResourceSpec)
 
@@ -139,11 +142,12 @@ def test_tasks_and_their_dependencies(compiled):
       # The gate is a task dependency, not an input (pipeline.py).
       'Trainer': {'ImageExampleGen', 'DataGate'},
       'GatedEvaluator': {'ImageExampleGen', 'Trainer', 'ServingBaseline'},
-      'ContractCheck': {'ImageExampleGen', 'Trainer'},
-      # VersionedPusher also reads the Examples (spans, warm-up images) and
+      'SampleExamples': {'ImageExampleGen'},
+      'ContractCheck': {'SampleExamples', 'Trainer'},
+      # VersionedPusher also reads the sample (spans, warm-up images) and
       # the baseline's version, for the provenance.
       'Pusher': {'Trainer', 'GatedEvaluator', 'ContractCheck',
-                 'ImageExampleGen', 'ServingBaseline'},
+                 'SampleExamples', 'ServingBaseline'},
   }
   sources = {
       (name, key): (a.task_output_artifact.producer_task,
@@ -158,6 +162,30 @@ def test_tasks_and_their_dependencies(compiled):
                                                    'blessing')
   assert sources[('Pusher', 'infra_blessing')] == ('ContractCheck',
                                                    'infra_blessing')
+  # The Pusher records the served version; only the Evaluator reads its model.
+  assert sources[('Pusher', 'baseline_model')] == ('ServingBaseline',
+                                                   'served_version')
+
+
+def test_the_contract_check_and_the_pusher_never_download_the_dataset(
+    compiled):
+  """KFP's launcher downloads every input artifact whole (launcher_v2.go:
+  896-973): the steps that read a few test images get the sample, not the
+  ImageExampleGen's Examples."""
+  spec, _, _ = compiled
+  readers = {
+      (name, a.task_output_artifact.output_artifact_key)
+      for name, task in spec.root.dag.tasks.items()
+      for a in task.inputs.artifacts.values()
+      if a.task_output_artifact.producer_task == 'ImageExampleGen'}
+  assert readers == {('StatisticsGen', 'examples'), ('Trainer', 'examples'),
+                     ('GatedEvaluator', 'examples'),
+                     ('SampleExamples', 'examples')}
+  tasks = spec.root.dag.tasks
+  for name in ('ContractCheck', 'Pusher'):
+    examples = tasks[name].inputs.artifacts['examples'].task_output_artifact
+    assert (examples.producer_task, examples.output_artifact_key) == (
+        'SampleExamples', 'sample')
 
 
 def test_no_resolver_or_importer_only_containers(compiled):
@@ -268,7 +296,7 @@ def test_pvcs_mounted_where_needed(compiled):
       # The Trainer's backup, which a retried Trainer resumes from.
       'Trainer': [('imgcls-data', 'imgcls-data', '/data')],
       'StatisticsGen': [], 'DataGate': [],
-      'GatedEvaluator': [], 'ContractCheck': []}
+      'GatedEvaluator': [], 'SampleExamples': [], 'ContractCheck': []}
   tasks = spec.root.dag.tasks
   constant = lambda t, p: tasks[t].inputs.parameters[p].runtime_value.constant
   assert json.loads(constant('Trainer', 'custom_config').string_value)[
@@ -546,17 +574,18 @@ def _pusher_launcher(compiled, tmp_path, bucket):
     f.write(b'a SavedModel')
   # VersionedPusher's optional inputs, present and empty: no test images
   # (no warm-up file), no metrics, no served model.
-  for task, key in (('ImageExampleGen', 'examples'),
+  for task, key in (('SampleExamples', 'sample'),
                     ('GatedEvaluator', 'evaluation')):
     os.makedirs(kubeflow_entrypoint.to_local(launcher.uri(task, key)))
   launcher.outputs = {
       'Trainer': {'model': {'name': '7', 'uri': model,
                             'metadata': mlmd_round_trip({})}},
-      'ImageExampleGen': {'examples': {
-          'name': '5', 'uri': launcher.uri('ImageExampleGen', 'examples'),
+      'SampleExamples': {'sample': {
+          'name': '5', 'uri': launcher.uri('SampleExamples', 'sample'),
           'metadata': mlmd_round_trip({})}},
-      'ServingBaseline': {'baseline': {
-          'name': '6', 'uri': launcher.uri('ServingBaseline', 'baseline'),
+      'ServingBaseline': {'served_version': {
+          'name': '6', 'uri': launcher.uri('ServingBaseline',
+                                           'served_version'),
           'metadata': mlmd_round_trip({'has_model': 0})}},
       'GatedEvaluator': {'blessing': {
           'name': '8', 'uri': launcher.uri('GatedEvaluator', 'blessing'),
