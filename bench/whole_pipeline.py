@@ -32,12 +32,62 @@ _PLAIN = 'plain script'
 
 
 # bench.profile_run's parts of a run, as the doc names them.
-_BEFORE = 'start-up: interpreter, imports, pipeline build (before the first component)'
+_BEFORE = ('start-up: interpreter, imports, pipeline build (before the first '
+           'component)')
 _PART_NAMES = {
     'startup': _BEFORE,
     'orchestration': 'orchestration between components',
     'report': 'run summary and report (after the last component)',
     'exit': 'exit (interpreter teardown)',
+}
+# What each part spends its time on, by a cProfile of a 7,000-image run
+# (`python -m bench.profile_run --profile-dir DIR -- run ...`, one dump per
+# part; issue 26, 2026-12-06, a machine at load 6-9, so shares, not seconds).
+# Each fixed cost on one line; "cut" names what issue 26 removed.
+_INSIDE = {
+    _BEFORE: 'imports, most of it: TensorFlow, tfx.components (its package '
+             'imports every standard component, TFMA and TFDV with them), '
+             'Beam; about 9,500 modules. Cut: tfx.v1, whose extensions '
+             'imported the Google Cloud AI Platform client (5.1 s of '
+             '`python -X importtime` at load 6). The rest: the pipeline built '
+             'and compiled to IR, MLMD opened (under 0.2 s each).',
+    'ImageExampleGen': 'listing, checking and writing the images (grows with '
+                       'the data; the driver\'s second listing is issue '
+                       '23\'s); Beam\'s pipeline construction. Cut: the '
+                       'TFX sdist (below).',
+    'StatisticsGen': 'TFDV\'s Beam pipeline: its construction (Beam\'s '
+                     'DoFn signature inspection, PipelineOptions parsed '
+                     'again at each view_as) is a third under cProfile; '
+                     'the statistics of the allowlisted features. Cut: '
+                     'TFX\'s BaseBeamExecutor copied the installed TFX '
+                     '(59 MB) and ran `setup.py sdist` on it before every '
+                     'Beam component (tfx/utils/dependency_utils.py), for '
+                     'remote workers the in-process runner never has.',
+    'Trainer': 'fit (grows with the data), tf.function tracing, the '
+               'SavedModel export with three signatures. Cut: on CPUs the '
+               'augmentation runs in tf.data\'s parallel map, no longer on '
+               'the training thread.',
+    'ContractCheck': 'loading the SavedModel, the sample examples through '
+                     'its signatures.',
+    'GatedEvaluator': 'TFMA\'s Beam pipeline construction (about 1,160 '
+                      'PipelineOptions parsed, 28,000 DoFn signatures '
+                      'inspected), the SavedModel loaded into a graph, the '
+                      'metrics over the test split. Cut: the TFX sdist, and '
+                      'a Keras load of the SavedModel that failed before '
+                      'TFMA fell back to tf_generic (now declared).',
+    'orchestration between components': 'MLMD registration, cache lookups '
+                                        'and publishing; the console\'s '
+                                        'line per component.',
+    'run summary and report (after the last component)':
+        'predicting the test split for the misclassified images (grows '
+        'with it), drawing six figures with matplotlib. Cut: the two '
+        'overlap (a thread predicts while the figures are drawn).',
+    'exit (interpreter teardown)': 'finalizing the interpreter: thousands '
+                                   'of modules and TensorFlow\'s objects '
+                                   '(atexit handlers: under 1 ms). Not cut: '
+                                   'it would take os._exit at the console '
+                                   'script\'s end, skipping every '
+                                   'finalizer.',
 }
 
 
@@ -76,8 +126,10 @@ def _pipeline(root: str, out: str, epochs: int):
        '--min-accuracy', '0'],
       os.path.join(out, 'parts'), os.path.join(out, 'imgcls-run.log'),
       with_cprofile=False)
-  return seconds, {_PART_NAMES.get(part, part): part_seconds
-                   for part, part_seconds in walls.items()}
+  # The components in run order, then what the run does around them.
+  order = sorted(walls, key=lambda part: list(_PART_NAMES)[1:].index(part)
+                 if part in list(_PART_NAMES)[1:] else -1)
+  return seconds, {_PART_NAMES.get(part, part): walls[part] for part in order}
 
 
 def _plain(root: str, out: str, epochs: int) -> float:
@@ -123,12 +175,16 @@ def _result(session, epochs, rounds, measured, imports) -> common.Result:
                     f'<= {STARTUP_TARGET:g}x the imports',
                     startup <= STARTUP_TARGET * imports))
   parts = next(iter(measured.values()))[2]  # the same parts at every size
-  details = [['', *(f'{n:,} images (s)' for n in measured)]]
-  details.append(['`imgcls run`', *(f'{m[0]:.1f}' for m in measured.values())])
-  details += [[f'↳ {part}', *(f'{m[2][part]:.1f}' for m in measured.values())]
-              for part in parts]
-  details.append([_PLAIN, *(f'{m[1]:.1f}' for m in measured.values())])
-  details.append(['ratio', *(f'{m[0] / m[1]:.2f}x' for m in measured.values())])
+  details = [['', *(f'{n:,} images (s)' for n in measured),
+              'where it goes (bench.profile_run)']]
+  details.append(['`imgcls run`', *(f'{m[0]:.1f}' for m in measured.values()),
+                  ''])
+  details += [[f'↳ {part}', *(f'{m[2].get(part, 0):.1f}'
+                              for m in measured.values()),
+               _INSIDE.get(part, '')] for part in parts]
+  details.append([_PLAIN, *(f'{m[1]:.1f}' for m in measured.values()), ''])
+  details.append(['ratio', *(f'{m[0] / m[1]:.2f}x' for m in measured.values()),
+                  ''])
   return common.Result(
       name=NAME, title=TITLE,
       setup=(f'{data.describe(session)} class folders, LeNet, {epochs} '
