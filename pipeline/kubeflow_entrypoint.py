@@ -46,7 +46,7 @@ from google.protobuf import json_format, struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 
-from imgcls.contract import names
+from imgcls.contract import files, names
 
 # The launcher's mapping of remote URIs to local paths (LocalPathForURI).
 LOCAL_ROOTS = {'gs://': '/gcs/', 'minio://': '/minio/', 's3://': '/s3/'}
@@ -148,9 +148,7 @@ def _remote_provenance(metadata: struct_pb2.Struct) -> None:
     return
   remote = {k: to_remote(v) if isinstance(v, str) else v
             for k, v in provenance.items()}
-  with open(f'{path}.tmp', 'w') as f:
-    json.dump(remote, f)
-  os.replace(f'{path}.tmp', path)
+  files.write_json_atomically(path, remote)
 
 
 def main(parsed_argv) -> None:

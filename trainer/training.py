@@ -11,6 +11,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 
+from imgcls.contract import files
 from imgcls.trainer import dataset, models
 from imgcls.trainer.config import TrainingConfig
 from imgcls.trainer.dataset import Inputs
@@ -154,7 +155,7 @@ class _EpochLog(tf.keras.callbacks.Callback):
     # By epoch number: an epoch logged but not backed up is trained again.
     epochs = self.read()
     epochs[epoch] = {k: float(v) for k, v in (logs or {}).items()}
-    _write_json(self.path, epochs)
+    files.write_json_atomically(self.path, epochs)
 
 
 def backup_key(*identity) -> str:
@@ -194,7 +195,7 @@ class Backup:
 
   def finish(self, model: tf.keras.Model, stage: str) -> None:
     model.save_weights(self._path(stage, 'weights/ckpt'))
-    _write_json(self._path(stage, 'done'), {})
+    files.write_json_atomically(self._path(stage, 'done'), {})
 
   def restore(self, model: tf.keras.Model, stage: str) -> None:
     model.load_weights(self._path(stage, 'weights/ckpt')).expect_partial()
@@ -263,9 +264,3 @@ def fit(model: models.ImageClassifierModel, config: TrainingConfig,
   return history
 
 
-def _write_json(path: str, value) -> None:
-  """Replaced whole, so a kill mid-write leaves the previous version."""
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
-    json.dump(value, f)
-  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)

@@ -17,7 +17,7 @@ from google.protobuf import text_format
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from imgcls.contract import names
+from imgcls.contract import files, names
 from imgcls.contract.errors import UserError
 
 
@@ -44,7 +44,8 @@ def read_schema(schema_dir: str) -> Optional[schema_pb2.Schema]:
 
 
 def write_schema(schema_dir: str, schema: schema_pb2.Schema) -> None:
-  _replace(schema_path(schema_dir), text_format.MessageToString(schema).encode())
+  files.replace_file(schema_path(schema_dir),
+                     text_format.MessageToString(schema).encode())
 
 
 def read_accepted(schema_dir: str
@@ -62,7 +63,8 @@ def read_statistics(path: str
 def write_accepted(schema_dir: str,
                    statistics: statistics_pb2.DatasetFeatureStatisticsList
                   ) -> None:
-  _replace(statistics_path(schema_dir), statistics.SerializeToString())
+  files.replace_file(statistics_path(schema_dir),
+                     statistics.SerializeToString())
 
 
 def state_hint(schema_dir: str) -> str:
@@ -84,9 +86,3 @@ def _read(path: str) -> bytes:
     return f.read()
 
 
-def _replace(path: str, data: bytes) -> None:
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with tf.io.gfile.GFile(tmp, 'wb') as f:
-    f.write(data)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
