@@ -8,8 +8,8 @@ DEMO_DIR ?= _work/demo
 test:  ## the whole suite, the end-to-end pipeline runs included
 	$(IN_ENV) python -m pytest -q
 
-test-fast:  ## everything but the marked end-to-end runs
-	$(IN_ENV) python -m pytest -q -m "not e2e"
+test-fast:  ## the suite without pipeline runs, TF subprocesses, KFP compiles, ResNet
+	$(IN_ENV) python -m pytest -q -m "not e2e and not slow"
 
 demo:  ## sample data -> TFX pipeline -> pushed model -> one prediction
 	test -d $(DEMO_DIR)/data || $(IN_ENV) imgcls sample-data --out $(DEMO_DIR)/data

@@ -76,6 +76,7 @@ def _data(root, test_per_class=None):
   return root
 
 
+@pytest.mark.slow
 def test_train_lists_every_hostile_file_and_trains_on_the_rest(tmp_path):
   data = _data(tmp_path / 'data')
   run = _imgcls('train', '--train-dir', str(data / 'train'), '--test-dir',
@@ -160,6 +161,7 @@ _SERVE_BOMBS = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_served_model_refuses_a_bomb_header_before_decoding(tmp_path):
   """serving_bytes and serving_examples of an exported model: a header that
   declares 30000x30000 or 12000x12000 pixels (432 MB decoded) is refused

@@ -199,6 +199,7 @@ def test_bad_constructor_arguments_are_named():
     models.build_model('LenetModel', (28, 28, 1), ['a', 'a'])
 
 
+@pytest.mark.slow
 def test_resnet_fine_tunes_head_then_top_blocks(tmp_path):
   # A local weights file, for clusters without internet.
   weights = str(tmp_path / 'backbone.h5')

@@ -146,6 +146,7 @@ def test_lenet_shifts_rotates_and_zooms_but_never_flips():
                    layers.RandomZoom}
 
 
+@pytest.mark.slow
 def test_resnet_flips_crops_and_jitters_colour():
   model = models.build_model('ResnetModel', (32, 32, 3), CLASSES,
                              weights=None)

@@ -68,6 +68,7 @@ def _config(backup_root: str) -> dict:
                         backup_root=backup_root).to_custom_config()
 
 
+@pytest.mark.slow
 def test_killed_trainer_retried_trains_only_the_remaining_epochs(tmp_path):
   examples = str(tmp_path / 'examples')
   training_data.write_examples(examples, {'train': CLASSES,
@@ -95,6 +96,7 @@ def test_killed_trainer_retried_trains_only_the_remaining_epochs(tmp_path):
   assert not os.path.exists(backup_root)  # removed once training finished
 
 
+@pytest.mark.slow
 def test_killed_imgcls_train_run_again_resumes(tmp_path):
   images.write_class_folders(str(tmp_path / 'train'), CLASSES)
   images.write_class_folders(str(tmp_path / 'test'), {'a': 4, 'b': 4},
