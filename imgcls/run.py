@@ -13,9 +13,12 @@ from imgcls.pipeline import console as pipeline_console
 def register(subparsers) -> None:
   run = subparsers.add_parser(
       'run', help='run the TFX pipeline locally (LocalDagRunner)',
-      description='ExampleGen -> Trainer -> Evaluator (against the served '
-      'model) -> contract check -> Pusher, with an MLMD SQLite store and '
-      'caching in the pipeline root.')
+      description='ImageExampleGen -> StatisticsGen -> CuratedSchemaGen -> '
+      'DataValidator -> DataGate (data validation: refused data stops here) '
+      '-> Tuner (with --tune) -> Trainer -> ServingBaseline -> '
+      'GatedEvaluator (against the served model) -> SampleExamples -> '
+      'ContractCheck -> Pusher, with an MLMD SQLite store and caching in the '
+      'pipeline root; then the run report.')
   pipeline_config.add_pipeline_args(run)
   run.set_defaults(handler=_run)
 

@@ -1,20 +1,27 @@
 """The shared names agree with what the pipeline's components declare."""
 import ast
-import dataclasses
 
+import pytest
+
+from imgcls import cli
 from imgcls.contract import names
 from imgcls.pipeline import pipeline as pipeline_def
 from imgcls.pipeline.config import PipelineConfig
+from imgcls.trainer.config import TrainingConfig
 
 
-def test_every_output_key_is_an_output_of_the_pipeline(tmp_path):
-  config = PipelineConfig(str(tmp_path / 'data'), str(tmp_path / 'serving'),
-                          str(tmp_path / 'pipeline'), tune=True)
-  config = dataclasses.replace(
-      config, training=dataclasses.replace(config.training,
-                                           model_type='LenetModel'))
-  pipeline = pipeline_def.create_pipeline(config)
-  declared = {key for node in pipeline.components for key in node.outputs}
+@pytest.fixture(scope='module')
+def components(tmp_path_factory):
+  """Every component of the pipeline, the optional ones included."""
+  root = tmp_path_factory.mktemp('pipeline')
+  config = PipelineConfig(str(root / 'data'), str(root / 'serving'),
+                          str(root / 'pipeline'), tune=True,
+                          training=TrainingConfig(model_type='LenetModel'))
+  return pipeline_def.create_pipeline(config).components
+
+
+def test_every_output_key_is_an_output_of_the_pipeline(components):
+  declared = {key for node in components for key in node.outputs}
   assert set(names.ARTIFACT_KEYS) <= declared, (
       set(names.ARTIFACT_KEYS) - declared)
 
@@ -26,3 +33,11 @@ def test_no_name_is_assigned_twice():
   assigned = [target.id for node in tree.body if isinstance(node, ast.Assign)
               for target in node.targets if isinstance(target, ast.Name)]
   assert not [n for n in set(assigned) if assigned.count(n) > 1]
+
+
+def test_imgcls_run_help_names_every_step(components):
+  (run,) = [parser for action in cli.build_parser()._subparsers._group_actions
+            for name, parser in action.choices.items() if name == 'run']
+  description = ' '.join(run.description.split())
+  for node in components:
+    assert node.id in description, node.id

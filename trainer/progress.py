@@ -2,7 +2,7 @@
 batches on a terminal, and a line per finished epoch with its metrics.
 
 Keras' own progress output goes to the log file with everything else
-(imgcls/console.py); this is what stays on the terminal.
+(imgcls/contract/console.py); this is what stays on the terminal.
 """
 import tensorflow as tf
 import tqdm
