@@ -10,10 +10,8 @@ same layout itself.
 from typing import Any, Dict
 
 from tfx.components.example_gen import driver, utils
-from tfx.types import standard_component_specs
 
 from imgcls.components.image_example_gen import options as options_lib
-from imgcls.imagedata import data_layout
 
 
 class Driver(driver.FileBasedDriver):
@@ -21,11 +19,7 @@ class Driver(driver.FileBasedDriver):
   def resolve_exec_properties(self, exec_properties: Dict[str, Any],
                               pipeline_info, component_info) -> Dict[str, Any]:
     del pipeline_info, component_info
-    options = options_lib.ExampleGenOptions.from_exec_properties(
-        exec_properties)
-    plan = data_layout.resolve(
-        exec_properties[standard_component_specs.INPUT_BASE_KEY],
-        options.span_window)
+    _, plan = options_lib.resolve_layout(exec_properties)
     exec_properties[utils.SPAN_PROPERTY_NAME] = plan.span
     exec_properties[utils.VERSION_PROPERTY_NAME] = None
     exec_properties[utils.FINGERPRINT_PROPERTY_NAME] = plan.fingerprint()

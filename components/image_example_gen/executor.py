@@ -69,11 +69,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     self._log_startup(input_dict, output_dict, exec_properties)
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
-    options = options_lib.ExampleGenOptions.from_exec_properties(
-        exec_properties)
-    plan = data_layout.resolve(
-        exec_properties[standard_component_specs.INPUT_BASE_KEY],
-        options.span_window)
+    options, plan = options_lib.resolve_layout(exec_properties)
     logging.info('reading %s', data_layout.plan_json(plan))
     examples.split_names = artifact_utils.encode_split_names(
         list(data_layout.SPLITS))

@@ -9,10 +9,11 @@ defaults, and `imgcls --help` should not wait for TFX to load.
 """
 import dataclasses
 import json
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
+from imgcls.imagedata import data_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,3 +65,14 @@ class ExampleGenOptions:
                    values.get('max_bad_fraction', cls.max_bad_fraction)),
                max_image_pixels=int(
                    values.get('max_image_pixels', cls.max_image_pixels)))
+
+
+def resolve_layout(exec_properties: Dict[str, Any]
+                  ) -> Tuple[ExampleGenOptions, 'data_layout.DataPlan']:
+  """The options, and the files the run reads: what the driver (locally,
+  for the cache key) and the executor (everywhere) resolve alike."""
+  from tfx.types import standard_component_specs  # pylint: disable=g-import-not-at-top
+  options = ExampleGenOptions.from_exec_properties(exec_properties)
+  return options, data_layout.resolve(
+      exec_properties[standard_component_specs.INPUT_BASE_KEY],
+      options.span_window)
