@@ -13,7 +13,6 @@ from typing import Any, Dict, Tuple
 
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
-from imgcls.imagedata import data_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +67,15 @@ class ExampleGenOptions:
 
 
 def resolve_layout(exec_properties: Dict[str, Any]
-                  ) -> Tuple[ExampleGenOptions, 'data_layout.DataPlan']:
-  """The options, and the files the run reads: what the driver (locally,
-  for the cache key) and the executor (everywhere) resolve alike."""
-  from tfx.types import standard_component_specs  # pylint: disable=g-import-not-at-top
+                  ) -> Tuple[ExampleGenOptions, Any]:
+  """The options, and the files the run reads (a data_layout.DataPlan):
+  what the driver (locally, for the cache key) and the executor
+  (everywhere) resolve alike."""
+  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_component_specs
+
+  from imgcls.imagedata import data_layout
+  # pylint: enable=g-import-not-at-top
   options = ExampleGenOptions.from_exec_properties(exec_properties)
   return options, data_layout.resolve(
       exec_properties[standard_component_specs.INPUT_BASE_KEY],
