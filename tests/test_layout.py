@@ -7,6 +7,7 @@ package's tests would be missing from) and skips only what is not code.
 import configparser
 import fnmatch
 import os
+import re
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,3 +42,22 @@ def test_test_files_sit_where_the_collection_reaches():
   for path in found:
     assert path.startswith('tests/') or path.endswith('_test.py'), (
         f'{path}: beside the code a test is <module>_test.py')
+
+
+def test_the_readme_is_short_and_leads_with_the_main_job():
+  with open(os.path.join(_REPO, 'README.md'), encoding='utf-8') as f:
+    lines = f.read().splitlines()
+  assert len(lines) <= 200
+  assert any('imgcls run --data-root' in line for line in lines[:60])
+
+
+def test_every_relative_link_of_the_readme_and_docs_exists():
+  pages = ['README.md'] + [os.path.join('docs', name)
+                           for name in os.listdir(os.path.join(_REPO, 'docs'))
+                           if name.endswith('.md')]
+  for page in pages:
+    with open(os.path.join(_REPO, page), encoding='utf-8') as f:
+      text = f.read()
+    for target in re.findall(r'\]\(([^)#:]+)(?:#[^)]*)?\)', text):
+      path = os.path.join(_REPO, os.path.dirname(page), target)
+      assert os.path.exists(path), f'{page}: {target}'
