@@ -1,7 +1,7 @@
 """Small real image files for tests, in every format the models serve."""
 import io
 import os
-from typing import Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -36,13 +36,18 @@ def animated_gif(frames: Sequence[np.ndarray]) -> bytes:
   return buf.getvalue()
 
 
-def write_class_folders(root: str, per_class: Dict[str, int], fmt='PNG',
-                        seed: int = 0, classes: Sequence[str] = None) -> str:
-  """root/<class>/<n>.<ext> with digit_like images; class i gets label i."""
+def write_class_folders(
+    root: str, per_class: Dict[str, int], fmt='PNG', seed: int = 0,
+    classes: Sequence[str] = None,
+    pixels: Optional[Callable[[int, int], np.ndarray]] = None) -> str:
+  """root/<class>/<seed>-<n>.<ext>; class i gets label i. The one writer of
+  class folders for tests: `pixels(label, n)` draws image n of a class,
+  digit_like images by default."""
   names = list(classes or sorted(per_class))
+  draw = pixels or (lambda label, n: digit_like(label, seed=seed * 1000 + n))
   sample_data.write_files(
       ((os.path.join(name, f'{seed}-{n}.{_EXTENSIONS[fmt]}'),
-        encode(digit_like(label, seed=seed * 1000 + n), fmt))
+        encode(draw(label, n), fmt))
        for label, name in enumerate(names)
        for n in range(per_class[name])), root)
   for name in names:  # a class of 0 images still has its folder

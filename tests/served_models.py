@@ -3,7 +3,6 @@
 The model is untrained (its answers need only be consistent, not right), and
 saving one takes seconds, so tests save it once and push copies of it.
 """
-import io
 import os
 import shutil
 import socket
@@ -11,10 +10,9 @@ import time
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
-from imgcls.imagedata import sample_data
 from imgcls.serving_dir import versions as model_versions
+from tests import images
 
 CLASS_NAMES = ('cat', 'dog', 'fox')
 MODEL_NAME = 'Lenet'
@@ -37,28 +35,28 @@ def push_version(saved_model_dir: str, base_path: str, version: int) -> str:
   return os.path.join(base_path, str(version))
 
 
-def png(size=(28, 28), mode='L', seed=0) -> bytes:
-  """A random image of `size` (width, height), PNG-encoded."""
+def noise(size=(28, 28), mode='L', seed=0) -> np.ndarray:
+  """Random pixels of `size` (width, height), grayscale or RGB."""
   rng = np.random.default_rng(seed)
   shape = (size[1], size[0]) + ((3,) if mode == 'RGB' else ())
-  buffer = io.BytesIO()
-  Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8),
-                  mode).save(buffer, format='PNG')
-  return buffer.getvalue()
+  return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def png(size=(28, 28), mode='L', seed=0) -> bytes:
+  """A random image of `size` (width, height), PNG-encoded."""
+  return images.encode(noise(size, mode, seed))
 
 
 def write_class_folders(root: str, class_names: Sequence[str] = CLASS_NAMES,
                         per_class: int = 4) -> str:
-  """`root/<class>/<n>.png`: grayscale and colour images, of two sizes."""
-  def files():
-    for label, name in enumerate(class_names):
-      for n in range(per_class):
-        size, mode = ((28, 28), 'L') if n % 2 else ((32, 30), 'RGB')
-        yield (os.path.join(name, f'{n}.png'),
-               png(size, mode, seed=label * per_class + n))
+  """`root/<class>/*.png`: grayscale and colour images, of two sizes."""
+  def pixels(label, n):
+    size, mode = ((28, 28), 'L') if n % 2 else ((32, 30), 'RGB')
+    return noise(size, mode, seed=label * per_class + n)
 
-  sample_data.write_files(files(), root)
-  return root
+  return images.write_class_folders(
+      root, {name: per_class for name in class_names},
+      classes=class_names, pixels=pixels)
 
 
 def free_port() -> int:

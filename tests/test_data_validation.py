@@ -21,7 +21,6 @@ from imgcls.components.image_example_gen import executor as example_gen_executor
 from imgcls.components.image_example_gen.options import ExampleGenOptions
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
-from imgcls.imagedata import sample_data
 from tests import images
 
 CLASSES = ('circle', 'square', 'triangle')
@@ -38,11 +37,10 @@ def _write_data(root, per_class, size=(28, 28), rgb=True, seed=0):
     return np.stack([gray] * 3, axis=-1) if rgb else gray
 
   for split, share in (('train', 1), ('test', 2)):
-    sample_data.write_files(
-        ((os.path.join(split, name, f'{n}.png'),
-          images.encode(pixels(label, n)))
-         for label, name in enumerate(CLASSES)
-         for n in range(per_class[name] // share)), str(root))
+    images.write_class_folders(
+        os.path.join(root, split),
+        {name: per_class[name] // share for name in CLASSES},
+        classes=CLASSES, pixels=pixels)
   return str(root)
 
 
