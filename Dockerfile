@@ -32,8 +32,8 @@ COPY requirements.lock /etc/imgcls/requirements.lock
 # requirements.lock's runtime section into a venv, every package pinned and
 # hash-checked. g++ is here for one step only, and purged in it: TFDV 1.21
 # pins pyfarmhash<0.4, and 0.3.2 has no wheel for Python 3.13, only an sdist
-# with a C++ extension. Sdists build with the lock's setuptools, installed
-# first (build isolation would fetch an unpinned one). pip's cache is a
+# with a C++ extension. The lock's pip and setuptools go first: sdists build
+# with that setuptools (build isolation would fetch an unpinned one). pip's cache is a
 # directory mounted for the build if there is one (scripts/build-image
 # mounts the local environment's), else off.
 RUN apt-get update \
@@ -42,10 +42,10 @@ RUN apt-get update \
          unset PIP_NO_CACHE_DIR; export PIP_CACHE_DIR=/var/cache/imgcls-pip; fi \
     && python -m venv /opt/imgcls \
     && lock-section runtime > /tmp/runtime.txt \
-    && awk '/^[^ #]/ { p = /^setuptools==/ } p' /tmp/runtime.txt > /tmp/setuptools.txt \
-    && pip install --require-hashes --no-deps -r /tmp/setuptools.txt \
+    && awk '/^[^ #]/ { p = /^(pip|setuptools)==/ } p' /tmp/runtime.txt > /tmp/installer.txt \
+    && pip install --require-hashes --no-deps -r /tmp/installer.txt \
     && pip install --require-hashes --no-build-isolation -r /tmp/runtime.txt \
-    && rm /tmp/runtime.txt /tmp/setuptools.txt \
+    && rm /tmp/runtime.txt /tmp/installer.txt \
     && DEBIAN_FRONTEND=noninteractive apt-get purge -y --autoremove g++ \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 

@@ -24,15 +24,13 @@ lock = _load_lock_module()
 
 
 def freeze_pins(lines):
-  """{name: version} from `pip freeze --all` lines; the project itself and
-  the installer (pip, not a dependency of anything) left out."""
+  """{name: version} from `pip freeze --all` lines, the project left out."""
   found = {}
   for line in lines:
     if line.startswith('-e ') or ' @ ' in line or '==' not in line:
       continue
     name, _, version = line.partition('==')
     found[lock.canonical(name)] = version.strip()
-  found.pop('pip', None)
   found.pop('imgcls', None)
   return found
 
@@ -41,7 +39,6 @@ def locked(*sections):
   found = {}
   for name in sections:
     found.update(lock.pins(lock.section(name)))
-  found.pop('pip', None)
   return found
 
 
