@@ -217,7 +217,7 @@ def _to_meet(pipeline_seconds, plain_seconds, target, parts) -> str:
   fixed = sum(seconds for name, seconds in parts.items()
               if name != 'Trainer')
   trainer_over = parts.get('Trainer', 0) - plain_seconds
-  return (f'Meeting {target:g}x takes {over:.0f} s less: '
+  return (f'Meeting {target:g}x takes {over:.1f} s less: '
           f'{over / fixed:.0%} of the {fixed:.0f} s the run spends outside '
           f'the Trainer' +
           (f', or the Trainer\'s {trainer_over:.0f} s over the whole plain '
