@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from tests import images, kfp_fake_server, served_models
-from tests.test_console_e2e import _NOISE
+from tests.test_console_e2e import NOISE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -49,7 +49,7 @@ def _env(work):
 def _assert_quiet(done):
   assert done.returncode == 0, done.stdout + done.stderr
   lines = (done.stdout + done.stderr).splitlines()
-  assert [line for line in lines if _NOISE.search(line)] == [], lines
+  assert [line for line in lines if NOISE.search(line)] == [], lines
 
 
 def test_sample_data(work):

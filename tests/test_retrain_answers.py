@@ -5,6 +5,7 @@ retrain` on Kubeflow (tests/kfp_fake_server.py): refused data accepted with
 
 The same answers run for real with LocalDagRunner in tests/test_retrain.py.
 """
+import functools
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from imgcls import cli
 from imgcls.contract import names
 from imgcls.pipeline import kubeflow
 from imgcls.pipeline.config import PipelineConfig
-from imgcls.retrain import person
+from imgcls.retrain import person, watcher
 from imgcls.retrain import state as state_lib
 from tests import images, kfp_fake_server
 
@@ -180,3 +181,22 @@ def test_the_answer_command_keeps_the_watchers_flags_and_hides_the_token():
 def _config(root):
   return PipelineConfig(data_root=str(root / 'data'), serving_dir='',
                         pipeline_root='')
+
+
+def test_retry_answers_once_not_on_every_tick_of_a_watch(root, kfp_server,
+                                                         capsys):
+  watch = ['retrain', '--watch', *_args(root, kfp_server)[2:], '--retry']
+  assert cli.main(watch) == 2
+  assert '--retry answers once: use it with --once' in capsys.readouterr().err
+
+
+def test_a_watch_prints_each_tick_as_once_does(root, kfp_server, monkeypatch,
+                                               capsys):
+  monkeypatch.setattr(watcher, 'watch',
+                      functools.partial(watcher.watch, max_ticks=2))
+  watch = ['retrain', '--watch', '--interval', '0.01',
+           *_args(root, kfp_server)[2:]]
+  assert cli.main(watch) == 0
+  out = capsys.readouterr().out.splitlines()
+  assert [line.split(' (')[0] for line in out] == [
+      f'span-1: submitted: KFP run {kfp_server.runs[0]["run_id"]}'] * 2

@@ -1,13 +1,16 @@
-"""The console of a long command: progress on the terminal, the rest in a log.
+"""The console of a command: progress on the terminal, the rest in a log.
 
 TFX, Beam, TensorFlow and Keras each write to the terminal: absl warnings,
-CUDA probing from C++, Keras' per-epoch lines. A user running `imgcls run`
-wants to know which step is running, how long each took and what it found.
-So while a long command runs, file descriptors 1 and 2 and Python's
-sys.stderr point at a log file, and only three things reach the terminal: a
-line as each TFX component starts and ends, with its time and key result;
-what the steps `progress.report` (epochs, for one); and what the command
-prints to sys.stdout, its own output. `-v` shows the log too.
+CUDA probing and oneDNN notices from C++ before Python logging exists,
+Keras' per-epoch lines. A user running `imgcls run`, or any other command,
+wants to know what the command is doing and what it found. So while a
+command runs (imgcls/cli.py enters a console for every one), file
+descriptors 1 and 2 and Python's sys.stderr point at a log file, and only
+these reach the terminal: a line as each TFX component starts and ends, with
+its time and key result (`describe`); what the steps `progress.report`
+(epochs, for one); the records of the command's own `terminal_loggers` (a
+server's); and what the command prints to sys.stdout, its own output. `-v`
+shows the log too.
 """
 import logging
 import os

@@ -1,9 +1,10 @@
 """What a person at the console is told while a command works.
 
 Every step may report progress (a component's result, an epoch) through
-`report`, and draw a progress bar on `console()`. The command line
-(imgcls/console.py) decides where they go: to the terminal, while everything
-else that libraries log or print goes to a log file. Outside the command line
+`report`, and draw a progress bar on `console()`. The command line decides
+where they go (imgcls/contract/console.py, entered for every command by
+imgcls/cli.py): to the terminal, while everything else that libraries log or
+print goes to a log file. Outside the command line
 (tests, notebooks, a Kubeflow step) they are plain log records and stderr.
 """
 import logging

@@ -73,7 +73,6 @@ def register(subparsers) -> None:
 
 def _retrain(args: argparse.Namespace) -> int:
   from imgcls.retrain import (
-    person,  # pylint: disable=g-import-not-at-top
     state,  # pylint: disable=g-import-not-at-top
     watcher,  # pylint: disable=g-import-not-at-top
   )
@@ -90,13 +89,27 @@ def _retrain(args: argparse.Namespace) -> int:
   if args.status:
     return _status(options.pipeline, args.argv)
   if args.watch:
-    watcher.watch(options, args.interval)
+    if args.retry:
+      raise UserError('--retry answers once: use it with --once')
+    with run_console(options.pipeline.pipeline_root, 'retrain', args.verbose):
+      watcher.watch(options, args.interval,
+                    on_tick=lambda attempt: _report(options, attempt,
+                                                    args.argv))
     return 0
   with state.exclusive(options.pipeline.pipeline_root), run_console(
       options.pipeline.pipeline_root, 'retrain', args.verbose):
     attempt = watcher.tick(options)
-  pending = person.waiting(state.load(options.pipeline.pipeline_root),
-                           options.pipeline)
+  _report(options, attempt, args.argv)
+  # Failures, giving up and refusals need a person: a non-zero exit tells cron.
+  return 1 if attempt and attempt.outcome in state.NEEDS_A_PERSON else 0
+
+
+def _report(options, attempt, argv) -> None:
+  """A tick's outcome, and what waits for a person, on stdout."""
+  from imgcls.retrain import (
+    person,  # pylint: disable=g-import-not-at-top
+    state,  # pylint: disable=g-import-not-at-top
+  )
   if attempt is None:
     print('no retraining: no new data, or fewer new images than '
           '--min-new-images')
@@ -105,10 +118,10 @@ def _retrain(args: argparse.Namespace) -> int:
           f'{" version " + attempt.version if attempt.version else ""}'
           f'{f" (answered with {attempt.answer})" if attempt.answer else ""}'
           f'{": " + attempt.detail if attempt.detail else ""}')
+  pending = person.waiting(state.load(options.pipeline.pipeline_root),
+                           options.pipeline)
   if pending:
-    print('\n'.join(person.describe(pending, args.argv)))
-  # Failures, giving up and refusals need a person: a non-zero exit tells cron.
-  return 1 if attempt and attempt.outcome in state.NEEDS_A_PERSON else 0
+    print('\n'.join(person.describe(pending, argv)), flush=True)
 
 
 def _status(config, argv) -> int:

@@ -322,12 +322,15 @@ def _close(config: PipelineConfig, state: state_lib.RetrainState,
 
 
 def watch(options: RetrainOptions, interval_s: float,
-          max_ticks: Optional[int] = None) -> None:
-  """Ticks every interval_s seconds, holding the watcher lock throughout."""
+          max_ticks: Optional[int] = None,
+          on_tick: Callable[[Optional[Attempt]], None] = lambda _: None
+         ) -> None:
+  """Ticks every interval_s seconds, holding the watcher lock throughout;
+  `on_tick` gets each tick's attempt (None when idle)."""
   with state_lib.exclusive(options.pipeline.pipeline_root):
     ticks = 0
     while max_ticks is None or ticks < max_ticks:
-      tick(options)
+      on_tick(tick(options))
       ticks += 1
       if max_ticks is None or ticks < max_ticks:
         time.sleep(interval_s)
