@@ -200,3 +200,16 @@ def test_a_watch_prints_each_tick_as_once_does(root, kfp_server, monkeypatch,
   out = capsys.readouterr().out.splitlines()
   assert [line.split(' (')[0] for line in out] == [
       f'span-1: submitted: KFP run {kfp_server.runs[0]["run_id"]}'] * 2
+
+
+def test_a_refusal_recorded_without_a_schema_digest_waits_for_a_flag(
+    root, kfp_server):
+  _refused(root, kfp_server)
+  state_file = root / 'state' / state_lib.STATE_FILE
+  state = json.loads(state_file.read_text())
+  del state['history'][-1]['schema_digest']  # as an older watcher wrote it
+  state_file.write_text(json.dumps(state))
+  assert _tick(root, kfp_server) == 0
+  assert len(kfp_server.runs) == 1  # not taken for an edited schema
+  assert _tick(root, kfp_server, '--accept-anomalies') == 0
+  assert len(kfp_server.runs) == 2

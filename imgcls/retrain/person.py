@@ -84,8 +84,10 @@ def answer_of(state: state_lib.RetrainState, config: PipelineConfig,
     return None
   if pending.flag == ACCEPT and config.data_validation.accept_anomalies:
     return ACCEPT
-  if pending.flag == ACCEPT and schema_digest(config) != (
-      pending.attempt.schema_digest):
+  # A refusal recorded without a digest (by a watcher before this one) is
+  # never taken as answered: nothing says what the schema was.
+  if (pending.flag == ACCEPT and pending.attempt.schema_digest and
+      schema_digest(config) != pending.attempt.schema_digest):
     return EDITED_SCHEMA
   if pending.flag == NO_BASELINE and not config.compare_with_baseline:
     return NO_BASELINE
