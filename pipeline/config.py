@@ -75,6 +75,13 @@ class PipelineConfig:
   beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
   enable_cache: bool = True
 
+  def __post_init__(self):
+    """The checks of the settings that have them, wherever a config is
+    made (flags, retrain, tests)."""
+    if self.keep_versions < 1:
+      raise UserError(f'--keep-versions {self.keep_versions}: at least 1 '
+                      'version is kept (the newest is never pruned)')
+
   @property
   def model_name(self) -> str:
     """The served name: the model class name, also for dotted paths."""

@@ -74,3 +74,9 @@ def test_keep_versions_is_a_declared_pusher_parameter():
   parameter = versioned_pusher.VersionedPusherSpec.PARAMETERS[
       versioned_pusher.KEEP_VERSIONS_KEY]
   assert parameter.type is int and not parameter.optional
+
+
+def test_keep_versions_is_checked_where_it_is_declared(capsys):
+  assert cli.main(['run', '--data-root', '/d', '--serving-dir', '/s',
+                   '--model-type', 'LenetModel', '--keep-versions', '0']) == 2
+  assert '--keep-versions 0: at least 1' in capsys.readouterr().err
