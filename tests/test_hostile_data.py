@@ -18,6 +18,7 @@ import pytest
 
 from imgcls import cli
 from imgcls.contract import names
+from imgcls.imagedata import dataset_facts
 from tests import images, served_models
 from tests.test_image_header import png_header
 
@@ -101,17 +102,17 @@ def test_run_lists_every_hostile_file_and_pushes_a_model(tmp_path):
                 '--accept-anomalies')
   assert run.returncode == 0, run.stderr[-3000:]
   assert 'Traceback' not in run.stderr + run.stdout
-  (info_file,) = [os.path.join(d, names.DATASET_INFO_FILE)
-                  for d, _, files in os.walk(tmp_path / 'pipeline')
-                  if names.DATASET_INFO_FILE in files]
-  with open(info_file, encoding='utf-8') as f:
-    info = json.load(f)
-  listed = dict(info['skipped'])
+  # The ExampleGen's facts (SampleExamples keeps a copy beside its sample).
+  (examples_dir,) = [d for d, _, files in os.walk(tmp_path / 'pipeline')
+                     if names.DATASET_INFO_FILE in files and
+                     'ImageExampleGen' in d]
+  facts = dataset_facts.read(examples_dir)
+  listed = dict(facts.skipped)
   assert sorted(listed) == sorted(_shown(f'train/{p}') for p in HOSTILE)
   for path, reason in HOSTILE.items():
     assert reason in listed[_shown(f'train/{path}')]
   assert ' at 0x' not in json.dumps(listed)  # no object reprs in reasons
-  assert info['examples'] == {'train': 24, 'test': 8}
+  assert facts.examples == {'train': 24, 'test': 8}
   assert (tmp_path / 'serving' / 'LenetModel' / '1' / 'saved_model.pb').exists()
 
 
