@@ -306,20 +306,21 @@ def _offline_env(home) -> dict:
 
 
 @pytest.mark.slow
-def test_run_without_imagenet_weights_stops_before_any_component(home,
-                                                                 tmp_path):
+@pytest.mark.parametrize('command', (['run'], ['retrain', '--once']))
+def test_without_imagenet_weights_stops_before_any_component(home, tmp_path,
+                                                             command):
   data = tmp_path / 'data'
   sample_data.write_class_folders(
       itertools.islice(sample_data.digits_images(), 60), str(data))
   done = subprocess.run(
-      [sys.executable, '-m', 'imgcls.cli', 'run', '--model-type',
+      [sys.executable, '-m', 'imgcls.cli', *command, '--model-type',
        'ResnetModel', '--data-root', str(data), '--serving-dir',
        str(tmp_path / 'serving'), '--pipeline-root', str(tmp_path / 'root')],
       capture_output=True, text=True, timeout=120, check=False,
       env=_offline_env(home))
   assert done.returncode == 2, done.stderr
-  assert 'imgcls run: error: cannot fetch https://storage.googleapis.com' in (
-      done.stderr)
+  assert (f'imgcls {command[0]}: error: cannot fetch '
+          'https://storage.googleapis.com') in done.stderr
   for way in WAYS_OUT:
     assert way in done.stderr
   assert not os.path.exists(tmp_path / 'root')

@@ -68,8 +68,10 @@ def has_type(value: Any, hint) -> bool:
         has_type(k, args[0]) and has_type(v, args[1])
         for k, v in value.items())
   if origin in (list, tuple):
-    return isinstance(value, list) and (not args or all(
-        has_type(v, args[0]) for v in value))
+    # Records in a list are left to their own reader, which names the index.
+    item = args[0] if args else Any
+    return isinstance(value, list) and (dataclasses.is_dataclass(item) or all(
+        has_type(v, item) for v in value))
   if hint is type(None):
     return value is None
   if hint is int:

@@ -72,22 +72,24 @@ def register(subparsers) -> None:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-  from imgcls.retrain import (
-    state,  # pylint: disable=g-import-not-at-top
-    watcher,  # pylint: disable=g-import-not-at-top
-  )
+  # pylint: disable-next=g-import-not-at-top  (TFX loads inside the console)
+  from imgcls.retrain import state, watcher
   if (args.min_new_images < 1 or args.max_tries < 1 or args.interval <= 0 or
       args.kfp_timeout <= 0):
     raise UserError('--min-new-images, --max-tries, --interval and '
                     '--kfp-timeout must be positive')
+  config = pipeline_config.pipeline_config_from_args(args)
+  if args.status:
+    return _status(config, args.argv)
+  # Model options and shapes are checked before a tick ingests anything; the
+  # Trainer runs here unless the pipeline goes to Kubeflow.
   options = watcher.RetrainOptions(
-      pipeline=pipeline_config.pipeline_config_from_args(args),
+      pipeline=pipeline_config.checked_at_start(config, args,
+                                                local=not args.kfp_host),
       min_new_images=args.min_new_images,
       max_tries=args.max_tries,
       kfp=_kfp_target(args) if args.kfp_host else None,
       retry=args.retry)
-  if args.status:
-    return _status(options.pipeline, args.argv)
   if args.watch:
     if args.retry:
       raise UserError('--retry answers once: use it with --once')
@@ -106,10 +108,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 def _report(options, attempt, argv) -> None:
   """A tick's outcome, and what waits for a person, on stdout."""
-  from imgcls.retrain import (
-    person,  # pylint: disable=g-import-not-at-top
-    state,  # pylint: disable=g-import-not-at-top
-  )
+  from imgcls.retrain import person, state  # pylint: disable=g-import-not-at-top
   if attempt is None:
     print('no retraining: no new data, or fewer new images than '
           '--min-new-images')
@@ -126,10 +125,7 @@ def _report(options, attempt, argv) -> None:
 
 def _status(config, argv) -> int:
   """The last attempt, and what waits for a person; reads the state only."""
-  from imgcls.retrain import (
-    person,  # pylint: disable=g-import-not-at-top
-    state,  # pylint: disable=g-import-not-at-top
-  )
+  from imgcls.retrain import person, state  # pylint: disable=g-import-not-at-top
   retrain_state = state.load(config.pipeline_root)
   last = retrain_state.current()
   print(f'retrain state: {state.state_path(config.pipeline_root)}')

@@ -38,10 +38,9 @@ import enum
 import fcntl
 import json
 import os
-import typing
 from typing import Any, Dict, Iterator, List, Optional
 
-from imgcls.contract import files
+from imgcls.contract import files, records
 from imgcls.contract.errors import UserError
 
 STATE_FILE = 'retrain_state.json'
@@ -108,7 +107,7 @@ class RetrainState:
     return self.history[-1] if self.history else None
 
 
-class _Corrupt(ValueError):
+class _Corrupt(records.RecordError):
   """What is wrong with a state file; load() turns it into a UserError."""
 
 
@@ -167,58 +166,12 @@ def _attempt(raw: Any, where: str) -> Attempt:
 
 
 def _fields_of(cls, raw: Any, where: str, required: bool) -> Dict[str, Any]:
-  """raw's values for the dataclass cls's fields, each of its declared type.
-
-  With `required`, every field must be present (so `{}` is no state);
-  otherwise only those without a default.
-  """
-  if not isinstance(raw, dict):
-    raise _Corrupt(f'{where}: expected an object, got {_json_type(raw)}')
-  hints = typing.get_type_hints(cls)
-  unknown = sorted(set(raw) - set(hints))
-  if unknown:
-    raise _Corrupt(f'{where}: unknown keys {unknown}')
-  for field in dataclasses.fields(cls):
-    has_default = (field.default is not dataclasses.MISSING or
-                   field.default_factory is not dataclasses.MISSING)
-    if field.name not in raw:
-      if required or not has_default:
-        raise _Corrupt(f'{where}: missing {field.name!r}')
-      continue
-    if not _has_type(raw[field.name], hints[field.name]):
-      raise _Corrupt(f'{where}.{field.name}: expected {_type_name(hints[field.name])}, '
-                     f'got {_json_type(raw[field.name])}')
-  return dict(raw)
-
-
-def _has_type(value: Any, hint) -> bool:
-  """isinstance for the JSON shapes of the hints used above."""
-  origin, args = typing.get_origin(hint), typing.get_args(hint)
-  if origin is typing.Union:
-    return any(_has_type(value, a) for a in args)
-  if origin is dict:
-    return isinstance(value, dict) and all(
-        _has_type(k, args[0]) and _has_type(v, args[1])
-        for k, v in value.items())
-  if origin is list:
-    return isinstance(value, list)  # items are checked by their own reader
-  if hint is type(None):
-    return value is None
-  if hint is int:
-    return isinstance(value, int) and not isinstance(value, bool)
-  if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
-    return isinstance(value, str)
-  return isinstance(value, hint)
-
-
-def _type_name(hint) -> str:
-  return getattr(hint, '__name__', None) or str(hint).replace('typing.', '')
-
-
-def _json_type(value: Any) -> str:
-  return {dict: 'an object', list: 'a list', str: 'a string', bool: 'a boolean',
-          int: 'a number', float: 'a number', type(None): 'null'}.get(
-              type(value), type(value).__name__)
+  """The one record validator's checks (contract/records.py), strict: a state
+  with unknown keys is no state this release wrote."""
+  try:
+    return records.fields_of(cls, raw, where, required=required)
+  except records.RecordError as e:
+    raise _Corrupt(str(e)) from None
 
 
 def save(pipeline_root: str, state: RetrainState) -> None:
