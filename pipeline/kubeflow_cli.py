@@ -71,6 +71,11 @@ def register(subparsers) -> None:
 
 
 def _compile(args: argparse.Namespace) -> int:
+  if not args.output.endswith(('.yaml', '.yml')):
+    # kfp's compiler writes a spec with platform settings (PVC mounts, node
+    # selectors) as YAML only.
+    raise UserError(f'--output {args.output}: the package is YAML; name a '
+                    '.yaml file')
   from imgcls.pipeline import kubeflow  # pylint: disable=g-import-not-at-top
   print(kubeflow.compile_pipeline(*kubeflow_config.from_args(args),
                                   args.output))

@@ -80,3 +80,10 @@ def test_keep_versions_is_checked_where_it_is_declared(capsys):
   assert cli.main(['run', '--data-root', '/d', '--serving-dir', '/s',
                    '--model-type', 'LenetModel', '--keep-versions', '0']) == 2
   assert '--keep-versions 0: at least 1' in capsys.readouterr().err
+
+
+def test_compile_refuses_an_output_that_is_not_yaml(tmp_path, capsys):
+  output = tmp_path / 'pipeline.json'
+  assert cli.main(['compile', '--output', str(output)]) == 2
+  assert f'--output {output}: the package is YAML' in capsys.readouterr().err
+  assert not output.exists()
