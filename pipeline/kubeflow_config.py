@@ -21,7 +21,7 @@ class _FromParams:
   """The default of a setting that the params file gives."""
 
   def __repr__(self) -> str:
-    return f'the value in the params file ({deployment.PARAMS_FILE_ENV})'
+    return f'from the params file (${deployment.PARAMS_FILE_ENV})'
 
 
 FROM_PARAMS: Any = _FromParams()
