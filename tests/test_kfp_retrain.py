@@ -11,7 +11,6 @@ import pytest
 
 from imgcls import cli
 from imgcls.contract import names
-from imgcls.pipeline import kubeflow
 from imgcls.retrain import state as state_lib
 from tests import images, kfp_fake_server
 
@@ -19,40 +18,22 @@ from tests import images, kfp_fake_server
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def kfp_server():
-  server = kfp_fake_server.FakeKfp()
-  yield server
-  server.stop()
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-  # The data and serving PVCs are mounted at the same paths in the CronJob's
-  # pod and the steps'; here, under tmp_path.
-  monkeypatch.setattr(kubeflow, 'DATA_MOUNT', str(tmp_path / 'data'))
-  monkeypatch.setattr(kubeflow, 'SERVING_MOUNT', str(tmp_path / 'serving'))
-  images.write_class_folders(str(tmp_path / 'data' / 'span-1' / 'train'),
-                             {'a': 3, 'b': 3})
-  return tmp_path
-
-
-def _tick(root, server, *extra):
+def _tick(kfp_root, server, *extra):
   return cli.main([
-      'retrain', '--once', '--data-root', str(root / 'data'),
-      '--serving-dir', str(root / 'serving'), '--pipeline-root',
-      str(root / 'state'), '--kfp-host', server.host, '--gpus', '0',
+      'retrain', '--once', '--data-root', str(kfp_root / 'data'),
+      '--serving-dir', str(kfp_root / 'serving'), '--pipeline-root',
+      str(kfp_root / 'state'), '--kfp-host', server.host, '--gpus', '0',
       '--trainer-cpu', '2', '--trainer-memory', '3Gi', *extra])
 
 
-def _history(root):
+def _history(kfp_root):
   return json.loads(
-      (root / 'state' / state_lib.STATE_FILE).read_text())['history']
+      (kfp_root / 'state' / state_lib.STATE_FILE).read_text())['history']
 
 
-def _publish(root, version, run_id):
+def _publish(kfp_root, version, run_id):
   """A version as the Pusher of run_id leaves it, with its provenance."""
-  provenance = root / 'serving' / 'LenetModel' / str(version) / (
+  provenance = kfp_root / 'serving' / 'LenetModel' / str(version) / (
       names.PROVENANCE_FILE)
   provenance.parent.mkdir(parents=True)
   provenance.write_text(json.dumps({
@@ -61,23 +42,23 @@ def _publish(root, version, run_id):
 
 
 def test_a_submitted_run_still_running_is_followed_and_nothing_new_submitted(
-    root, kfp_server, capsys):
-  assert _tick(root, kfp_server) == 0
+    kfp_root, kfp_server, capsys):
+  assert _tick(kfp_root, kfp_server) == 0
   (run,) = kfp_server.runs
   assert 'submitted: KFP run' in capsys.readouterr().out
-  (attempt,) = _history(root)
+  (attempt,) = _history(kfp_root)
   assert (attempt['outcome'], attempt['kfp_run_id']) == ('submitted',
                                                          run['run_id'])
   kfp_server.set_state(run['run_id'], 'RUNNING')
-  images.write_class_folders(str(root / 'data' / 'span-2' / 'train'),
+  images.write_class_folders(str(kfp_root / 'data' / 'span-2' / 'train'),
                              {'a': 2, 'b': 2}, seed=2)
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert len(kfp_server.runs) == 1
-  assert _history(root)[-1]['outcome'] == 'submitted'
+  assert _history(kfp_root)[-1]['outcome'] == 'submitted'
 
 
-def test_the_cronjobs_resource_flags_reach_the_trainer(root, kfp_server):
-  assert _tick(root, kfp_server) == 0
+def test_the_cronjobs_resource_flags_reach_the_trainer(kfp_root, kfp_server):
+  assert _tick(kfp_root, kfp_server) == 0
   (pipeline,) = kfp_server.pipelines
   (package,) = kfp_server.uploaded(pipeline['pipeline_id'])
   trainer = kfp_fake_server.check_package(package)['deploymentSpec'][
@@ -90,138 +71,138 @@ def test_the_cronjobs_resource_flags_reach_the_trainer(root, kfp_server):
 
 
 def test_a_failed_run_is_retried_on_the_next_tick_up_to_max_tries(
-    root, kfp_server, capsys):
-  assert _tick(root, kfp_server, '--max-tries', '2') == 0
+    kfp_root, kfp_server, capsys):
+  assert _tick(kfp_root, kfp_server, '--max-tries', '2') == 0
   (run,) = kfp_server.runs
   kfp_server.set_state(run['run_id'], 'FAILED', 'Trainer: OOMKilled')
-  assert _tick(root, kfp_server, '--max-tries', '2') == 0
+  assert _tick(kfp_root, kfp_server, '--max-tries', '2') == 0
   # KFP's own retry: the same run, running again; nothing new submitted.
   assert [r['state'] for r in kfp_server.runs] == ['RUNNING']
   assert f'POST /apis/v2beta1/runs/{run["run_id"]}:retry' in kfp_server.calls
-  (attempt,) = _history(root)
+  (attempt,) = _history(kfp_root)
   assert (attempt['outcome'], attempt['attempts']) == ('submitted', 2)
   kfp_server.set_state(run['run_id'], 'FAILED', 'Trainer: OOMKilled')
   capsys.readouterr()
-  assert _tick(root, kfp_server, '--max-tries', '2') == 1
+  assert _tick(kfp_root, kfp_server, '--max-tries', '2') == 1
   out = capsys.readouterr().out
   assert 'span-1: gave_up' in out and 'OOMKilled' in out
-  assert _tick(root, kfp_server, '--max-tries', '2') == 0  # handled
+  assert _tick(kfp_root, kfp_server, '--max-tries', '2') == 0  # handled
   assert len(kfp_server.runs) == 1
 
 
 def test_a_run_failed_by_the_data_gate_is_refused_data_not_retried(
-    root, kfp_server, capsys):
-  assert _tick(root, kfp_server) == 0
+    kfp_root, kfp_server, capsys):
+  assert _tick(kfp_root, kfp_server) == 0
   (run,) = kfp_server.runs
   kfp_server.set_state(run['run_id'], 'FAILED', 'data refused',
                        failed_task=names.DATA_GATE_NODE)
   capsys.readouterr()
-  assert _tick(root, kfp_server) == 1
+  assert _tick(kfp_root, kfp_server) == 1
   assert 'span-1: refused' in capsys.readouterr().out
-  (attempt,) = _history(root)
+  (attempt,) = _history(kfp_root)
   assert attempt['outcome'] == 'refused'
   assert 'data validation gate' in attempt['detail']
-  assert _tick(root, kfp_server) == 0  # handled: no retry, no new run
+  assert _tick(kfp_root, kfp_server) == 0  # handled: no retry, no new run
   assert len(kfp_server.runs) == 1 and kfp_server.runs[0]['state'] == 'FAILED'
 
 
 def test_a_timed_out_run_is_stopped_and_a_new_run_follows_once_it_is_over(
-    root, kfp_server):
-  assert _tick(root, kfp_server) == 0
+    kfp_root, kfp_server):
+  assert _tick(kfp_root, kfp_server) == 0
   (run,) = kfp_server.runs
-  state_file = root / 'state' / state_lib.STATE_FILE
+  state_file = kfp_root / 'state' / state_lib.STATE_FILE
   state = json.loads(state_file.read_text())
   state['history'][-1]['submitted'] = '2000-01-01T00:00:00+00:00'
   state_file.write_text(json.dumps(state))
-  assert _tick(root, kfp_server) == 1  # timed out: stopped, counted
+  assert _tick(kfp_root, kfp_server) == 1  # timed out: stopped, counted
   assert run['state'] == 'CANCELING'
-  assert _history(root)[-1]['outcome'] == 'timed_out'
-  assert _tick(root, kfp_server) == 1  # still CANCELING: nothing new
+  assert _history(kfp_root)[-1]['outcome'] == 'timed_out'
+  assert _tick(kfp_root, kfp_server) == 1  # still CANCELING: nothing new
   assert len(kfp_server.runs) == 1
   kfp_server.set_state(run['run_id'], 'CANCELED')
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert len(kfp_server.runs) == 2
-  assert _history(root)[-1]['attempts'] == 2
+  assert _history(kfp_root)[-1]['attempts'] == 2
 
 
 def test_a_succeeded_run_records_the_version_its_pusher_published(
-    root, kfp_server, capsys):
-  assert _tick(root, kfp_server) == 0
+    kfp_root, kfp_server, capsys):
+  assert _tick(kfp_root, kfp_server) == 0
   (run,) = kfp_server.runs
   kfp_server.set_state(run['run_id'], 'SUCCEEDED')
-  _publish(root, 1, 'an-older-run')
-  _publish(root, 2, run['run_id'])
+  _publish(kfp_root, 1, 'an-older-run')
+  _publish(kfp_root, 2, run['run_id'])
   capsys.readouterr()
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert 'span-1: pushed version 2' in capsys.readouterr().out
-  (attempt,) = _history(root)
+  (attempt,) = _history(kfp_root)
   assert (attempt['outcome'], attempt['version']) == ('pushed', '2')
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert 'no retraining' in capsys.readouterr().out
 
 
 def test_a_succeeded_run_that_published_nothing_was_not_blessed(
-    root, kfp_server):
-  assert _tick(root, kfp_server) == 0
+    kfp_root, kfp_server):
+  assert _tick(kfp_root, kfp_server) == 0
   kfp_server.set_state(kfp_server.runs[0]['run_id'], 'SUCCEEDED')
-  assert _tick(root, kfp_server) == 0
-  (attempt,) = _history(root)
+  assert _tick(kfp_root, kfp_server) == 0
+  (attempt,) = _history(kfp_root)
   assert attempt['outcome'] == 'not_blessed'
   assert 'published no version' in attempt['detail']
 
 
 def test_no_run_is_submitted_while_another_run_of_the_pipeline_is_active(
-    root, kfp_server, tmp_path, capsys):
+    kfp_root, kfp_server, tmp_path, capsys):
   # A run someone started by hand, through `imgcls submit`.
   assert cli.main(['submit', '--host', kfp_server.host, '--gpus', '0',
-                   '--data-root', str(root / 'data'), '--serving-dir',
-                   str(root / 'serving')]) == 0
-  assert _tick(root, kfp_server) == 0
+                   '--data-root', str(kfp_root / 'data'), '--serving-dir',
+                   str(kfp_root / 'serving')]) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert len(kfp_server.runs) == 1
   assert 'is still PENDING; nothing new submitted' in capsys.readouterr().out
   assert not (tmp_path / 'state' / state_lib.STATE_FILE).exists()
 
 
-def test_in_a_namespace_everything_is_namespaced(root):
+def test_in_a_namespace_everything_is_namespaced(kfp_root):
   server = kfp_fake_server.FakeKfp(namespace_required=True)
   try:
-    assert _tick(root, server, '--kfp-namespace', 'team-a') == 0
+    assert _tick(kfp_root, server, '--kfp-namespace', 'team-a') == 0
     (pipeline,) = server.pipelines
     (run,) = server.runs
     assert pipeline['namespace'] == run['namespace'] == 'team-a'
     server.set_state(run['run_id'], 'RUNNING')
-    assert _tick(root, server, '--kfp-namespace', 'team-a') == 0
+    assert _tick(kfp_root, server, '--kfp-namespace', 'team-a') == 0
     assert len(server.runs) == 1
   finally:
     server.stop()
 
 
-def test_following_a_kfp_run_needs_the_host(root, kfp_server, capsys):
-  assert _tick(root, kfp_server) == 0
+def test_following_a_kfp_run_needs_the_host(kfp_root, kfp_server, capsys):
+  assert _tick(kfp_root, kfp_server) == 0
   assert cli.main([
-      'retrain', '--once', '--data-root', str(root / 'data'), '--serving-dir',
-      str(root / 'serving'), '--pipeline-root', str(root / 'state')]) == 2
+      'retrain', '--once', '--data-root', str(kfp_root / 'data'), '--serving-dir',
+      str(kfp_root / 'serving'), '--pipeline-root', str(kfp_root / 'state')]) == 2
   assert 'pass --kfp-host to follow it' in capsys.readouterr().err
-  assert os.path.exists(root / 'state' / state_lib.STATE_FILE)
+  assert os.path.exists(kfp_root / 'state' / state_lib.STATE_FILE)
 
 
 def test_a_run_without_a_state_holds_back_submissions_only_until_the_timeout(
-    root, kfp_server, capsys):
+    kfp_root, kfp_server, capsys):
   """RUNTIME_STATE_UNSPECIFIED: KFP has no word on the run's workflow. It
   may still start, so it counts as active, but only for --kfp-timeout after
   its creation: one run that never gets a state must not block retraining
   for good."""
   assert cli.main(['submit', '--host', kfp_server.host, '--gpus', '0',
-                   '--data-root', str(root / 'data'), '--serving-dir',
-                   str(root / 'serving')]) == 0
+                   '--data-root', str(kfp_root / 'data'), '--serving-dir',
+                   str(kfp_root / 'serving')]) == 0
   (stuck,) = kfp_server.runs
   kfp_server.set_state(stuck['run_id'], 'RUNTIME_STATE_UNSPECIFIED')
   capsys.readouterr()
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert 'still RUNTIME_STATE_UNSPECIFIED; nothing new submitted' in (
       capsys.readouterr().out)
   assert len(kfp_server.runs) == 1
   kfp_server.set_created_at(stuck['run_id'], '2000-01-01T00:00:00Z')
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert len(kfp_server.runs) == 2
-  assert _history(root)[-1]['outcome'] == 'submitted'
+  assert _history(kfp_root)[-1]['outcome'] == 'submitted'

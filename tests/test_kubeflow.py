@@ -711,13 +711,6 @@ def test_every_step_runs_as_kfp_hands_it_over(tmp_path, bucket):
 # -------------------------------------------------------------- submitting --
 
 
-@pytest.fixture
-def kfp_server():
-  server = kfp_fake_server.FakeKfp()
-  yield server
-  server.stop()
-
-
 def _submit(*flags):
   return cli.main(['submit', *flags])
 

@@ -8,62 +8,43 @@ The same answers run for real with LocalDagRunner in tests/test_retrain.py.
 import functools
 import json
 
-import pytest
-
 from imgcls import cli
 from imgcls.contract import names
-from imgcls.pipeline import kubeflow
 from imgcls.pipeline.config import PipelineConfig
 from imgcls.retrain import person, watcher
 from imgcls.retrain import state as state_lib
-from tests import images, kfp_fake_server
+from tests import kfp_fake_server
 
 
-@pytest.fixture
-def kfp_server():
-  server = kfp_fake_server.FakeKfp()
-  yield server
-  server.stop()
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-  monkeypatch.setattr(kubeflow, 'DATA_MOUNT', str(tmp_path / 'data'))
-  monkeypatch.setattr(kubeflow, 'SERVING_MOUNT', str(tmp_path / 'serving'))
-  images.write_class_folders(str(tmp_path / 'data' / 'span-1' / 'train'),
-                             {'a': 3, 'b': 3})
-  return tmp_path
-
-
-def _args(root, server, *extra):
-  return ['retrain', '--once', '--data-root', str(root / 'data'),
-          '--serving-dir', str(root / 'serving'), '--pipeline-root',
-          str(root / 'state'), '--kfp-host', server.host, '--gpus', '0',
+def _args(kfp_root, server, *extra):
+  return ['retrain', '--once', '--data-root', str(kfp_root / 'data'),
+          '--serving-dir', str(kfp_root / 'serving'), '--pipeline-root',
+          str(kfp_root / 'state'), '--kfp-host', server.host, '--gpus', '0',
           *extra]
 
 
-def _tick(root, server, *extra):
-  return cli.main(_args(root, server, *extra))
+def _tick(kfp_root, server, *extra):
+  return cli.main(_args(kfp_root, server, *extra))
 
 
-def _history(root):
+def _history(kfp_root):
   return json.loads(
-      (root / 'state' / state_lib.STATE_FILE).read_text())['history']
+      (kfp_root / 'state' / state_lib.STATE_FILE).read_text())['history']
 
 
-def _schema(root):
-  return root / 'data' / 'schema' / names.SCHEMA_FILE
+def _schema(kfp_root):
+  return kfp_root / 'data' / 'schema' / names.SCHEMA_FILE
 
 
-def _refused(root, server):
+def _refused(kfp_root, server):
   """span-1 submitted, then failed by the data gate: refused data. The run
   inferred the schema, as a first run does."""
-  assert _tick(root, server) == 0
-  _schema(root).parent.mkdir(parents=True)
-  _schema(root).write_text('feature { name: "label_name" }\n')
+  assert _tick(kfp_root, server) == 0
+  _schema(kfp_root).parent.mkdir(parents=True)
+  _schema(kfp_root).write_text('feature { name: "label_name" }\n')
   server.set_state(server.runs[-1]['run_id'], 'FAILED', 'data refused',
                    failed_task=names.DATA_GATE_NODE)
-  assert _tick(root, server) == 1
+  assert _tick(kfp_root, server) == 1
   return server.runs[-1]
 
 
@@ -78,94 +59,94 @@ def _accepts_anomalies(server) -> int:
 
 
 def test_refused_data_is_trained_after_accept_anomalies(
-    root, kfp_server, capsys):
-  refused = _refused(root, kfp_server)
+    kfp_root, kfp_server, capsys):
+  refused = _refused(kfp_root, kfp_server)
   assert _accepts_anomalies(kfp_server) == 0
   out = capsys.readouterr().out
   assert 'span-1 waits for a person: refused' in out
-  assert ' '.join(_args(root, kfp_server)[1:]) + ' --accept-anomalies' in out
-  assert _tick(root, kfp_server) == 0  # waits: nothing submitted
+  assert ' '.join(_args(kfp_root, kfp_server)[1:]) + ' --accept-anomalies' in out
+  assert _tick(kfp_root, kfp_server) == 0  # waits: nothing submitted
   assert len(kfp_server.runs) == 1
 
-  assert _tick(root, kfp_server, '--accept-anomalies') == 0
+  assert _tick(kfp_root, kfp_server, '--accept-anomalies') == 0
   (_, run) = kfp_server.runs
   assert run['run_id'] != refused['run_id']
   assert _accepts_anomalies(kfp_server) == 1
   kfp_server.set_state(run['run_id'], 'SUCCEEDED')
-  provenance = root / 'serving' / 'LenetModel' / '1' / names.PROVENANCE_FILE
+  provenance = kfp_root / 'serving' / 'LenetModel' / '1' / names.PROVENANCE_FILE
   provenance.parent.mkdir(parents=True)
   provenance.write_text(json.dumps(
       {'model_uri': f'minio://mlpipeline/v2/artifacts/imgcls/{run["run_id"]}'
                     '/Trainer/salt/model'}))
   capsys.readouterr()
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert ('span-1: pushed version 1 (answered with --accept-anomalies)' in
           capsys.readouterr().out)
-  assert [(h['outcome'], h['answer']) for h in _history(root)] == [
+  assert [(h['outcome'], h['answer']) for h in _history(kfp_root)] == [
       ('refused', ''), ('pushed', '--accept-anomalies')]
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert len(kfp_server.runs) == 2
 
 
-def test_an_edited_schema_retries_the_refused_data(root, kfp_server):
-  _refused(root, kfp_server)
-  assert _history(root)[-1]['schema_digest'] == person.schema_digest(
-      _config(root))
-  _schema(root).write_text(_schema(root).read_text() +
+def test_an_edited_schema_retries_the_refused_data(kfp_root, kfp_server):
+  _refused(kfp_root, kfp_server)
+  assert _history(kfp_root)[-1]['schema_digest'] == person.schema_digest(
+      _config(kfp_root))
+  _schema(kfp_root).write_text(_schema(kfp_root).read_text() +
                            'feature { name: "image_format" }\n')
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert len(kfp_server.runs) == 2
   assert _accepts_anomalies(kfp_server) == 0  # the schema answers, not a flag
-  assert [(h['outcome'], h['answer']) for h in _history(root)] == [
+  assert [(h['outcome'], h['answer']) for h in _history(kfp_root)] == [
       ('refused', ''), ('submitted', 'edited schema')]
 
 
 def test_a_refusal_accepted_stays_accepted_when_its_run_is_retried(
-    root, kfp_server):
-  _refused(root, kfp_server)
-  assert _tick(root, kfp_server, '--accept-anomalies') == 0
+    kfp_root, kfp_server):
+  _refused(kfp_root, kfp_server)
+  assert _tick(kfp_root, kfp_server, '--accept-anomalies') == 0
   # Cancelled: KFP does not retry it (only FAILED runs), so a new run.
   kfp_server.set_state(kfp_server.runs[-1]['run_id'], 'CANCELED')
-  assert _tick(root, kfp_server) == 0  # a plain tick
+  assert _tick(kfp_root, kfp_server) == 0  # a plain tick
   assert len(kfp_server.runs) == 3
   assert _accepts_anomalies(kfp_server) == 1  # ... that accepts, as answered
-  assert _history(root)[-1]['answer'] == '--accept-anomalies'
-  assert _history(root)[-1]['attempts'] == 2
+  assert _history(kfp_root)[-1]['answer'] == '--accept-anomalies'
+  assert _history(kfp_root)[-1]['attempts'] == 2
 
 
-def test_a_run_given_up_on_runs_again_only_with_retry(root, kfp_server, capsys):
-  assert _tick(root, kfp_server, '--max-tries', '1') == 0
+def test_a_run_given_up_on_runs_again_only_with_retry(kfp_root, kfp_server, capsys):
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 0
   kfp_server.set_state(kfp_server.runs[0]['run_id'], 'FAILED', 'OOMKilled')
-  assert _tick(root, kfp_server, '--max-tries', '1') == 1
-  assert _history(root)[-1]['outcome'] == 'gave_up'
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 1
+  assert _history(kfp_root)[-1]['outcome'] == 'gave_up'
   out = capsys.readouterr().out
-  assert (' '.join(_args(root, kfp_server, '--max-tries', '1')[1:]) +
+  assert (' '.join(_args(kfp_root, kfp_server, '--max-tries', '1')[1:]) +
           ' --retry') in out
-  assert _tick(root, kfp_server, '--max-tries', '1') == 0  # never automatic
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 0  # never automatic
   assert len(kfp_server.runs) == 1
-  assert _tick(root, kfp_server, '--max-tries', '1', '--retry') == 0
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1', '--retry') == 0
   assert len(kfp_server.runs) == 2
   assert [(h['outcome'], h['answer'], h['attempts'])
-          for h in _history(root)] == [('gave_up', '', 1),
+          for h in _history(kfp_root)] == [('gave_up', '', 1),
                                        ('submitted', '--retry', 1)]
 
 
-def test_retry_with_nothing_to_retry_says_so(root, kfp_server, capsys):
-  assert _tick(root, kfp_server, '--retry') == 2
+def test_retry_with_nothing_to_retry_says_so(kfp_root, kfp_server, capsys):
+  assert _tick(kfp_root, kfp_server, '--retry') == 2
   assert ('--retry: nothing was given up or rolled back' in
           capsys.readouterr().err)
   assert not kfp_server.runs
 
 
-def test_status_reads_the_state_and_runs_nothing(root, kfp_server, capsys):
-  _refused(root, kfp_server)
+def test_status_reads_the_state_and_runs_nothing(kfp_root, kfp_server, capsys):
+  _refused(kfp_root, kfp_server)
   capsys.readouterr()
-  status = ['retrain', '--status', *_args(root, kfp_server)[2:]]
+  status = ['retrain', '--status', *_args(kfp_root, kfp_server)[2:]]
   assert cli.main(status) == 0
   out = capsys.readouterr().out
-  assert f'retrain state: {root / "state" / state_lib.STATE_FILE}' in out
+  assert f'retrain state: {kfp_root / "state" / state_lib.STATE_FILE}' in out
   assert 'last: span-1 refused (attempt 1' in out
-  assert f'or edit {_schema(root)} to expect this data, then:' in out
+  assert f'or edit {_schema(kfp_root)} to expect this data, then:' in out
   assert len(kfp_server.runs) == 1
 
 
@@ -178,24 +159,24 @@ def test_the_answer_command_keeps_the_watchers_flags_and_hides_the_token():
       '--kfp-host=h --kfp-token "$KFP_TOKEN" --accept-anomalies')
 
 
-def _config(root):
-  return PipelineConfig(data_root=str(root / 'data'), serving_dir='',
+def _config(kfp_root):
+  return PipelineConfig(data_root=str(kfp_root / 'data'), serving_dir='',
                         pipeline_root='')
 
 
-def test_retry_answers_once_not_on_every_tick_of_a_watch(root, kfp_server,
+def test_retry_answers_once_not_on_every_tick_of_a_watch(kfp_root, kfp_server,
                                                          capsys):
-  watch = ['retrain', '--watch', *_args(root, kfp_server)[2:], '--retry']
+  watch = ['retrain', '--watch', *_args(kfp_root, kfp_server)[2:], '--retry']
   assert cli.main(watch) == 2
   assert '--retry answers once: use it with --once' in capsys.readouterr().err
 
 
-def test_a_watch_prints_each_tick_as_once_does(root, kfp_server, monkeypatch,
+def test_a_watch_prints_each_tick_as_once_does(kfp_root, kfp_server, monkeypatch,
                                                capsys):
   monkeypatch.setattr(watcher, 'watch',
                       functools.partial(watcher.watch, max_ticks=2))
   watch = ['retrain', '--watch', '--interval', '0.01',
-           *_args(root, kfp_server)[2:]]
+           *_args(kfp_root, kfp_server)[2:]]
   assert cli.main(watch) == 0
   out = capsys.readouterr().out.splitlines()
   assert [line.split(' (')[0] for line in out] == [
@@ -203,13 +184,13 @@ def test_a_watch_prints_each_tick_as_once_does(root, kfp_server, monkeypatch,
 
 
 def test_a_refusal_recorded_without_a_schema_digest_waits_for_a_flag(
-    root, kfp_server):
-  _refused(root, kfp_server)
-  state_file = root / 'state' / state_lib.STATE_FILE
+    kfp_root, kfp_server):
+  _refused(kfp_root, kfp_server)
+  state_file = kfp_root / 'state' / state_lib.STATE_FILE
   state = json.loads(state_file.read_text())
   del state['history'][-1]['schema_digest']  # as an older watcher wrote it
   state_file.write_text(json.dumps(state))
-  assert _tick(root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 0
   assert len(kfp_server.runs) == 1  # not taken for an edited schema
-  assert _tick(root, kfp_server, '--accept-anomalies') == 0
+  assert _tick(kfp_root, kfp_server, '--accept-anomalies') == 0
   assert len(kfp_server.runs) == 2
