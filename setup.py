@@ -11,14 +11,15 @@ _HERE = pathlib.Path(__file__).parent
 
 
 def _requirements():
-  """Splits requirements.txt into (install_requires, dev extra)."""
-  runtime, dev, current = [], [], None
+  """Splits requirements.txt into (install_requires, dev extra). Its pip pin
+  is the installer the environments use, not something imgcls imports."""
+  runtime, dev = [], []
   current = runtime
   for line in (_HERE / 'requirements.txt').read_text().splitlines():
     line = line.strip()
     if line.startswith('# Test tools'):
       current = dev
-    elif line and not line.startswith('#'):
+    elif line and not line.startswith(('#', 'pip==')):
       current.append(line)
   return runtime, dev
 
