@@ -1,7 +1,7 @@
 """4. Serving: latency over REST and gRPC against the signature in-process.
 
 The server is the project's development stand-in for TF Serving,
-dev_server.server.ModelServer, started by `imgcls serve` in its own process on
+imgcls.dev_server.server.ModelServer, started by `imgcls serve` in its own process on
 127.0.0.1 (as TF Serving would be: client and server do not share a Python
 interpreter). The clients are the project's clients.client.RestClient and
 GrpcClient. The peer is the same SavedModel's `serving_bytes` signature
@@ -273,7 +273,7 @@ def _result(session, requests, latencies, concurrent,
       f'without warm-up, {swaps["with warm-up"] * 1e3:.1f} ms with.')
   return common.Result(
       name=NAME, title=TITLE,
-      setup=(f'Server: dev_server.server.ModelServer via `imgcls serve` '
+      setup=(f'Server: imgcls.dev_server.server.ModelServer via `imgcls serve` '
              f'(a separate process on 127.0.0.1), the project\'s Python '
              f'stand-in for TF Serving, not TF Serving itself. Signature '
              f'`serving_bytes` with {data.describe(session)} test PNGs; '
