@@ -27,7 +27,9 @@ def freeze_pins(lines):
   """{name: version} from `pip freeze --all` lines, the project left out."""
   found = {}
   for line in lines:
-    if line.startswith('-e ') or ' @ ' in line or '==' not in line:
+    # pip's comments (an editable checkout whose remote it cannot name, as in
+    # a clone of a local path) are no pins.
+    if line.startswith(('-e ', '#')) or ' @ ' in line or '==' not in line:
       continue
     name, _, version = line.partition('==')
     found[lock.canonical(name)] = version.strip()
