@@ -132,7 +132,7 @@ def load(pipeline_root: str) -> RetrainState:
     raise UserError(f'{path}: cannot read the retrain state: {e}') from None
   try:
     return _parse(data)
-  except _Corrupt as e:
+  except records.RecordError as e:  # _Corrupt, or a field of the wrong type
     raise UserError(
         f'{path}: corrupt retrain state ({e}). It was left as it is; fix it, '
         'or move it aside to start afresh (the data it lists as handled is '
@@ -146,7 +146,8 @@ def _parse(data: bytes) -> RetrainState:
     raise _Corrupt(f'not UTF-8 text: {e}') from None
   except json.JSONDecodeError as e:
     raise _Corrupt(f'not valid JSON: {e}') from None
-  fields = _fields_of(RetrainState, raw, 'the state', required=True)
+  # Strict, unknown keys included: a state this release did not write is none.
+  fields = records.fields_of(RetrainState, raw, 'the state', required=True)
   return RetrainState(
       manifest=fields['manifest'], last_span=fields['last_span'],
       history=[_attempt(a, f'history[{i}]')
@@ -154,7 +155,7 @@ def _parse(data: bytes) -> RetrainState:
 
 
 def _attempt(raw: Any, where: str) -> Attempt:
-  fields = _fields_of(Attempt, raw, where, required=False)
+  fields = records.fields_of(Attempt, raw, where, required=False)
   try:
     fields['outcome'] = Outcome(fields['outcome'])
   except ValueError:
@@ -163,15 +164,6 @@ def _attempt(raw: Any, where: str) -> Attempt:
   if fields.get('attempts', 1) < 1:
     raise _Corrupt(f'{where}.attempts: must be 1 or more')
   return Attempt(**fields)
-
-
-def _fields_of(cls, raw: Any, where: str, required: bool) -> Dict[str, Any]:
-  """The one record validator's checks (contract/records.py), strict: a state
-  with unknown keys is no state this release wrote."""
-  try:
-    return records.fields_of(cls, raw, where, required=required)
-  except records.RecordError as e:
-    raise _Corrupt(str(e)) from None
 
 
 def save(pipeline_root: str, state: RetrainState) -> None:
