@@ -55,5 +55,5 @@ setuptools.setup(
     package_data={'imgcls.params': ['params.env']},
     install_requires=_RUNTIME,
     extras_require={'dev': _DEV},
-    entry_points={'console_scripts': ['imgcls = imgcls.cli:main']},
+    entry_points={'console_scripts': ['imgcls = imgcls.cli:entry_point']},
 )

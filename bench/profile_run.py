@@ -40,6 +40,7 @@ import sys  # noqa: E402
 from typing import Dict, List, Tuple  # noqa: E402
 
 from bench import common  # noqa: E402
+from imgcls import cli  # noqa: E402  (light: commands import TFX inside)
 
 PHASES = 'phases.json'
 
@@ -134,7 +135,6 @@ def main(argv=None) -> int:
   os.makedirs(args.profile_dir, exist_ok=True)
   parts = _Parts(args.profile_dir, not args.no_profile)
   _instrument(parts)
-  from imgcls import cli
   imgcls_args = [a for a in args.imgcls_args if a != '--']
   try:
     return cli.main(imgcls_args)
@@ -169,4 +169,4 @@ def top(path: str, count: int = 25, sort: str = 'cumulative') -> str:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())  # as the console script ends

@@ -8,10 +8,11 @@ from PIL import Image
 import pytest
 
 from imgcls import cli
+from imgcls.contract import names, saved_model
 from imgcls.imagedata import dataset_facts, sample_data
 from imgcls.pipeline import local, results
 from imgcls.pipeline.config import PipelineConfig
-from imgcls.report import page, statistics, writer
+from imgcls.report import evaluation, page, statistics, writer
 from imgcls.trainer.config import TrainingConfig
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -110,6 +111,33 @@ def test_the_data_section_states_single_values_and_draws_readable_figures(
   for figure in figures:
     with Image.open(figure) as image:
       assert min(image.width, text_width) >= text_width / 2, figure
+
+
+@pytest.mark.e2e
+def test_misclassified_totals_are_the_evaluators_and_prediction_stops_early(
+    first_run, monkeypatch):
+  _, result = first_run
+  model, examples = (result.uri(names.ARTIFACT_MODEL),
+                     result.uri(names.ARTIFACT_EXAMPLES))
+  class_names = result.dataset.class_names
+  counts = evaluation.confusion_matrix(
+      result.uri(names.ARTIFACT_EVALUATION), len(class_names))
+  every = evaluation.test_errors(model, examples, class_names, 1000)
+  # Predicted here, counted by TFMA: the same model, the same answers.
+  assert (every.count, every.wrong) == (counts.sum(),
+                                        counts.sum() - counts.trace())
+  assert 3 < every.wrong < every.count
+
+  batches = []
+  predict = saved_model.SavedClassifier.predict_examples
+  monkeypatch.setattr(evaluation, '_BATCH', 10)
+  monkeypatch.setattr(saved_model.SavedClassifier, 'predict_examples',
+                      lambda self, batch: batches.append(batch) or
+                      predict(self, batch))
+  first = evaluation.test_errors(model, examples, class_names, 3, counts)
+  assert first.examples == every.examples[:3]
+  assert (first.count, first.wrong) == (every.count, every.wrong)
+  assert len(batches) < every.count / 10  # stopped at the third error
 
 
 def test_image_facts_with_one_value_are_stated_the_others_plotted():

@@ -10,6 +10,8 @@ import re
 import shutil
 from typing import List, Optional
 
+import numpy as np
+
 from imgcls.contract import names
 from imgcls.pipeline import results
 from imgcls.report import evaluation, figures, page, statistics
@@ -38,14 +40,17 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   shutil.rmtree(out, ignore_errors=True)
   os.makedirs(out)
   evaluation_uri = result.uri(names.ARTIFACT_EVALUATION)
+  counts = (evaluation.confusion_matrix(
+      evaluation_uri, len(result.dataset.class_names))
+            if evaluation_uri else None)
   validation = _validation(result)
   # The report's two costs overlap: predicting the test split runs in
   # TensorFlow's kernels, which release the GIL, while matplotlib draws the
   # other figures on this thread (issue 26: 2.4 s and 1.6 s at 7,000 MNIST
   # images, the prediction growing with the test split).
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    predicted = pool.submit(_test_errors, result)
-    drawn = _draw(result, evaluation_uri, out)
+    predicted = pool.submit(_test_errors, result, counts)
+    drawn = _draw(result, counts, out)
     distributions = _draw_distributions(validation, out)
     errors = predicted.result()
   if errors and errors.examples:
@@ -64,7 +69,7 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   return path
 
 
-def _test_errors(result: results.RunResult
+def _test_errors(result: results.RunResult, counts: Optional[np.ndarray]
                 ) -> Optional[evaluation.TestErrors]:
   model = result.uri(names.ARTIFACT_MODEL)
   examples = result.uri(names.ARTIFACT_EXAMPLES)
@@ -72,7 +77,7 @@ def _test_errors(result: results.RunResult
     return None
   return evaluation.test_errors(model, examples,
                                 result.dataset.class_names,
-                                MAX_MISCLASSIFIED)
+                                MAX_MISCLASSIFIED, counts)
 
 
 def _validation(result: results.RunResult
@@ -101,7 +106,7 @@ def _draw_distributions(validation: Optional[statistics.Validation],
   return drawn
 
 
-def _draw(result: results.RunResult, evaluation_uri: Optional[str],
+def _draw(result: results.RunResult, counts: Optional[np.ndarray],
           out: str) -> List[str]:
   """Draws the figures the run has data for, but the misclassified images;
   returns their file names."""
@@ -113,11 +118,9 @@ def _draw(result: results.RunResult, evaluation_uri: Optional[str],
 
   if result.history:
     draw(page.TRAINING, figures.training_curves, result.history)
-  if evaluation_uri:
-    class_names = result.dataset.class_names
-    counts = evaluation.confusion_matrix(evaluation_uri, len(class_names))
-    if counts is not None:
-      draw(page.CONFUSION, figures.confusion_matrix, counts, class_names)
+  if counts is not None:
+    draw(page.CONFUSION, figures.confusion_matrix, counts,
+         result.dataset.class_names)
   if result.per_class_accuracy:
     draw(page.PER_CLASS, figures.per_class_accuracy, result.per_class_accuracy)
   return drawn
