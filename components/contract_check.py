@@ -38,7 +38,7 @@ def check_saved_model(model_dir: str, serialized_examples: Sequence[bytes],
                       class_names: Sequence[str]) -> None:
   """Raises ContractError saying what is wrong; returns if all is well."""
   try:
-    model = saved_model.SavedClassifier(model_dir)
+    model = saved_model.load_artifact(model_dir)
   except Exception as e:  # pylint: disable=broad-except
     raise ContractError(f'cannot load {model_dir}: {e}') from e
   missing = {names.SERVING_DEFAULT, names.SERVING_BYTES,

@@ -1,6 +1,7 @@
 """Run reports: written after `imgcls run`, and again by `imgcls report`."""
 import collections
 import dataclasses
+import io
 import os
 import re
 
@@ -12,7 +13,7 @@ from imgcls.contract import names, saved_model
 from imgcls.imagedata import dataset_facts, sample_data
 from imgcls.pipeline import local, results
 from imgcls.pipeline.config import PipelineConfig
-from imgcls.report import evaluation, page, statistics, writer
+from imgcls.report import evaluation, figures, page, statistics, writer
 from imgcls.trainer.config import TrainingConfig
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -138,6 +139,26 @@ def test_misclassified_totals_are_the_evaluators_and_prediction_stops_early(
   assert first.examples == every.examples[:3]
   assert (first.count, first.wrong) == (every.count, every.wrong)
   assert len(batches) < every.count / 10  # stopped at the third error
+
+
+def test_the_misclassified_grid_fits_long_class_names_and_any_image_size(
+    tmp_path):
+  def encoded(size, mode):
+    out = io.BytesIO()
+    Image.new(mode, size, 128).save(out, format='PNG')
+    return out.getvalue()
+
+  examples = [
+      evaluation.Misclassified(encoded(size, mode), f'{n}.png', 'x' * 80,
+                               'golden_retriever', 0.93)
+      for n, (size, mode) in enumerate([((28, 28), 'L'), ((640, 480), 'RGB'),
+                                        ((1, 300), 'RGBA')] * 3)
+  ]
+  path = str(tmp_path / page.MISCLASSIFIED)
+  figures.misclassified_grid(examples, path)
+  _assert_valid_png(path)
+  with Image.open(path) as grid:
+    assert grid.width == 8 * 160 and grid.height % 2 == 0
 
 
 def test_image_facts_with_one_value_are_stated_the_others_plotted():

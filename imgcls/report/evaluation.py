@@ -86,8 +86,7 @@ def test_errors(model_uri: str, examples_uri: str, class_names: Sequence[str],
   error: at 99% accuracy a tenth of a large test split (issue 26). Without
   one, every test image is predicted and counted here.
   """
-  model = saved_model.SavedClassifier(
-      path_utils.serving_model_path(model_uri))
+  model = saved_model.load_artifact(path_utils.serving_model_path(model_uri))
   count = wrong = 0
   kept: List[Misclassified] = []
   for batch in tf_examples.test_records(examples_uri, _BATCH):
