@@ -36,7 +36,6 @@ import cProfile  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import pstats  # noqa: E402
-import sys  # noqa: E402
 from typing import Dict, List, Tuple  # noqa: E402
 
 from bench import common  # noqa: E402
