@@ -109,7 +109,7 @@ def _result(run_id: str, artifacts) -> RunResult:
   facts = dataset_facts.read(examples.uri) if examples else None
   evaluation = artifacts.get(names.ARTIFACT_EVALUATION)
   found = (gated_evaluator.accuracies(evaluation.uri) if evaluation
-           else gated_evaluator.Accuracies(None, None, {}))
+           else gated_evaluator.Accuracies(None, None))
   blessing = artifacts.get(names.ARTIFACT_BLESSING)
   contract = artifacts.get(names.ARTIFACT_INFRA_BLESSING)
   pushed = artifacts.get(names.ARTIFACT_PUSHED_MODEL)
@@ -122,7 +122,8 @@ def _result(run_id: str, artifacts) -> RunResult:
       baseline_accuracy=found.baseline,
       baseline_version=_prop(artifacts.get(names.ARTIFACT_BASELINE),
                              names.PROP_SERVING_VERSION),
-      per_class_accuracy=found.per_class,
+      per_class_accuracy=(gated_evaluator.per_class_accuracy(
+          evaluation.uri, facts.class_names) if evaluation and facts else {}),
       blessed=None if blessing is None else _prop(blessing, names.PROP_BLESSED) == 1,
       blessing_reason=_prop(blessing, names.PROP_REASON) or '',
       contract_passed=None if contract is None else

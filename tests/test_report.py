@@ -9,6 +9,7 @@ from PIL import Image
 import pytest
 
 from imgcls import cli
+from imgcls.components import gated_evaluator
 from imgcls.contract import names, saved_model
 from imgcls.imagedata import dataset_facts, sample_data
 from imgcls.pipeline import local, results
@@ -121,8 +122,13 @@ def test_misclassified_totals_are_the_evaluators_and_prediction_stops_early(
   model, examples = (result.uri(names.ARTIFACT_MODEL),
                      result.uri(names.ARTIFACT_EXAMPLES))
   class_names = result.dataset.class_names
-  counts = evaluation.confusion_matrix(
+  counts = gated_evaluator.confusion_matrix(
       result.uri(names.ARTIFACT_EVALUATION), len(class_names))
+  # The matrix and TFMA's accuracy metric count the same predictions.
+  assert counts.trace() / counts.sum() == pytest.approx(result.accuracy)
+  assert result.per_class_accuracy == {
+      name: pytest.approx(counts[c, c] / counts[c].sum())
+      for c, name in enumerate(class_names)}
   every = evaluation.test_errors(model, examples, class_names, 1000)
   # Predicted here, counted by TFMA: the same model, the same answers.
   assert (every.count, every.wrong) == (counts.sum(),

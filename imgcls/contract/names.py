@@ -57,8 +57,10 @@ CLASS_ID_OUTPUT = 'class_id'
 CLASS_NAME_OUTPUT = 'class_name'
 OUTPUT_KEYS = (LOGITS_OUTPUT, PROBABILITIES_OUTPUT, CLASS_ID_OUTPUT,
                CLASS_NAME_OUTPUT)
-# TFMA's name for the accuracy the Evaluator gates on.
+# TFMA's names for the accuracy the Evaluator gates on, and for the confusion
+# matrix the report and the per-class accuracies are read from.
 ACCURACY_METRIC = 'sparse_categorical_accuracy'
+CONFUSION_PLOT = 'multi_class_confusion_matrix_plot'
 # TFMA's model name for the baseline in a model-diff evaluation.
 BASELINE_MODEL_NAME = 'baseline'
 

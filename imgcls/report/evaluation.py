@@ -10,7 +10,6 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.utils import path_utils
 
@@ -18,8 +17,6 @@ from imgcls.components import gated_evaluator
 from imgcls.contract import names, saved_model
 from imgcls.imagedata import tf_examples
 
-CONFUSION_PLOT = 'multi_class_confusion_matrix_plot'
-_BASELINE = 'baseline'
 _BATCH = 256
 
 
@@ -38,25 +35,6 @@ class TestErrors:
   count: int  # test images predicted
   wrong: int
   examples: List[Misclassified]
-
-
-def confusion_matrix(evaluation_uri: str,
-                     num_classes: int) -> Optional[np.ndarray]:
-  """counts[actual, predicted] of the candidate model on the whole test split,
-  or None when the evaluation holds no confusion matrix plot."""
-  for plots in tfma.load_plots(evaluation_uri):
-    if plots.slice_key.single_slice_keys:
-      continue  # a per-class slice; the overall slice has the whole matrix
-    for item in plots.plot_keys_and_values:
-      if item.key.name != CONFUSION_PLOT or item.key.model_name == _BASELINE:
-        continue
-      matrices = item.value.multi_class_confusion_matrix_at_thresholds.matrices
-      counts = np.zeros((num_classes, num_classes), np.int64)
-      for entry in matrices[0].entries:
-        counts[entry.actual_class_id, entry.predicted_class_id] += int(
-            entry.num_weighted_examples)
-      return counts
-  return None
 
 
 def gate(evaluation_uri: str) -> List[str]:

@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from imgcls.components import gated_evaluator
 from imgcls.contract import names
 from imgcls.pipeline import results
 from imgcls.report import evaluation, figures, page, statistics
@@ -40,7 +41,7 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   shutil.rmtree(out, ignore_errors=True)
   os.makedirs(out)
   evaluation_uri = result.uri(names.ARTIFACT_EVALUATION)
-  counts = (evaluation.confusion_matrix(
+  counts = (gated_evaluator.confusion_matrix(
       evaluation_uri, len(result.dataset.class_names))
             if evaluation_uri else None)
   validation = _validation(result)
