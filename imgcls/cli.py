@@ -81,7 +81,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def entry_point() -> None:
-  """The console script: `main`, then `exit`."""
+  """The console script: `main`, then `exit_process`."""
   exit_process(main())
 
 
