@@ -142,10 +142,8 @@ def run(session: common.Session) -> common.Result:
     runs, plain = [], []
     for _ in range(rounds):
       runs.append(_pipeline(root, out, epochs))
-      # Twice a round: in most runs the plain script's fit stalls about 4 s
-      # after its last epoch (inside tf_keras's fit, between on_train_end
-      # and its return; the Trainer's TFRecord input shows no such stall),
-      # and a floor slowed by it would flatter the pipeline.
+      # Twice a round (_PLAIN_STALL): a floor slowed by the stall would
+      # flatter the pipeline.
       plain += [_plain(root, out, epochs) for _ in range(2)]
     pipeline_seconds, by_part = min(runs, key=lambda run: run[0])
     measured[n] = (pipeline_seconds, min(plain), by_part)

@@ -83,21 +83,18 @@ def confusion_matrix(evaluation_uri: str,
   return None
 
 
-def per_class_accuracy(evaluation_uri: str,
+def per_class_accuracy(counts: np.ndarray,
                        class_names: Sequence[str]) -> Dict[str, float]:
-  """The candidate's accuracy on each class's test images, by class name.
+  """Each class's accuracy on its test images, by class name, off the
+  confusion matrix (its diagonal over each row).
 
-  Read off the confusion matrix (its diagonal over each row), which holds
-  the same numbers a TFMA slice per label would compute: the plot predicts
-  the highest probability above threshold 0 (tensorflow_model_analysis/
-  metrics/multi_class_confusion_matrix_metrics.py), as
+  These are the numbers a TFMA slice per label would compute: the plot
+  predicts the highest probability above threshold 0 (tensorflow_model_
+  analysis/metrics/multi_class_confusion_matrix_metrics.py), as
   SparseCategoricalAccuracy takes the argmax. One slice instead of two
   halves TFMA's per-example work (issue 26). Classes without test images
   are left out.
   """
-  counts = confusion_matrix(evaluation_uri, len(class_names))
-  if counts is None:
-    return {}
   return {
       name: float(counts[c, c] / counts[c].sum())
       for c, name in sorted(enumerate(class_names), key=lambda x: x[1])

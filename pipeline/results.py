@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
+import numpy as np
 from tfx.orchestration import metadata
 
 from imgcls.components import gated_evaluator
@@ -45,6 +46,9 @@ class RunResult:
   data_anomalies: List[Dict[str, str]] = dataclasses.field(
       default_factory=list)
   anomalies_accepted: bool = False
+  # The Evaluator's counts[actual, predicted] over the test split (None
+  # when it did not run); per_class_accuracy is read off it.
+  confusion_matrix: Optional[np.ndarray] = None
 
   @property
   def data_refused(self) -> bool:
@@ -110,6 +114,9 @@ def _result(run_id: str, artifacts) -> RunResult:
   evaluation = artifacts.get(names.ARTIFACT_EVALUATION)
   found = (gated_evaluator.accuracies(evaluation.uri) if evaluation
            else gated_evaluator.Accuracies(None, None))
+  counts = (gated_evaluator.confusion_matrix(evaluation.uri,
+                                             len(facts.class_names))
+            if evaluation and facts else None)
   blessing = artifacts.get(names.ARTIFACT_BLESSING)
   contract = artifacts.get(names.ARTIFACT_INFRA_BLESSING)
   pushed = artifacts.get(names.ARTIFACT_PUSHED_MODEL)
@@ -122,8 +129,8 @@ def _result(run_id: str, artifacts) -> RunResult:
       baseline_accuracy=found.baseline,
       baseline_version=_prop(artifacts.get(names.ARTIFACT_BASELINE),
                              names.PROP_SERVING_VERSION),
-      per_class_accuracy=(gated_evaluator.per_class_accuracy(
-          evaluation.uri, facts.class_names) if evaluation and facts else {}),
+      per_class_accuracy=gated_evaluator.per_class_accuracy(
+          counts, facts.class_names) if counts is not None else {},
       blessed=None if blessing is None else _prop(blessing, names.PROP_BLESSED) == 1,
       blessing_reason=_prop(blessing, names.PROP_REASON) or '',
       contract_passed=None if contract is None else
@@ -137,6 +144,7 @@ def _result(run_id: str, artifacts) -> RunResult:
       history=_history(model_run.uri) if model_run else {},
       hyperparameters=_hyperparameters(
           artifacts.get(names.ARTIFACT_BEST_HYPERPARAMETERS)),
+      confusion_matrix=counts,
       **_data_validation(artifacts.get(names.ARTIFACT_ANOMALIES)))
 
 

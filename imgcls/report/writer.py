@@ -10,9 +10,6 @@ import re
 import shutil
 from typing import List, Optional
 
-import numpy as np
-
-from imgcls.components import gated_evaluator
 from imgcls.contract import names
 from imgcls.pipeline import results
 from imgcls.report import evaluation, figures, page, statistics
@@ -41,17 +38,13 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   shutil.rmtree(out, ignore_errors=True)
   os.makedirs(out)
   evaluation_uri = result.uri(names.ARTIFACT_EVALUATION)
-  counts = (gated_evaluator.confusion_matrix(
-      evaluation_uri, len(result.dataset.class_names))
-            if evaluation_uri else None)
   validation = _validation(result)
-  # The report's two costs overlap: predicting the test split runs in
+  # The report's two costs overlap: predicting test images runs in
   # TensorFlow's kernels, which release the GIL, while matplotlib draws the
-  # other figures on this thread (issue 26: 2.4 s and 1.6 s at 7,000 MNIST
-  # images, the prediction growing with the test split).
+  # other figures on this thread.
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    predicted = pool.submit(_test_errors, result, counts)
-    drawn = _draw(result, counts, out)
+    predicted = pool.submit(_test_errors, result)
+    drawn = _draw(result, out)
     distributions = _draw_distributions(validation, out)
     errors = predicted.result()
   if errors and errors.examples:
@@ -70,7 +63,7 @@ def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   return path
 
 
-def _test_errors(result: results.RunResult, counts: Optional[np.ndarray]
+def _test_errors(result: results.RunResult
                 ) -> Optional[evaluation.TestErrors]:
   model = result.uri(names.ARTIFACT_MODEL)
   examples = result.uri(names.ARTIFACT_EXAMPLES)
@@ -78,7 +71,7 @@ def _test_errors(result: results.RunResult, counts: Optional[np.ndarray]
     return None
   return evaluation.test_errors(model, examples,
                                 result.dataset.class_names,
-                                MAX_MISCLASSIFIED, counts)
+                                MAX_MISCLASSIFIED, result.confusion_matrix)
 
 
 def _validation(result: results.RunResult
@@ -107,8 +100,7 @@ def _draw_distributions(validation: Optional[statistics.Validation],
   return drawn
 
 
-def _draw(result: results.RunResult, counts: Optional[np.ndarray],
-          out: str) -> List[str]:
+def _draw(result: results.RunResult, out: str) -> List[str]:
   """Draws the figures the run has data for, but the misclassified images;
   returns their file names."""
   drawn = []
@@ -119,8 +111,8 @@ def _draw(result: results.RunResult, counts: Optional[np.ndarray],
 
   if result.history:
     draw(page.TRAINING, figures.training_curves, result.history)
-  if counts is not None:
-    draw(page.CONFUSION, figures.confusion_matrix, counts,
+  if result.confusion_matrix is not None:
+    draw(page.CONFUSION, figures.confusion_matrix, result.confusion_matrix,
          result.dataset.class_names)
   if result.per_class_accuracy:
     draw(page.PER_CLASS, figures.per_class_accuracy, result.per_class_accuracy)
