@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     load = common.load_average()
     try:
       results[name] = BENCHMARKS[name].run(session)
-    except Exception:  # pylint: disable=broad-except  (report, go on)
+    except Exception:  # report, go on
       traceback.print_exc()
       failed.append(name)
       continue

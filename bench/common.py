@@ -60,7 +60,7 @@ def load_average() -> str:
 
 def machine(load_at_start: str) -> Dict[str, str]:
   """The facts a figure depends on, recorded with each result at its end."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (slow)
+  import tensorflow as tf  # slow
   cpu = _proc_field('/proc/cpuinfo', 'model name') or platform.processor()
   memory_kb = _proc_field('/proc/meminfo', 'MemTotal')
   memory = (f'{int(memory_kb.split()[0]) / 2**20:.1f} GiB'

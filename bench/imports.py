@@ -2,7 +2,6 @@
 
 `python -m bench.imports`, timed as a command by bench.whole_pipeline.
 """
-# pylint: disable=unused-import
 import tensorflow  # noqa: F401
 import tensorflow_model_analysis  # noqa: F401
 from tfx import v1  # noqa: F401

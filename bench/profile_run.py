@@ -30,7 +30,6 @@ import time
 
 _STARTED = time.time()
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import json  # noqa: E402
@@ -99,7 +98,7 @@ def _instrument(parts: _Parts) -> None:
 
   def timed(step, method):
     def wrapper(self, *args, **kwargs):
-      node = self._pipeline_node.node_info.id  # pylint: disable=protected-access
+      node = self._pipeline_node.node_info.id
       started = time.time()
       try:
         return method(self, *args, **kwargs)
@@ -111,7 +110,7 @@ def _instrument(parts: _Parts) -> None:
   launch = cls.launch
 
   def launched(self):
-    parts.switch(self._pipeline_node.node_info.id)  # pylint: disable=protected-access
+    parts.switch(self._pipeline_node.node_info.id)
     try:
       return launch(self)
     finally:

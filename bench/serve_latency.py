@@ -131,7 +131,7 @@ def _closed_loop_rate(grpc_port: int, image: bytes, per_client: int) -> float:
 def _first_requests_after_swaps(base_path, out, image) -> Dict[str, float]:
   """Seconds of the first request to a freshly swapped-in version, without
   and with a warm-up file in it."""
-  from imgcls.dev_server import warmup  # pylint: disable=g-import-not-at-top
+  from imgcls.dev_server import warmup
   swap_base = os.path.join(out, 'swap', MODEL_NAME)
   shutil.copytree(os.path.join(base_path, '1'), os.path.join(swap_base, '1'))
   server, ports = _start_server(swap_base, os.path.join(out, 'swap.log'),
@@ -163,8 +163,8 @@ def _first_requests_after_swaps(base_path, out, image) -> Dict[str, float]:
 
 def _write_warmup_file(path: str, image: bytes) -> None:
   """One serving_bytes PredictionLog record, as the Pusher writes them."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from tensorflow_serving.apis import prediction_log_pb2
   log = prediction_log_pb2.PredictionLog()
   log.predict_log.request.model_spec.signature_name = names.SERVING_BYTES
   log.predict_log.request.inputs[_INPUT].CopyFrom(

@@ -39,7 +39,7 @@ def check_saved_model(model_dir: str, serialized_examples: Sequence[bytes],
   """Raises ContractError saying what is wrong; returns if all is well."""
   try:
     model = saved_model.load_artifact(model_dir)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise ContractError(f'cannot load {model_dir}: {e}') from e
   missing = {names.SERVING_DEFAULT, names.SERVING_BYTES,
              names.SERVING_EXAMPLES} - set(model.signatures)
@@ -97,7 +97,7 @@ def _check_outputs(signature: str, outputs, count: int,
 
 
 @component
-def ContractCheck(  # pylint: disable=invalid-name  (TFX component naming)
+def ContractCheck(  # TFX component naming
     model: InputArtifact[Model],
     examples: InputArtifact[Examples],
     infra_blessing: OutputArtifact[InfraBlessing],

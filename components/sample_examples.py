@@ -33,7 +33,7 @@ SAMPLE_FILE = 'data_tfrecord-00000-of-00001.gz'
 
 
 @component
-def SampleExamples(  # pylint: disable=invalid-name  (TFX component naming)
+def SampleExamples(  # TFX component naming
     examples: InputArtifact[Examples],
     sample: OutputArtifact[Examples],
     size: Parameter[int]) -> None:

@@ -24,7 +24,7 @@ def has_model(baseline: Model) -> bool:
 
 
 @component
-def ServingBaseline(  # pylint: disable=invalid-name  (TFX component naming)
+def ServingBaseline(  # TFX component naming
     model_base_path: Parameter[str],
     published_hint: Parameter[str],
     baseline: OutputArtifact[Model],

@@ -11,4 +11,4 @@ import os
 
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isfile(os.path.join(_CHECKOUT, 'setup.py')):
-  __path__.append(_CHECKOUT)  # pylint: disable=undefined-variable
+  __path__.append(_CHECKOUT)

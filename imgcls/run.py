@@ -28,11 +28,10 @@ def _run(args: argparse.Namespace) -> int:
       pipeline_config.pipeline_config_from_args(args), args, local=True)
   with pipeline_console.run_console(config.pipeline_root, 'run',
                                    args.verbose) as console:
-    # pylint: disable=g-import-not-at-top  (TFX loads inside the console)
+    # TFX loads inside the console
     from imgcls.clients.verify import verify_run
     from imgcls.pipeline import local
     from imgcls.report import write_report
-    # pylint: enable=g-import-not-at-top
     progress.report('imgcls run: %s -> %s (log: %s)', config.data_root,
                     config.model_base_path, console.log_path)
     result = local.run(config)

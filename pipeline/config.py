@@ -226,7 +226,7 @@ def checked_at_start(config: PipelineConfig, args: argparse.Namespace,
                      local: bool) -> PipelineConfig:
   """The config with its training settings checked before any component
   runs (trainer/startup.py); `local`: the Trainer runs on this machine."""
-  from imgcls.trainer import startup  # pylint: disable=g-import-not-at-top
+  from imgcls.trainer import startup
   return dataclasses.replace(
       config, training=startup.check(config.training, args, local))
 

@@ -17,5 +17,5 @@ def run_console(pipeline_root: str, command: str,
 
 
 def _describe(pipeline_root: str, node_id: str) -> str:
-  from imgcls.pipeline import local  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import local
   return local.describe_component(pipeline_root, node_id)

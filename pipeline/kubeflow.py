@@ -471,7 +471,7 @@ class KfpApi:
   def retry(self, run_id: str) -> None:
     """KFP's own retry: the failed steps of the same run run again."""
     with self._errors():
-      self._client._run_api.run_service_retry_run(run_id)  # pylint: disable=protected-access
+      self._client._run_api.run_service_retry_run(run_id)
 
   def terminate(self, run_id: str) -> None:
     with self._errors():
@@ -628,7 +628,7 @@ class KfpAuth:
     if self.token:
       return {'existing_token': self.token}
     if self.token_file:
-      from kfp import client  # pylint: disable=g-import-not-at-top
+      from kfp import client
       return {'credentials':
               client.ServiceAccountTokenVolumeCredentials(self.token_file)}
     return {}
@@ -659,7 +659,7 @@ def kfp_auth(token: Optional[str], token_file: Optional[str]) -> KfpAuth:
 def _client(host: Optional[str], auth: KfpAuth, kube_context: Optional[str]):
   """A kfp.Client that checks KFP's health once, not five times 5 s apart,
   and keeps its proxy path through a kube context."""
-  import kfp  # pylint: disable=g-import-not-at-top
+  import kfp
 
   class _Client(kfp.Client):
 
@@ -703,8 +703,8 @@ def _keep_the_proxy_path(config) -> None:
 @contextlib.contextmanager
 def _kfp_errors(host: Optional[str]) -> Iterator[None]:
   """KFP API and connection failures as UserErrors; kfp's links to stderr."""
-  import kfp_server_api  # pylint: disable=g-import-not-at-top
-  import urllib3  # pylint: disable=g-import-not-at-top
+  import kfp_server_api
+  import urllib3
   where = host or 'the kube context'
   try:
     with contextlib.redirect_stdout(sys.stderr):

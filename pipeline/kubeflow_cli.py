@@ -76,14 +76,14 @@ def _compile(args: argparse.Namespace) -> int:
     # selectors) as YAML only.
     raise UserError(f'--output {args.output}: the package is YAML; name a '
                     '.yaml file')
-  from imgcls.pipeline import kubeflow  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import kubeflow
   print(kubeflow.compile_pipeline(*kubeflow_config.from_args(args),
                                   args.output))
   return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-  from imgcls.pipeline import kubeflow  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import kubeflow
   if args.cron and not args.recurring:
     raise UserError('--cron schedules a recurring run: add --recurring')
   submit_args = dict(

@@ -172,9 +172,9 @@ def main_then_exit(parsed_argv) -> None:
   logging.shutdown()
   sys.stdout.flush()
   sys.stderr.flush()
-  os._exit(0)  # pylint: disable=protected-access
+  os._exit(0)
 
 
 if __name__ == '__main__':
   # TFX's own flags: the step's command line is the one TFX compiles.
-  app.run(main_then_exit, flags_parser=kubeflow_v2_run_executor._parse_flags)  # pylint: disable=protected-access
+  app.run(main_then_exit, flags_parser=kubeflow_v2_run_executor._parse_flags)

@@ -87,7 +87,7 @@ def push(tmp_path, base_dir: str, images: int = 6, with_examples: bool = True,
          trained=None, baseline_version: int = 2, blessed: int = 1,
          keep_versions: int = 5) -> standard_artifacts.PushedModel:
   """Runs the versioned Pusher's executor once; returns its PushedModel."""
-  from imgcls.components import versioned_pusher  # pylint: disable=g-import-not-at-top
+  from imgcls.components import versioned_pusher
   inputs = {
       'model': [trained or model(str(tmp_path / 'model'))],
       'model_blessing': [artifact(standard_artifacts.ModelBlessing,

@@ -167,16 +167,16 @@ class FakeKfp:
 
     class Handler(http.server.BaseHTTPRequestHandler):
 
-      def log_message(self, *args):  # pylint: disable=arguments-differ
+      def log_message(self, *args):
         del args
 
-      def do_GET(self):  # pylint: disable=invalid-name
+      def do_GET(self):
         self._dispatch('GET')
 
-      def do_POST(self):  # pylint: disable=invalid-name
+      def do_POST(self):
         self._dispatch('POST')
 
-      def do_DELETE(self):  # pylint: disable=invalid-name
+      def do_DELETE(self):
         self._dispatch('DELETE')
 
       def _dispatch(self, method: str) -> None:

@@ -20,7 +20,7 @@ MODEL_NAME = 'Lenet'
 
 def save_model(path: str, class_names: Sequence[str] = CLASS_NAMES) -> str:
   """A LenetModel SavedModel, with all serving signatures, at `path`."""
-  from imgcls.trainer import models  # pylint: disable=g-import-not-at-top  (slow)
+  from imgcls.trainer import models  # slow
   models.build_model('LenetModel', (28, 28, 1), class_names).save(path)
   return path
 
@@ -81,7 +81,7 @@ def save_half_plus_two(path: str) -> str:
   """TF Serving's test model, saved_model_half_plus_two: y = x / 2 + 2 for
   float inputs of any shape, as its own REST handler tests use it; plus a
   signature with no inputs."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (slow)
+  import tensorflow as tf  # slow
   module = tf.Module()
   module.half_plus_two = tf.function(
       lambda x: {'y': x * 0.5 + 2.0},

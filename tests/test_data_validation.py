@@ -268,8 +268,8 @@ def test_state_hint_changes_with_either_file(schema_dir):
 
 
 def test_retrain_records_refused_data_with_its_anomalies():
-  from imgcls.retrain import state as state_lib  # pylint: disable=g-import-not-at-top
-  from imgcls.retrain import watcher  # pylint: disable=g-import-not-at-top
+  from imgcls.retrain import state as state_lib
+  from imgcls.retrain import watcher
   anomaly = {'split': 'train', 'feature': names.IMAGE_CHANNELS_KEY,
              'what': 'High approximate Jensen-Shannon divergence',
              'description': 'between current and previous is 1'}

@@ -167,7 +167,7 @@ def test_no_compiler_no_test_tools_and_the_lock_installed(container):
 
 def _gpu_step():
   """The Dockerfile's RUN that installs the GPU variant's CUDA wheels."""
-  (step,) = [args for name, args in test_dockerfile._instructions()  # pylint: disable=protected-access
+  (step,) = [args for name, args in test_dockerfile._instructions()
              if name == 'RUN' and 'lock-section gpu' in args]
   return step
 
@@ -176,7 +176,7 @@ def _locked_hashes(text):
   """{name: {sha256, ...}} of a lock section."""
   hashes, name = {}, None
   for line in text.splitlines():
-    match = lock._PIN.match(line)  # pylint: disable=protected-access
+    match = lock._PIN.match(line)
     if match:
       name = lock.canonical(match[1])
     for digest in re.findall(r'--hash=sha256:([0-9a-f]{64})', line):

@@ -119,7 +119,7 @@ def test_submit_into_a_namespace_never_calls_ml_pipeline_there(
       'contexts': [{'name': 'test',
                     'context': {'cluster': 'test', 'user': 'test'}}]}))
   # kubernetes reads $KUBECONFIG once, at import (kube_config.py).
-  from kubernetes.config import kube_config  # pylint: disable=g-import-not-at-top
+  from kubernetes.config import kube_config
   monkeypatch.setattr(kube_config, 'KUBE_CONFIG_DEFAULT_LOCATION',
                       str(kubeconfig))
   try:

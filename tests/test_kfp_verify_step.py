@@ -128,7 +128,7 @@ def _push(model_dir, base, version, run_id):
   provenance.write_into(path, provenance.Provenance(
       model_uri=f'minio://mlpipeline/v2/artifacts/imgcls/{run_id}/Trainer/'
       'a1b2/model', pipeline_run_id=run_id))
-  warmup.write_requests(path, versioned_pusher._warmup_requests(  # pylint: disable=protected-access
+  warmup.write_requests(path, versioned_pusher._warmup_requests(
       path, MODEL, [testing.png(seed=n) for n in range(3)]))
   return path
 

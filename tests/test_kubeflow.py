@@ -68,7 +68,7 @@ def _compile(path, *flags):
 
 def _load(path):
   """(PipelineSpec, PlatformSpec) as kfp.Client reads a package."""
-  doc = kfp_client._extract_pipeline_yaml(str(path))  # pylint: disable=protected-access
+  doc = kfp_client._extract_pipeline_yaml(str(path))
   return doc.pipeline_spec, doc.platform_spec
 
 
@@ -360,7 +360,7 @@ def test_schema_2_1_which_kfps_api_server_requires(tfx_alone, compiled,
   assert tfx_spec.schema_version == '2.0.0'
   # TFX's own YAML writer cannot even write it.
   with pytest.raises(KeyError, match='parameterType'):
-    kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # pylint: disable=protected-access
+    kubeflow_v2_dag_runner._write_pipeline_spec_to_file(
         {'pipelineSpec': json_format.MessageToDict(tfx_spec)}, '',
         str(tmp_path / 'tfx.yaml'))
   with pytest.raises(kfp_fake_server.SpecError, match='only supports schema'):
@@ -544,7 +544,7 @@ def _assert_no_local_paths(metadata):
 
 def _in_process(command, main=kubeflow_entrypoint.main):
   """`python -m MODULE ARGS` in this process (argv[0] is the module)."""
-  main(kubeflow_v2_run_executor._parse_flags(command[2:]))  # pylint: disable=protected-access
+  main(kubeflow_v2_run_executor._parse_flags(command[2:]))
 
 
 def _tfx_alone(command):

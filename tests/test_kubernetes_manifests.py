@@ -195,7 +195,7 @@ def _probe_server(responses):
 
   class Handler(http.server.BaseHTTPRequestHandler):
 
-    def do_GET(self):  # pylint: disable=invalid-name
+    def do_GET(self):
       status, body = responses.get(self.path, (404, {'error': 'no route'}))
       payload = json.dumps(body, indent=1).encode()
       self.send_response(status)
@@ -220,7 +220,7 @@ def _cronjob_pod(objects='retrain'):
 
 def _retrain_args(container):
   """The CronJob's command line, expanded and parsed by `imgcls` itself."""
-  from imgcls import cli  # pylint: disable=g-import-not-at-top
+  from imgcls import cli
   env = _env_values(container)
   return cli.build_parser().parse_args(
       [_expand(arg, env) for arg in container['args']])
@@ -266,7 +266,7 @@ def test_params_are_parsed_as_kustomize_parses_env_files(text, expected):
 
 
 def test_python_defaults_come_from_the_params_file():
-  from imgcls.pipeline import kubeflow_config  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import kubeflow_config
   options = kubeflow_config.KubeflowOptions().resolved()
   assert options.image == _PARAMS['IMGCLS_IMAGE']
   assert options.data_pvc == _PARAMS['DATA_PVC']
@@ -351,7 +351,7 @@ def test_model_name_and_serving_path_agree_everywhere(changed):
                      _CHANGED['SERVING_PVC'])
   _, cron_pod = _cronjob_pod(changed['retrain'])
   args = _retrain_args(_container(cron_pod))
-  from imgcls.pipeline import config as pipeline_config  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import config as pipeline_config
   pusher_base_path = pipeline_config.pipeline_config_from_args(
       args).model_base_path
   assert pusher_base_path == f'{mount}/{name}'
@@ -937,7 +937,7 @@ def test_the_cronjobs_own_command_renews_its_token_and_fits_its_memory(
   """Two ticks of the CronJob's own command against the KFP API stand-in:
   every request carries the token file's content of the moment, and the
   kubelet's renewal between the ticks is what the second tick sends."""
-  from tests import (  # pylint: disable=g-import-not-at-top
+  from tests import (
     images,
     kfp_fake_server,
     served_models,
@@ -997,7 +997,7 @@ def _with_component(tmp_path, base, component) -> list:
 def _validate_authorization_policy(policy) -> None:
   """Against the CRD's own schema, as the API server would (Istio 1.29.1's
   CRD as kubeflow/manifests installs it: tests/schemas/)."""
-  import jsonschema  # pylint: disable=g-import-not-at-top
+  import jsonschema
   schemas = json.loads(
       (_REPO / 'tests' / 'schemas' / 'istio-authorizationpolicy.json')
       .read_text())['versions']
@@ -1067,7 +1067,7 @@ def _admitted(container: dict, limit_range: dict) -> dict:
 def _step_pod(limit_range) -> dict:
   """{container: resources} of a step's pod: its own container with the
   compiled step's cpu and memory, KFP's launcher, Argo's wait."""
-  from imgcls.pipeline import kubeflow_config  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import kubeflow_config
   options = kubeflow_config.KubeflowOptions()
   step = {'requests': {'cpu': options.step_cpu, 'memory': options.step_memory},
           'limits': {'cpu': options.step_cpu, 'memory': options.step_memory}}

@@ -149,7 +149,7 @@ def test_model_checkpoint_output_is_servable(tmp_path):
 
 
 def test_examples_signature_reads_what_the_example_gen_writes(saved):
-  from imgcls.imagedata import tf_examples  # pylint: disable=g-import-not-at-top
+  from imgcls.imagedata import tf_examples
   encoded = images.encode(images.digit_like(2))
   example = tf_examples.make_example(encoded, 2, 'two', 'two/a.png')
   by_example = saved.predict_examples([example.SerializeToString()])

@@ -37,7 +37,7 @@ def home(tmp_path, monkeypatch):
 
 
 def test_weights_file_is_the_one_tf_keras_downloads():
-  from tf_keras.src.applications import resnet  # pylint: disable=g-import-not-at-top
+  from tf_keras.src.applications import resnet
   weights = pretrained.RESNET50V2_NOTOP
   assert weights.url == resnet.BASE_WEIGHTS_PATH + weights.file_name
   assert weights.md5 == resnet.WEIGHTS_HASHES['resnet50v2'][1]
@@ -71,7 +71,7 @@ def test_cache_path_is_where_get_file_looks(tmp_path, monkeypatch, keras_dir):
 class _Weights(http.server.BaseHTTPRequestHandler):
   body = b'not really weights' * 1000
 
-  def do_GET(self):  # pylint: disable=invalid-name
+  def do_GET(self):
     self.send_response(200)
     self.send_header('Content-Length', str(len(self.body)))
     self.end_headers()
@@ -90,7 +90,7 @@ def server():
 
 
 def _md5(data: bytes) -> str:
-  import hashlib  # pylint: disable=g-import-not-at-top
+  import hashlib
   return hashlib.md5(data).hexdigest()
 
 

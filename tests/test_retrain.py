@@ -49,7 +49,7 @@ def _options(root, min_accuracy=0.5, min_new_images=1):
 
 
 def _window(n):
-  from imgcls.components.image_example_gen.options import ExampleGenOptions  # pylint: disable=g-import-not-at-top
+  from imgcls.components.image_example_gen.options import ExampleGenOptions
   return ExampleGenOptions(span_window=n)
 
 
@@ -97,7 +97,7 @@ def test_span_2_trains_on_the_window_and_pushes_v2(root):
   assert (attempt.data_key, attempt.outcome, attempt.version) == (
       'span-2', state_lib.Outcome.PUSHED, '2')
   assert _versions(root) == [1, 2]
-  from imgcls.pipeline import results  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import results
   facts = results.load_run(str(root / 'pipeline')).dataset
   assert facts.train_spans == [1, 2]
   assert facts.test_span == 1  # span-2 has no test: the newest that has one
@@ -196,7 +196,7 @@ def test_accept_anomalies_trains_and_pushes_the_refused_span(root, capsys):
   history = state_lib.load(str(root / 'pipeline')).history
   assert [(h.data_key, h.outcome, h.answer) for h in history[-2:]] == [
       ('span-6', 'refused', ''), ('span-6', 'pushed', '--accept-anomalies')]
-  from imgcls.pipeline import results  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline import results
   assert results.load_run(str(root / 'pipeline')).anomalies_accepted
   assert cli.main(_cli(root, *_ANSWER_FLAGS)) == 0
   assert 'no retraining' in capsys.readouterr().out

@@ -196,7 +196,7 @@ def test_grpc_matches_in_process_and_names_the_served_version(
 
 def test_grpc_output_filter(server):
   client = GrpcClient('127.0.0.1', server.grpc_port, NAME)
-  stub = client._predictions  # pylint: disable=protected-access
+  stub = client._predictions
   request = predict_pb2.PredictRequest(output_filter=['class_name'])
   request.model_spec.name = NAME
   request.inputs['input_tensor'].CopyFrom(tf.make_tensor_proto(PIXELS))

@@ -70,7 +70,7 @@ def test_trainer_resources_default_to_the_params_file():
 def test_keep_versions_is_a_declared_pusher_parameter():
   """Defaulted once (PipelineConfig), declared on the Pusher's spec, not
   JSON in its custom_config."""
-  from imgcls.components import versioned_pusher  # pylint: disable=g-import-not-at-top
+  from imgcls.components import versioned_pusher
   parameter = versioned_pusher.VersionedPusherSpec.PARAMETERS[
       versioned_pusher.KEEP_VERSIONS_KEY]
   assert parameter.type is int and not parameter.optional

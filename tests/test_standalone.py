@@ -57,7 +57,7 @@ def test_corrupt_and_non_image_files_are_skipped_and_listed(data, caplog):
 
 
 def test_unsupported_formats_are_skipped(tmp_path):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
   images.write_class_folders(str(tmp_path), {'a': 1, 'b': 1})
   Image.new('L', (8, 8)).save(tmp_path / 'a' / 'x.tiff')
   skipped = class_folders.read_split(str(tmp_path)).skipped

@@ -228,7 +228,7 @@ def test_paths_outside_v1_are_not_found(server):
 
 def test_deeply_nested_well_formed():
   """DeeplyNestedWellFormed: 500,000 levels of nesting parse."""
-  from imgcls.dev_server import json_tensors  # pylint: disable=g-import-not-at-top
+  from imgcls.dev_server import json_tensors
   body = (b'{"instances":[1], "nested":' + b'[' * 500000 + b']' * 500000 +
           b'}')
   inputs, _ = json_tensors.request_inputs(json_tensors.parse_body(body),
@@ -257,7 +257,7 @@ def test_parsing_stops_after_the_first_value(server):
 def test_base64_is_absl_base64_unescape(encoded):
   """SingleUnnamedTensorBase64Scalars with absl's decoder: padding optional,
   whitespace skipped."""
-  from imgcls.dev_server import json_tensors  # pylint: disable=g-import-not-at-top
+  from imgcls.dev_server import json_tensors
   assert json_tensors.decode_base64(encoded) in (b'ab', b'abcd')
 
 

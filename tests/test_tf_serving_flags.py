@@ -270,8 +270,8 @@ def test_a_request_larger_than_max_batch_size_fails_as_in_tf_serving(
 
 
 def test_mismatched_shapes_fail_the_batch():
-  from imgcls.clients.status import ServingError  # pylint: disable=g-import-not-at-top
-  from imgcls.dev_server.batching import BatchingOptions, BatchScheduler  # pylint: disable=g-import-not-at-top
+  from imgcls.clients.status import ServingError
+  from imgcls.dev_server.batching import BatchingOptions, BatchScheduler
   scheduler = BatchScheduler(BatchingOptions(batch_timeout_s=0.2,
                                              num_batch_threads=1))
   queue = scheduler.queue(lambda inputs: {'y': inputs['x']})
@@ -296,7 +296,7 @@ def test_mismatched_shapes_fail_the_batch():
 
 
 def test_padding_pads_with_the_first_value_and_allowed_sizes_round_up():
-  from imgcls.dev_server.batching import BatchingOptions, BatchScheduler  # pylint: disable=g-import-not-at-top
+  from imgcls.dev_server.batching import BatchingOptions, BatchScheduler
   seen = []
   scheduler = BatchScheduler(BatchingOptions(
       max_batch_size=4, allowed_batch_sizes=(4,), batch_timeout_s=0.2,
@@ -449,8 +449,8 @@ def test_an_image_declaring_huge_dimensions_is_refused_cheaply(tight_server):
 
 def _png_declaring(width: int, height: int) -> bytes:
   """A valid PNG of width x height black pixels, compressed to little."""
-  import struct  # pylint: disable=g-import-not-at-top
-  import zlib  # pylint: disable=g-import-not-at-top
+  import struct
+  import zlib
 
   def chunk(kind, data):
     return (struct.pack('>I', len(data)) + kind + data +

@@ -56,7 +56,7 @@ def test_augmentation_is_active_in_fit_only(tmp_path):
   model = training.build_model(config, CLASSES)
   x, y = _pixels(12), np.arange(12) % 3
   training.fit(model, config, _inputs(x, y), training.Backup(str(tmp_path)))
-  counter = model._augmenter.layers[0].batches  # pylint: disable=protected-access
+  counter = model._augmenter.layers[0].batches
   assert int(counter.numpy()) == 2 * 3  # two epochs of three batches
   model.evaluate(x, y, verbose=0)
   model.predict(x, verbose=0)
@@ -71,7 +71,7 @@ def test_augmentation_off_trains_without_it(tmp_path):
   model = training.build_model(config, CLASSES)
   x, y = _pixels(8), np.arange(8) % 3
   training.fit(model, config, _inputs(x, y), training.Backup(str(tmp_path)))
-  assert model._augmenter is None  # pylint: disable=protected-access
+  assert model._augmenter is None
 
 
 def test_served_predictions_are_deterministic_and_equal_with_augmentation_on_or_off(
@@ -113,7 +113,7 @@ def test_on_cpus_augmentation_runs_in_the_input_pipeline_on_gpus_in_the_step(
     training.fit(model, config, _inputs(x, y),
                  training.Backup(str(tmp_path / name)))
     model.predict(x, verbose=0)
-    counter = model._augmenter.layers[0].batches  # pylint: disable=protected-access
+    counter = model._augmenter.layers[0].batches
     assert int(counter.numpy()) == 3, name
 
 

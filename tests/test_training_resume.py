@@ -120,7 +120,7 @@ def test_a_different_training_does_not_resume_another_ones_backup(
     tmp_path, changed):
   """The backup is keyed by the inputs and settings: a kept backup of
   other settings or data is not restored into a model it does not fit."""
-  from imgcls.trainer import task  # pylint: disable=g-import-not-at-top
+  from imgcls.trainer import task
   config = _config(str(tmp_path / 'backup'))
   args = training_data.fn_args('/examples/1', str(tmp_path / 'out'), config)
   other = dict(config, epochs=EPOCHS + 1) if changed == 'epochs' else config

@@ -120,9 +120,9 @@ class _Result:
 
 def test_the_retrain_watcher_records_pushed_failed_verification_rolled_back(
     tmp_path, models):
-  from imgcls.pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
-  from imgcls.retrain import state as state_lib  # pylint: disable=g-import-not-at-top
-  from imgcls.retrain import watcher  # pylint: disable=g-import-not-at-top
+  from imgcls.pipeline.config import PipelineConfig
+  from imgcls.retrain import state as state_lib
+  from imgcls.retrain import watcher
   testing.write_class_folders(str(tmp_path / 'data' / 'train'),
                               artifacts.CLASS_NAMES)
   base = str(tmp_path / 'serving' / 'LenetModel')

@@ -42,7 +42,6 @@ def _train(args: argparse.Namespace) -> int:
   config = training_config.training_config_from_args(args)
   # TensorFlow loads inside the command's console (imgcls/cli.py), where
   # what it prints is logged.
-  # pylint: disable=g-import-not-at-top
   from imgcls.trainer import standalone, startup
   config = startup.check(config, args, local=True)
   path = standalone.train(args.train_dir, args.test_dir, args.model_dir,
@@ -52,7 +51,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-  from imgcls.trainer import standalone  # pylint: disable=g-import-not-at-top
+  from imgcls.trainer import standalone
   result = standalone.evaluate(args.model_path, args.test_dir,
                                args.batch_size)
   print(f'{result.count} test images ({result.skipped} skipped)')
@@ -67,8 +66,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-  from imgcls.contract import saved_model  # pylint: disable=g-import-not-at-top
-  from imgcls.serving_dir import versions as model_versions  # pylint: disable=g-import-not-at-top
+  from imgcls.contract import saved_model
+  from imgcls.serving_dir import versions as model_versions
   path = args.model_path or model_versions.latest_version_dir(
       args.model_base_path)
   if not path:
@@ -85,7 +84,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: str) -> bytes:
-  from imgcls.imagedata import class_folders  # pylint: disable=g-import-not-at-top
+  from imgcls.imagedata import class_folders
   with open(path, 'rb') as f:
     data = f.read()
   problem = class_folders.image_problem(data)

@@ -186,7 +186,7 @@ class ImageClassifierModel(tf.keras.Model):
     by declaring arguments there and values here. The base searches the
     learning rate alone.
     """
-    import keras_tuner  # pylint: disable=g-import-not-at-top
+    import keras_tuner
     hp = keras_tuner.HyperParameters()
     hp.Float(names.LEARNING_RATE_HYPERPARAMETER, 1e-4, 1e-2, sampling='log')
     return hp
@@ -426,7 +426,7 @@ class ResnetModel(ImageClassifierModel):
     backbone = tf.keras.applications.ResNet50V2(
         include_top=False, weights=weights, input_shape=(height, width, 3),
         pooling='avg')
-    backbone._name = self._BACKBONE  # pylint: disable=protected-access
+    backbone._name = self._BACKBONE
     if weights is None:
       for layer in backbone.layers:
         if isinstance(layer, layers.BatchNormalization):

@@ -81,7 +81,7 @@ def _open_within(url: str, deadline_s: float):
   def open_url():
     try:
       result['response'] = urllib.request.urlopen(url, timeout=READ_TIMEOUT_S)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       result['error'] = e
 
   opener = threading.Thread(target=open_url, daemon=True)

@@ -37,7 +37,7 @@ class ClassifierTuner(base_tuner.BaseTuner):
     self._class_names = list(class_names)
     self._where = where
 
-  def run_trial(self, trial, inputs: Inputs):  # pylint: disable=arguments-differ
+  def run_trial(self, trial, inputs: Inputs):
     config = self._config.with_hyperparameters(trial.hyperparameters.values)
     model = training.build_model(config, self._class_names, self._where)
     # A trial is short and is not resumed: its backup is thrown away.

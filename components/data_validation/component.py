@@ -73,7 +73,7 @@ def recorded_anomalies(artifact) -> List[Dict[str, str]]:
 
 
 @component
-def CuratedSchemaGen(  # pylint: disable=invalid-name  (TFX component naming)
+def CuratedSchemaGen(  # TFX component naming
     statistics: InputArtifact[ExampleStatistics],
     schema: OutputArtifact[Schema],
     schema_dir: Parameter[str],
@@ -103,7 +103,7 @@ def CuratedSchemaGen(  # pylint: disable=invalid-name  (TFX component naming)
 
 
 @component
-def DataValidator(  # pylint: disable=invalid-name  (TFX component naming)
+def DataValidator(  # TFX component naming
     statistics: InputArtifact[ExampleStatistics],
     schema: InputArtifact[Schema],
     anomalies: OutputArtifact[ExampleAnomalies],
@@ -147,7 +147,7 @@ def DataValidator(  # pylint: disable=invalid-name  (TFX component naming)
 
 
 @component
-def DataGate(  # pylint: disable=invalid-name  (TFX component naming)
+def DataGate(  # TFX component naming
     anomalies: InputArtifact[ExampleAnomalies]) -> None:
   """Raises DataRefused unless the validator let the data through."""
   if anomalies.get_int_custom_property(names.PROP_BLESSED) != 1:

@@ -101,7 +101,7 @@ def test_the_artifacts_properties_do_not_grow_with_the_class_count():
       examples_per_class={'train': dict.fromkeys(classes, 1),
                           'test': dict.fromkeys(classes, 1)})
   examples = standard_artifacts.Examples()
-  executor._record_on_artifact(examples, facts)  # pylint: disable=protected-access
+  executor._record_on_artifact(examples, facts)
   properties = json.dumps({k: str(v) for k, v in
                            examples.mlmd_artifact.custom_properties.items()})
   assert len(properties) < 1024

@@ -34,8 +34,8 @@ class ExampleGenOptions:
 
   def to_custom_config(self):
     """An example_gen_pb2.CustomConfig holding these options."""
-    from google.protobuf import struct_pb2  # pylint: disable=g-import-not-at-top
-    from tfx.proto import example_gen_pb2  # pylint: disable=g-import-not-at-top
+    from google.protobuf import struct_pb2
+    from tfx.proto import example_gen_pb2
     struct = struct_pb2.Struct()
     struct.update(dataclasses.asdict(self))
     config = example_gen_pb2.CustomConfig()
@@ -45,12 +45,10 @@ class ExampleGenOptions:
   @classmethod
   def from_exec_properties(cls, exec_properties: Dict[str, Any]
                           ) -> 'ExampleGenOptions':
-    # pylint: disable=g-import-not-at-top
     from google.protobuf import json_format, struct_pb2
     from tfx.proto import example_gen_pb2
     from tfx.types import standard_component_specs
     from tfx.utils import proto_utils
-    # pylint: enable=g-import-not-at-top
     text = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
     if not text:
       return cls()
@@ -71,11 +69,9 @@ def resolve_layout(exec_properties: Dict[str, Any]
   """The options, and the files the run reads (a data_layout.DataPlan):
   what the driver (locally, for the cache key) and the executor
   (everywhere) resolve alike."""
-  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_component_specs
 
   from imgcls.imagedata import data_layout
-  # pylint: enable=g-import-not-at-top
   options = ExampleGenOptions.from_exec_properties(exec_properties)
   return options, data_layout.resolve(
       exec_properties[standard_component_specs.INPUT_BASE_KEY],

@@ -123,7 +123,7 @@ def _register_verify_push(subparsers) -> None:
 
 
 def _clients(args, protocols):
-  from imgcls.clients.client import GrpcClient, RestClient  # pylint: disable=g-import-not-at-top
+  from imgcls.clients.client import GrpcClient, RestClient
   make = {
       'rest': lambda: RestClient(args.host, args.rest_port, args.model_name),
       'grpc': lambda: GrpcClient(args.host, args.grpc_port, args.model_name),
@@ -132,7 +132,7 @@ def _clients(args, protocols):
 
 
 def _evaluate(args) -> int:
-  from imgcls.clients.evaluate import evaluate_serving  # pylint: disable=g-import-not-at-top
+  from imgcls.clients.evaluate import evaluate_serving
   protocols = (defaults.PROTOCOLS
                if args.protocol == 'both' else (args.protocol,))
   signatures = ((args.signature,)
@@ -142,8 +142,8 @@ def _evaluate(args) -> int:
 
 
 def _verify(args) -> int:
-  from imgcls.clients import image_inputs  # pylint: disable=g-import-not-at-top
-  from imgcls.clients.verify import verify_serving  # pylint: disable=g-import-not-at-top
+  from imgcls.clients import image_inputs
+  from imgcls.clients.verify import verify_serving
   image = _read_image(args.image) if args.image else image_inputs.demo_png()
   class_names = ([name.strip() for name in args.class_names.split(',')]
                  if args.class_names else None)
@@ -153,7 +153,7 @@ def _verify(args) -> int:
 
 
 def _verify_push(args) -> int:
-  from imgcls.clients import verify  # pylint: disable=g-import-not-at-top
+  from imgcls.clients import verify
   version = verify.version_pushed_by_run(args.model_base_path,
                                          args.pushed_by_run)
   if version is None:
@@ -172,7 +172,7 @@ def _verify_push(args) -> int:
 
 
 def _read_image(path: str) -> bytes:
-  from imgcls.imagedata import class_folders  # pylint: disable=g-import-not-at-top
+  from imgcls.imagedata import class_folders
   try:
     with open(path, 'rb') as f:
       image = f.read()

@@ -175,8 +175,8 @@ def verify_push(check, model_base_path: str, version: int,
                 examples_uri: Optional[str]) -> PushVerdict:
   """Checks a pushed version on the server `check` names (a
   pipeline.config.ServingCheck); on failure, rolls the push back."""
-  from imgcls.clients.client import GrpcClient, RestClient  # pylint: disable=g-import-not-at-top
-  from imgcls.contract.saved_model import SavedClassifier  # pylint: disable=g-import-not-at-top
+  from imgcls.clients.client import GrpcClient, RestClient
+  from imgcls.contract.saved_model import SavedClassifier
   model_name = os.path.basename(model_base_path.rstrip('/'))
   version_dir = os.path.join(model_base_path, str(version))
   images = (_test_images(examples_uri) or warmup.images_in(version_dir) or

@@ -76,7 +76,7 @@ def _safely(describe, node: str) -> str:
   """A failing description must not fail the run it describes."""
   try:
     return describe(node)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     logging.getLogger(__name__).warning('cannot describe %s: %s', node, e)
     return ''
 
@@ -163,7 +163,7 @@ class Console:
     sys.stderr.flush()
     saved_fds = (os.dup(1), os.dup(2))
     self._saved = (saved_fds, sys.stdout, sys.stderr)
-    if self._outer and self._outer._saved:  # pylint: disable=protected-access
+    if self._outer and self._outer._saved:
       # fds 1 and 2 are the outer log: the terminal is the outer's streams.
       terminal = (sys.stdout, self._outer.terminal_err)
     else:

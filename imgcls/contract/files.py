@@ -14,7 +14,7 @@ def replace_file(path: str, data: Union[str, bytes]) -> None:
   tmp = f'{path}.tmp-{os.getpid()}'
   mode = 'wb' if isinstance(data, bytes) else 'w'
   if _SCHEME in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (stays light)
+    import tensorflow as tf  # stays light
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(tmp, mode) as f:
       f.write(data)

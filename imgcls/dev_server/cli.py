@@ -68,9 +68,9 @@ def _register_serve(subparsers) -> None:
 
 def _config(args):
   """The ServerConfig of parsed args: each field from the flag of its name."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
+  import dataclasses
 
-  from imgcls.dev_server.server import ServerConfig  # pylint: disable=g-import-not-at-top
+  from imgcls.dev_server.server import ServerConfig
   return ServerConfig(**{
       field.name: getattr(args, field.name)
       for field in dataclasses.fields(ServerConfig)
@@ -78,8 +78,8 @@ def _config(args):
 
 
 def _serve(args) -> int:
-  from imgcls.clients.client import address  # pylint: disable=g-import-not-at-top
-  from imgcls.dev_server.server import ModelServer  # pylint: disable=g-import-not-at-top
+  from imgcls.clients.client import address
+  from imgcls.dev_server.server import ModelServer
   logging.getLogger(_LOGGER).setLevel(logging.INFO)  # version changes
   flags.warn_ignored(args)
   config = _config(args)

@@ -16,7 +16,7 @@ from google.protobuf import (
   descriptor_pool,
   message_factory,
   text_format,
-  wrappers_pb2,  # pylint: disable=unused-import  (registers wrappers.proto)
+  wrappers_pb2,  # noqa: F401 (registers wrappers.proto)
 )
 from tensorflow_serving.config import model_server_config_pb2
 

@@ -46,7 +46,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     self._core = core
     self._metrics = metrics
 
-  def Predict(self, request, context):  # pylint: disable=invalid-name
+  def Predict(self, request, context):
     started = time.monotonic()
     code = grpc.StatusCode.OK
     try:
@@ -61,7 +61,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
       self._metrics.record_request(request.model_spec.name, 'Predict', 'GRPC',
                                    code, time.monotonic() - started)
 
-  def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
+  def GetModelMetadata(self, request, context):
     with _status_on_error(context):
       return self._core.model_metadata(*_spec_fields(request),
                                        fields=list(request.metadata_field))
@@ -73,7 +73,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
   def __init__(self, core: ServingCore):
     self._core = core
 
-  def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
+  def GetModelStatus(self, request, context):
     with _status_on_error(context):
       return self._core.model_status(*_spec_fields(request))
 

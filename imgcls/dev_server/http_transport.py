@@ -103,7 +103,7 @@ class BoundedHTTPServer(socketserver.TCPServer):
   def _serve(self, request, client_address):
     try:
       self.finish_request(request, client_address)
-    except Exception:  # pylint: disable=broad-except  (one connection only)
+    except Exception:  # one connection only
       self.handle_error(request, client_address)
     finally:
       self.shutdown_request(request)

@@ -16,7 +16,7 @@ from imgcls.dev_server.servable import Servable
 def _ndarray(alias: str, tensor_proto):
   try:
     return tf.make_ndarray(tensor_proto)
-  except Exception:  # pylint: disable=broad-except  (malformed protos vary)
+  except Exception:  # malformed protos vary
     raise invalid_argument(f'tensor parsing error: {alias}') from None
 
 

@@ -82,7 +82,7 @@ class ModelRegistry:
     for name, versions in models:
       try:
         versions.poll()
-      except Exception:  # pylint: disable=broad-except  (keep the others)
+      except Exception:  # keep the others
         _log.exception('Polling the versions of model %s failed', name)
 
   def configs(self) -> List[ModelConfig]:

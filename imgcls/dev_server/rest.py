@@ -118,7 +118,7 @@ class RestApi:
         status = grpc.StatusCode.OK
     except ServingError as e:
       reply, status = _json_reply(e.http_status, {'error': e.message}), e.code
-    except Exception as e:  # pylint: disable=broad-except  (a bug: say so)
+    except Exception as e:  # a bug: say so
       _log.exception('%s %s failed', method, path)
       reply = _json_reply(500, {'error': f'Internal error: {e}'})
       status = grpc.StatusCode.INTERNAL
@@ -229,12 +229,12 @@ class RestRequestHandler(DeadlineRequestHandler):
   api: RestApi
   max_body: int
 
-  def do_GET(self):  # pylint: disable=invalid-name
+  def do_GET(self):
     self._answer(b'')
 
   do_DELETE = do_OPTIONS = do_HEAD = do_GET
 
-  def do_POST(self):  # pylint: disable=invalid-name
+  def do_POST(self):
     body = self._read_body()
     if body is not None:
       self._answer(body)
@@ -324,5 +324,5 @@ class RestRequestHandler(DeadlineRequestHandler):
     if self.command != 'HEAD':
       self.wfile.write(reply.body)
 
-  def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+  def log_message(self, format, *args):
     _log.debug('%s %s', self.address_string(), format % args)

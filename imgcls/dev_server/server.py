@@ -286,7 +286,7 @@ class ModelServer:
       while not self._stopping.wait(seconds):
         try:
           action()
-        except Exception:  # pylint: disable=broad-except  (keep polling)
+        except Exception:  # keep polling
           _log.exception('%s failed', action.__name__)
 
     return run

@@ -123,7 +123,7 @@ class ModelVersions:
     started = time.monotonic()
     try:
       servable = self._load(path, version)
-    except Exception as e:  # pylint: disable=broad-except  (any load failure)
+    except Exception as e:  # any load failure
       self._failed[version] = _fingerprint(path)
       code = code_from_number(getattr(e, 'error_code', None)).name
       self._set_state(version, VersionState(END, code, str(e)))

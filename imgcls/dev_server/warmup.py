@@ -81,7 +81,7 @@ def _replay_records(path, servable, model_name, iterations) -> int:
 def _prediction_log(record: bytes, path: str):
   try:
     return prediction_log_pb2.PredictionLog.FromString(record)
-  except Exception:  # pylint: disable=broad-except  (DecodeError and kin)
+  except Exception:  # DecodeError and kin
     raise invalid_argument(f'Failed to parse warmup record: {record!r} from '
                            f'{path}') from None
 

@@ -109,7 +109,7 @@ def _decoding_problem(data: bytes, image_format: str) -> Optional[str]:
       image.load()
   except Image.UnidentifiedImageError:  # its message holds a BytesIO's repr
     return f'not a readable image: damaged {image_format} header'
-  except Exception as e:  # pylint: disable=broad-except  (PIL raises many)
+  except Exception as e:  # PIL raises many
     return f'not a readable image: {e}'
   return None
 

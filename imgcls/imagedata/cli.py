@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def _sample_data(args: argparse.Namespace) -> int:
-  from imgcls.imagedata import sample_data  # pylint: disable=g-import-not-at-top
+  from imgcls.imagedata import sample_data
   if os.path.isdir(args.out) and os.listdir(args.out):
     raise UserError(f'{args.out}: exists and is not empty; choose a new '
                     'folder (nothing was written)')

@@ -47,7 +47,7 @@ def path_in(examples_uri: str) -> str:
 def write(examples_uri: str, facts: DatasetFacts) -> None:
   """The one writer, the ExampleGen's; through TF's file layer, so that an
   artifact on GCS or S3 works as a local one does."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (--help stays fast)
+  import tensorflow as tf  # --help stays fast
   with tf.io.gfile.GFile(path_in(examples_uri), 'w') as f:
     f.write(facts.to_json())  # one write, not json.dump's one per token
 
@@ -55,7 +55,7 @@ def write(examples_uri: str, facts: DatasetFacts) -> None:
 def read(examples_uri: str) -> DatasetFacts:
   """The one reader; UserError naming the file when it is missing or does
   not fit."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   path = path_in(examples_uri)
   try:
     with tf.io.gfile.GFile(path) as f:

@@ -33,7 +33,7 @@ def default_mnist_dir() -> str:
 
 def digits_images() -> Iterator[Tuple[str, int, np.ndarray]]:
   """(split, label, 28x28 uint8 image) for scikit-learn's digits."""
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  from sklearn import datasets
   digits = datasets.load_digits()
   for i, (image, label) in enumerate(zip(digits.images, digits.target)):
     pixels = Image.fromarray((image * (255 / 16)).astype(np.uint8))

@@ -11,5 +11,5 @@ this package to register `imgcls report`, and must not pay for TensorFlow.
 
 def write_report(pipeline_root: str, run_id: str = 'latest') -> str:
   """See report.writer.write_report."""
-  from imgcls.report import writer  # pylint: disable=g-import-not-at-top
+  from imgcls.report import writer
   return writer.write_report(pipeline_root, run_id)

@@ -72,7 +72,7 @@ def register(subparsers) -> None:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-  # pylint: disable-next=g-import-not-at-top  (TFX loads inside the console)
+  # TFX loads inside the console
   from imgcls.retrain import state, watcher
   if (args.min_new_images < 1 or args.max_tries < 1 or args.interval <= 0 or
       args.kfp_timeout <= 0):
@@ -108,7 +108,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 def _report(options, attempt, argv) -> None:
   """A tick's outcome, and what waits for a person, on stdout."""
-  from imgcls.retrain import person, state  # pylint: disable=g-import-not-at-top
+  from imgcls.retrain import person, state
   if attempt is None:
     print('no retraining: no new data, or fewer new images than '
           '--min-new-images')
@@ -125,7 +125,7 @@ def _report(options, attempt, argv) -> None:
 
 def _status(config, argv) -> int:
   """The last attempt, and what waits for a person; reads the state only."""
-  from imgcls.retrain import person, state  # pylint: disable=g-import-not-at-top
+  from imgcls.retrain import person, state
   retrain_state = state.load(config.pipeline_root)
   last = retrain_state.current()
   print(f'retrain state: {state.state_path(config.pipeline_root)}')
@@ -148,7 +148,7 @@ def _status(config, argv) -> int:
 
 
 def _kfp_target(args: argparse.Namespace):
-  from imgcls.retrain import kfp_runs  # pylint: disable=g-import-not-at-top
+  from imgcls.retrain import kfp_runs
   return kfp_runs.KfpTarget(
       host=args.kfp_host,
       options=kubeflow_config.KubeflowOptions(

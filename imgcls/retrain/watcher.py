@@ -96,7 +96,7 @@ def served_class_names(config: PipelineConfig) -> Optional[List[str]]:
   version_dir = model_versions.latest_version_dir(config.model_base_path)
   if version_dir is None:
     return None
-  from imgcls.contract import saved_model  # pylint: disable=g-import-not-at-top
+  from imgcls.contract import saved_model
   return saved_model.SavedClassifier(version_dir).class_names
 
 
@@ -256,7 +256,7 @@ def _run_here(options: RetrainOptions, state: state_lib.RetrainState,
                attempt.new_images, attempt.attempts)
   try:
     _run_locally(config, attempt, run_pipeline)
-  except Exception as e:  # pylint: disable=broad-except  (retried next tick)
+  except Exception as e:  # retried next tick
     attempt.outcome, attempt.detail = Outcome.FAILED, f'{type(e).__name__}: {e}'
     _log.error('run for %s failed (attempt %d of %d): %s', new.data_key,
                attempt.attempts, options.max_tries, attempt.detail)
@@ -269,11 +269,11 @@ def _run_locally(config: PipelineConfig, attempt: Attempt,
                  run_pipeline) -> None:
   """Runs the pipeline with LocalDagRunner and fills in the outcome."""
   if run_pipeline is None:
-    from imgcls.pipeline import local  # pylint: disable=g-import-not-at-top
+    from imgcls.pipeline import local
     run_pipeline = local.run
   result = run_pipeline(config)
   if result.data_refused:
-    from imgcls.components.data_validation import component  # pylint: disable=g-import-not-at-top
+    from imgcls.components.data_validation import component
     attempt.outcome = Outcome.REFUSED
     attempt.detail = 'data anomalies, nothing trained: ' + '; '.join(
         component.anomaly_lines(result.data_anomalies))
@@ -295,7 +295,7 @@ def _run_locally(config: PipelineConfig, attempt: Attempt,
 def _verify_push(config: PipelineConfig, result, attempt: Attempt) -> None:
   """With --verify-serving, a push that the server did not serve as the
   model answers in-process has been rolled back; the attempt says so."""
-  from imgcls.clients.verify import verify_run  # pylint: disable=g-import-not-at-top
+  from imgcls.clients.verify import verify_run
   verdict = verify_run(config, result)
   if verdict and not verdict.passed:
     attempt.outcome = Outcome.ROLLED_BACK

@@ -63,7 +63,7 @@ def _locked_new_path(base_dir: str):
   """
   while True:
     path = os.path.join(base_dir, f'{TMP_PREFIX}{uuid.uuid4().hex}')
-    lock = open(path + LOCK_SUFFIX, 'x')  # pylint: disable=consider-using-with
+    lock = open(path + LOCK_SUFFIX, 'x')
     fcntl.flock(lock, fcntl.LOCK_EX)
     if _same_file(lock, path + LOCK_SUFFIX):
       lock.write(f'host {socket.gethostname()} pid {os.getpid()} since '
@@ -96,7 +96,7 @@ def remove_abandoned(base_dir: str) -> None:
 def _remove_if_unlocked(path: str) -> None:
   """Removes `path` and its lock file if no live writer holds the lock."""
   try:
-    lock = open(path + LOCK_SUFFIX, 'r+')  # pylint: disable=consider-using-with
+    lock = open(path + LOCK_SUFFIX, 'r+')
   except FileNotFoundError:
     return  # its writer just finished
   with lock:
