@@ -1,12 +1,14 @@
 """Small real image files for tests, in every format the models serve."""
 import io
 import os
+import struct
 from typing import Callable, Dict, Optional, Sequence
+import zlib
 
 import numpy as np
 from PIL import Image
 
-from imgcls.imagedata import sample_data
+from imgcls.imagedata import image_header, sample_data
 
 FORMATS = ('PNG', 'JPEG', 'BMP', 'GIF')
 _EXTENSIONS = {'PNG': 'png', 'JPEG': 'jpg', 'BMP': 'bmp', 'GIF': 'gif'}
@@ -53,3 +55,32 @@ def write_class_folders(
   for name in names:  # a class of 0 images still has its folder
     os.makedirs(os.path.join(root, name), exist_ok=True)
   return root
+
+
+def png_header(width, height, colour_type=2, bit_depth=8):
+  """A PNG signature and IHDR with a correct CRC, and nothing after."""
+  body = b'IHDR' + struct.pack('>IIBBBBB', width, height, bit_depth,
+                               colour_type, 0, 0, 0)
+  return (image_header.PNG_SIGNATURE + struct.pack('>I', 13) + body +
+          struct.pack('>I', zlib.crc32(body)))
+
+
+SHAPES = ('circle', 'square', 'triangle')
+EVEN_SHAPES = {name: 20 for name in SHAPES}
+# 'circle' at ten times its share: 200 of 240 instead of 20 of 60.
+SKEWED_SHAPES = {**EVEN_SHAPES, 'circle': 200}
+
+
+def write_shape_splits(root, per_class, size=(28, 28), rgb=True, seed=0):
+  """root/{train,test}/<class>/*.png; test gets half as many per class."""
+
+  def pixels(label, n):
+    gray = digit_like(label, size=size, seed=seed * 1000 + n)
+    return np.stack([gray] * 3, axis=-1) if rgb else gray
+
+  for split, share in (('train', 1), ('test', 2)):
+    write_class_folders(
+        os.path.join(root, split),
+        {name: per_class[name] // share for name in SHAPES},
+        classes=SHAPES, pixels=pixels)
+  return str(root)

@@ -6,11 +6,18 @@ saving one takes seconds, so tests save it once and push copies of it.
 import os
 import shutil
 import socket
+import threading
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 
+from imgcls.clients.client import (
+  GrpcClient,
+  RequestFailed,
+  RestClient,
+  ServerUnreachable,
+)
 from imgcls.serving_dir import versions as model_versions
 from tests import images
 
@@ -93,3 +100,58 @@ def save_half_plus_two(path: str) -> str:
       'no_inputs': module.no_inputs,
   })
   return path
+
+
+# Bounds of Load's request loop.
+LOAD_SECONDS = 60
+LOAD_REQUESTS = 20000
+
+
+class Load:
+  """Threads that send serving_bytes requests over REST and gRPC until
+  stopped, LOAD_SECONDS pass or LOAD_REQUESTS are sent."""
+
+  def __init__(self, server, name: str = MODEL_NAME):
+    self._image = np.array([png()], dtype=object)
+    self._stop = threading.Event()
+    self.failures = []
+    self.versions_seen = []
+    self.count = 0
+    self._lock = threading.Lock()
+    self._threads = [
+        threading.Thread(target=self._send, args=(client,)) for client in (
+            RestClient('127.0.0.1', server.rest_port, name),
+            GrpcClient('127.0.0.1', server.grpc_port, name),
+        )
+    ]
+
+  def __enter__(self):
+    for thread in self._threads:
+      thread.start()
+    return self
+
+  def __exit__(self, *exc_info):
+    self._stop.set()
+    for thread in self._threads:
+      thread.join()
+
+  def _send(self, client):
+    deadline = time.monotonic() + LOAD_SECONDS
+    while (not self._stop.is_set() and time.monotonic() < deadline and
+           self.count < LOAD_REQUESTS):
+      try:
+        answer = client.predict('serving_bytes',
+                                {'image_bytes_string': self._image})
+        with self._lock:
+          self.count += 1
+          if answer.version is not None:
+            self.versions_seen.append(answer.version)
+      except (RequestFailed, ServerUnreachable) as e:
+        with self._lock:
+          self.count += 1
+          self.failures.append(f'{client.protocol}: {e}')
+
+  def requests_since_version(self, version) -> int:
+    with self._lock:
+      return (len(self.versions_seen) - self.versions_seen.index(version)
+              if version in self.versions_seen else 0)

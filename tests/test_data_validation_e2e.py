@@ -15,7 +15,7 @@ from imgcls.pipeline import local
 from imgcls.pipeline.config import PipelineConfig
 from imgcls.serving_dir import versions as model_versions
 from imgcls.trainer.config import TrainingConfig
-from tests import test_data_validation as executors
+from tests import images
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ def _cli_run(root, *flags):
 @pytest.fixture(scope='module')
 def project(tmp_path_factory):
   root = tmp_path_factory.mktemp('project')
-  executors._write_data(root / 'data' / 'span-1', executors.EVEN)
+  images.write_shape_splits(root / 'data' / 'span-1', images.EVEN_SHAPES)
   return root, local.run(_config(root))
 
 
@@ -54,7 +54,7 @@ def test_first_run_writes_statistics_and_a_schema_and_trains(project):
 
 def test_a_span_from_the_same_distribution_passes_and_trains(project):
   root, _ = project
-  executors._write_data(root / 'data' / 'span-2', executors.EVEN, seed=1)
+  images.write_shape_splits(root / 'data' / 'span-2', images.EVEN_SHAPES, seed=1)
   result = local.run(_config(root))
   assert result.data_passed and result.data_anomalies == []
   assert result.history  # trained
@@ -62,7 +62,7 @@ def test_a_span_from_the_same_distribution_passes_and_trains(project):
 
 def test_a_skewed_span_is_refused_until_accepted(project, capsys):
   root, _ = project
-  executors._write_data(root / 'data' / 'span-3', executors.SKEWED, seed=2)
+  images.write_shape_splits(root / 'data' / 'span-3', images.SKEWED_SHAPES, seed=2)
   versions = model_versions.versions(str(root / 'serving' / 'LenetModel'))
   assert _cli_run(root) == 1
   out = capsys.readouterr().out

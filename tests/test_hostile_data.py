@@ -20,13 +20,12 @@ from imgcls import cli
 from imgcls.contract import names
 from imgcls.imagedata import dataset_facts
 from tests import images, served_models
-from tests.test_image_header import png_header
 
 CLASSES = {'a': 12, 'b': 12}
 _IMGCLS = os.path.join(os.path.dirname(sys.executable), 'imgcls')
 _NO_DAC = ['setpriv', '--inh-caps=-dac_override,-dac_read_search',
            '--bounding-set=-dac_override,-dac_read_search']
-_BOMB = png_header(30000, 30000) + bytes(164)  # 196 bytes, as in the issue
+_BOMB = images.png_header(30000, 30000) + bytes(164)  # 196 bytes, as in the issue
 # (path under the split folder, the reason it is listed with)
 HOSTILE = {
     'a/bad-\udcff\udcfe.png': 'file name is not valid UTF-8',
@@ -168,8 +167,8 @@ def test_served_model_refuses_a_bomb_header_before_decoding(tmp_path):
   declares 30000x30000 or 12000x12000 pixels (432 MB decoded) is refused
   with INVALID_ARGUMENT naming the limit, and the process does not grow."""
   model = served_models.save_model(str(tmp_path / 'model'))
-  bombs = [png_header(30000, 30000) + bytes(164),
-           png_header(12000, 12000) + bytes(164)]
+  bombs = [images.png_header(30000, 30000) + bytes(164),
+           images.png_header(12000, 12000) + bytes(164)]
   run = subprocess.run(
       [sys.executable, '-c', _SERVE_BOMBS, model, *(b.hex() for b in bombs)],
       capture_output=True, text=True, timeout=300, check=True,

@@ -9,9 +9,6 @@ from imgcls.dev_server.server import ModelServer, ServerConfig
 from imgcls.serving_dir import history, provenance, versions
 from tests import served_models as testing
 
-# Requests over REST and gRPC in a loop, as the swap test sends them.
-from tests.test_serving_versions import _Load
-
 NAME = testing.MODEL_NAME
 
 
@@ -91,7 +88,7 @@ def test_the_local_server_serves_the_rollback_without_a_failed_request(
   testing.push_version(saved, base, 2)
   config = ServerConfig(base, NAME, rest_port=0, grpc_port=0,
                         poll_seconds=0.05)
-  with ModelServer(config) as server, _Load(server) as loop:
+  with ModelServer(config) as server, testing.Load(server) as loop:
     assert testing.wait_for(lambda: 2 in loop.versions_seen)
     assert _rollback(base) == 0
     assert testing.wait_for(lambda: loop.versions_seen[-30:] == [3] * 30, 60)

@@ -1,6 +1,5 @@
 """Version discovery and swaps of the local model server, under load."""
 import os
-import threading
 import time
 
 import numpy as np
@@ -10,7 +9,6 @@ from imgcls.clients.client import (
   GrpcClient,
   RequestFailed,
   RestClient,
-  ServerUnreachable,
 )
 from imgcls.dev_server.server import ModelServer, ServerConfig
 from imgcls.serving_dir.versions import version_dirs
@@ -18,9 +16,6 @@ from tests import served_models as testing
 
 NAME = testing.MODEL_NAME
 IMAGE = np.array([testing.png()], dtype=object)
-# Bounds of the request loop of the swap test.
-MAX_SECONDS = 60
-MAX_REQUESTS = 20000
 REQUESTS_AFTER_SWAP = 30
 
 
@@ -79,62 +74,15 @@ def _available(client, version) -> bool:
     return False
 
 
-class _Load:
-  """Threads that send requests over both protocols until stopped."""
-
-  def __init__(self, server):
-    self._stop = threading.Event()
-    self.failures = []
-    self.versions_seen = []
-    self.count = 0
-    self._lock = threading.Lock()
-    self._threads = [
-        threading.Thread(target=self._send, args=(client,)) for client in (
-            RestClient('127.0.0.1', server.rest_port, NAME),
-            GrpcClient('127.0.0.1', server.grpc_port, NAME),
-        )
-    ]
-
-  def __enter__(self):
-    for thread in self._threads:
-      thread.start()
-    return self
-
-  def __exit__(self, *exc_info):
-    self._stop.set()
-    for thread in self._threads:
-      thread.join()
-
-  def _send(self, client):
-    deadline = time.monotonic() + MAX_SECONDS
-    while (not self._stop.is_set() and time.monotonic() < deadline and
-           self.count < MAX_REQUESTS):
-      try:
-        answer = client.predict('serving_bytes', {'image_bytes_string': IMAGE})
-        with self._lock:
-          self.count += 1
-          if answer.version is not None:
-            self.versions_seen.append(answer.version)
-      except (RequestFailed, ServerUnreachable) as e:
-        with self._lock:
-          self.count += 1
-          self.failures.append(f'{client.protocol}: {e}')
-
-  def requests_since_version(self, version) -> int:
-    with self._lock:
-      return (len(self.versions_seen) - self.versions_seen.index(version)
-              if version in self.versions_seen else 0)
-
-
 def test_new_version_swaps_in_without_failing_a_request(saved_model,
                                                         base_path):
   testing.push_version(saved_model, base_path, 1)
-  with _server(base_path) as server, _Load(server) as load:
-    assert testing.wait_for(lambda: load.count >= 20, MAX_SECONDS)
+  with _server(base_path) as server, testing.Load(server) as load:
+    assert testing.wait_for(lambda: load.count >= 20, testing.LOAD_SECONDS)
     testing.push_version(saved_model, base_path, 2)
     assert testing.wait_for(
         lambda: load.requests_since_version(2) >= REQUESTS_AFTER_SWAP,
-        MAX_SECONDS), 'version 2 never answered'
+        testing.LOAD_SECONDS), 'version 2 never answered'
     rest = RestClient('127.0.0.1', server.rest_port, NAME)
     assert _states(rest) == {2: 'AVAILABLE', 1: 'END'}
   assert load.failures == []

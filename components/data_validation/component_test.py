@@ -9,7 +9,6 @@ ordinary way new data goes wrong is then validated against it.
 import os
 import shutil
 
-import numpy as np
 import pytest
 from tfx.components.statistics_gen import executor as statistics_executor
 from tfx.types import standard_artifacts
@@ -22,26 +21,6 @@ from imgcls.components.image_example_gen.options import ExampleGenOptions
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
 from tests import images
-
-CLASSES = ('circle', 'square', 'triangle')
-EVEN = {name: 20 for name in CLASSES}
-# 'circle' at ten times its share: 200 of 240 instead of 20 of 60.
-SKEWED = {**EVEN, 'circle': 200}
-
-
-def _write_data(root, per_class, size=(28, 28), rgb=True, seed=0):
-  """root/{train,test}/<class>/*.png; test gets half as many per class."""
-
-  def pixels(label, n):
-    gray = images.digit_like(label, size=size, seed=seed * 1000 + n)
-    return np.stack([gray] * 3, axis=-1) if rgb else gray
-
-  for split, share in (('train', 1), ('test', 2)):
-    images.write_class_folders(
-        os.path.join(root, split),
-        {name: per_class[name] // share for name in CLASSES},
-        classes=CLASSES, pixels=pixels)
-  return str(root)
 
 
 def _statistics(data_root, out) -> standard_artifacts.ExampleStatistics:
@@ -98,7 +77,7 @@ def _gate(anomalies) -> None:
 def baseline(tmp_path_factory):
   """The first data (RGB, 28x28, classes even), validated and accepted."""
   root = tmp_path_factory.mktemp('baseline')
-  statistics = _statistics(_write_data(root / 'data', EVEN), str(root))
+  statistics = _statistics(images.write_shape_splits(root / 'data', images.EVEN_SHAPES), str(root))
   schema_dir = str(root / 'schema')
   anomalies = _validate(statistics, schema_dir, str(root / 'first'))
   return schema_dir, statistics, anomalies
@@ -109,16 +88,16 @@ def new_data(tmp_path_factory):
   """Statistics of new data, made once per kind and shared by the tests."""
   made = {}
   kinds = {
-      'same': dict(per_class=EVEN, seed=1),
-      'skewed': dict(per_class=SKEWED, seed=2),
-      'larger': dict(per_class=EVEN, size=(224, 224), seed=3),
-      'grayscale': dict(per_class=EVEN, rgb=False, seed=4),
+      'same': dict(per_class=images.EVEN_SHAPES, seed=1),
+      'skewed': dict(per_class=images.SKEWED_SHAPES, seed=2),
+      'larger': dict(per_class=images.EVEN_SHAPES, size=(224, 224), seed=3),
+      'grayscale': dict(per_class=images.EVEN_SHAPES, rgb=False, seed=4),
   }
 
   def statistics_of(kind):
     if kind not in made:
       root = tmp_path_factory.mktemp(kind)
-      made[kind] = _statistics(_write_data(root / 'data', **kinds[kind]),
+      made[kind] = _statistics(images.write_shape_splits(root / 'data', **kinds[kind]),
                                str(root))
     return made[kind]
 
@@ -151,7 +130,7 @@ def test_first_run_writes_statistics_and_a_curated_schema(baseline):
   assert set(features) == set(schema_lib.STATISTICS_FEATURES)
   assert features[names.IMAGE_KEY].HasField('image_domain')
   assert list(features[names.LABEL_NAME_KEY].string_domain.value) == list(
-      CLASSES)
+      images.SHAPES)
   assert features[names.IMAGE_CHANNELS_KEY].int_domain.max == 4
   assert features[names.IMAGE_WIDTH_KEY].int_domain.min == 1
   assert features[names.LABEL_NAME_KEY].drift_comparator.infinity_norm.threshold == 0.1
