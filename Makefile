@@ -16,7 +16,7 @@ demo:  ## sample data -> TFX pipeline -> pushed model -> one prediction
 	$(IN_ENV) imgcls run --data-root $(DEMO_DIR)/data --serving-dir $(DEMO_DIR)/serving --pipeline-root $(DEMO_DIR)/pipeline
 	$(IN_ENV) imgcls predict --model-base-path $(DEMO_DIR)/serving/LenetModel $(DEMO_DIR)/data/test/3
 
-bench:  ## every benchmark at full size; writes docs/benchmarks.md
+bench:  ## every benchmark at full size; writes bench/results.json and docs/benchmarks.md
 	$(IN_ENV) python -m bench
 
 IMAGE ?= imgcls:latest

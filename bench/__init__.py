@@ -1,6 +1,7 @@
 """Benchmarks of the pipeline, each against its floor or peer.
 
-    scripts/in-env python -m bench          # full size -> docs/benchmarks.md
+    scripts/in-env python -m bench          # full size -> bench/results.json,
+                                            #   rendered as docs/benchmarks.md
     scripts/in-env python -m bench --quick  # tiny: do the scripts still work?
     scripts/in-env python -m bench --only serving
 

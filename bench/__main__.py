@@ -1,10 +1,12 @@
-"""`python -m bench [--quick] [--only NAME] [--out PATH]`, see the package."""
+"""`python -m bench [--quick] [--only NAME] [--results PATH] [--out PATH]`,
+see the package."""
 import argparse
 import logging
 import os
 import sys
 import tempfile
 import traceback
+from typing import Tuple
 
 from bench import (
   accuracy,
@@ -18,7 +20,6 @@ from bench import (
 from imgcls.imagedata import sample_data
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOC = os.path.join(_REPO, 'docs', 'benchmarks.md')
 # In the order of the page.
 BENCHMARKS = {
     module.NAME: module for module in (ingest, input_pipeline, whole_pipeline,
@@ -30,21 +31,26 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='python -m bench',
       description='Benchmarks of the pipeline against their floors; full '
-      f'size writes {os.path.relpath(DOC, _REPO)}.')
+      f'size writes {os.path.relpath(doc.RESULTS, _REPO)} and renders '
+      f'{os.path.relpath(doc.PAGE, _REPO)} from it.')
   parser.add_argument('--quick', action='store_true',
                       help='tiny data (bundled digits) and 1-2 epochs, to '
-                      'check that the scripts work; writes to --out or a '
-                      'temporary file, never to the docs')
+                      'check that the scripts work; writes to --results and '
+                      '--out or a temporary folder, never to the docs')
   parser.add_argument('--only', action='append', choices=list(BENCHMARKS),
                       metavar='NAME',
-                      help='run this benchmark only (repeatable); the page '
-                      'keeps the others\' earlier figures. One of: ' +
+                      help='run this benchmark only (repeatable); the '
+                      'others keep their recorded figures. One of: ' +
                       ', '.join(BENCHMARKS))
   parser.add_argument('--rounds', type=int,
                       help='rounds of the pipeline benchmark (default: 3); '
                       'the best counts')
-  parser.add_argument('--out', help='the Markdown page to write (default: '
-                      'docs/benchmarks.md, or a temporary file with --quick)')
+  parser.add_argument('--results', help='the data file of the results '
+                      '(default: bench/results.json, or a temporary folder\'s '
+                      'with --quick)')
+  parser.add_argument('--out', help='the Markdown page rendered from them '
+                      '(default: docs/benchmarks.md, or a temporary folder\'s '
+                      'with --quick)')
   parser.add_argument('--work-dir',
                       help='data and outputs (default: _work/bench, or '
                       '_work/bench-quick with --quick)')
@@ -53,19 +59,27 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _outputs(args: argparse.Namespace) -> Tuple[str, str]:
+  """(the data file, the page): quick figures never reach the docs."""
+  if not args.quick:
+    return args.results or doc.RESULTS, args.out or doc.PAGE
+  temporary = tempfile.mkdtemp(prefix='imgcls-bench-')
+  return (args.results or os.path.join(temporary, 'results.json'),
+          args.out or os.path.join(temporary, 'benchmarks.md'))
+
+
 def main(argv=None) -> int:
   args = _parser().parse_args(argv)
   for noisy in ('absl', 'tensorflow'):
     logging.getLogger(noisy).setLevel(logging.ERROR)
-  out = args.out or (os.path.join(tempfile.mkdtemp(prefix='imgcls-bench-'),
-                                  'benchmarks.md') if args.quick else DOC)
+  results_path, out = _outputs(args)
   session = common.Session(
       quick=args.quick,
       work_dir=os.path.abspath(args.work_dir or os.path.join(
           _REPO, '_work', 'bench-quick' if args.quick else 'bench')),
       mnist_dir=args.mnist_dir, rounds=args.rounds)
   results = {
-      name: result for name, result in doc.load_results(out).items()
+      name: result for name, result in doc.load_results(results_path).items()
       if result.quick == args.quick and name in BENCHMARKS
   }
   failed = []
@@ -86,8 +100,9 @@ def main(argv=None) -> int:
             {True: ' target met', False: ' target NOT met', None: ''}[
                 figure.met], flush=True)
     # Written after each benchmark: a later failure keeps what was measured.
-    doc.write(out, [results[n] for n in BENCHMARKS if n in results])
-  print(f'bench: wrote {out}')
+    doc.write([results[n] for n in BENCHMARKS if n in results], results_path,
+              out)
+  print(f'bench: wrote {results_path} and {out}')
   if failed:
     print(f'bench: failed: {", ".join(failed)}', file=sys.stderr)
     return 1

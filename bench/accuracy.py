@@ -77,8 +77,8 @@ def _result(session, settings, augmented, plain) -> common.Result:
       'not the test folder.',
       f'With `--augment none` and otherwise the same settings: '
       f'{plain[0]:.2%} in {plain[1] / 60:.1f} min ({plain[2]} epochs).',
-      'The machine is shared: the load averages below say how busy it was; '
-      'on a busy machine the time is pessimistic.',
+      'The machine is shared: the load averages above say how busy it '
+      'was; on a busy machine the time is pessimistic.',
       'On GPUs the Trainer uses MirroredStrategy and mixed_float16 (float32 '
       'logits); those figures are unmeasured: no GPU was available.',
   ]

@@ -6,7 +6,7 @@ The Trainer's own loop pieces (trainer.training.build_model, trainer.dataset)
 with the same data and initial weights, taking turns; prints each fit's
 epoch seconds and the best second epoch (the first also decodes and caches)
 of each side. Not part of `python -m bench`: a check of issue 26's choice,
-whose figures docs/benchmarks.md quotes in the accuracy section.
+whose figures bench/results.json records with the accuracy benchmark.
 """
 import argparse
 import os

@@ -1,56 +1,69 @@
-"""docs/benchmarks.md: the figures beside their targets, and why any is missed.
+"""The benchmark results as data, and the page that renders them.
 
-The page ends with the results as JSON in an HTML comment (invisible when
-rendered), so `python -m bench --only NAME` can measure one benchmark again
-and rewrite the page with the others' figures as they were.
+`bench/results.json` holds every benchmark's figures, setup and notes, so
+`python -m bench --only NAME` measures one again and keeps the others as they
+were. `docs/benchmarks.md` is rendered from that file alone:
+`python -m bench.doc` renders it again after a change here.
 """
 import dataclasses
 import json
 import os
 import re
+import sys
 from typing import Dict, List, Sequence
 
 from bench.common import Figure, Result, fmt
 
-_RESULTS = re.compile(r'<!-- bench-results\n(.*?)\n-->', re.DOTALL)
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(_REPO, 'bench', 'results.json')
+PAGE = os.path.join(_REPO, 'docs', 'benchmarks.md')
 
 
 def load_results(path: str) -> Dict[str, Result]:
-  """The results recorded in an earlier page, by benchmark name."""
+  """The results recorded in a data file, by benchmark name."""
   if not os.path.exists(path):
     return {}
   with open(path, encoding='utf-8') as f:
-    match = _RESULTS.search(f.read())
-  if not match:
-    return {}
+    items = json.load(f)
   results = {}
-  for item in json.loads(match.group(1)):
+  for item in items:
     item['figures'] = [Figure(**figure) for figure in item['figures']]
     results[item['name']] = Result(**item)
   return results
 
 
-def write(path: str, results: Sequence[Result]) -> None:
+def write(results: Sequence[Result], results_path: str,
+          page_path: str) -> None:
+  """The data file, then the page rendered from it."""
+  payload = json.dumps([dataclasses.asdict(r) for r in results], indent=1,
+                       ensure_ascii=False)
+  _write_text(results_path, payload + '\n')
+  _write_text(page_path, render(results))
+
+
+def _write_text(path: str, text: str) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, 'w', encoding='utf-8') as f:
-    f.write(render(results))
+    f.write(text)
 
 
 def render(results: Sequence[Result]) -> str:
-  quick = any(r.quick for r in results)
   lines = [
       '# Benchmarks',
       '',
-      'Written by `make bench` (`scripts/in-env python -m bench`; one '
-      'benchmark: `--only NAME`). Each figure is measured in the same run as '
-      'its floor or peer, one after the other on the same machine, taking '
-      'turns where a benchmark repeats. The machine, date and load average '
-      'are recorded with each benchmark: other work on a shared machine '
-      'slows what is measured, so repeated figures are the best of their '
-      'runs.',
+      'Rendered from [bench/results.json](../bench/results.json) by '
+      '`bench/doc.py`. `make bench` (`scripts/in-env python -m bench`; one '
+      'benchmark: `--only NAME`) measures them again: at full size it needs '
+      'MNIST\'s IDX files (`../shared/data/mnist`, or `--mnist-dir`) and '
+      'takes about an hour on 2 cores; `--quick` only checks that the '
+      'scripts work. Each figure is measured in the same run as its floor '
+      'or peer, one after the other on the same machine, taking turns where '
+      'a benchmark repeats. Other work on a shared machine slows what is '
+      'measured, so repeated figures are the best of their runs, and each '
+      'benchmark records its machine, date, load average and commit.',
       '',
   ]
-  if quick:
+  if any(r.quick for r in results):
     lines += ['**Quick mode: tiny data and 1-2 epochs, to keep the scripts '
               'working. These figures mean nothing.**', '']
   lines += _summary(results)
@@ -58,8 +71,6 @@ def render(results: Sequence[Result]) -> str:
   for number, result in enumerate(results, 1):
     lines += _section(number, result)
   lines += _gpu(len(results) + 1, results)
-  payload = json.dumps([dataclasses.asdict(r) for r in results], indent=1)
-  lines += ['', f'<!-- bench-results\n{payload}\n-->', '']
   return '\n'.join(lines)
 
 
@@ -85,22 +96,31 @@ def _met(met) -> str:
 
 
 def _not_met(results: Sequence[Result]) -> List[str]:
-  missed = [(n, r) for n, r in enumerate(results, 1)
-            if any(f.met is False for f in r.figures)]
+  """Each missed target, pointing at the section that says why."""
   lines = ['## Targets not met', '']
-  if not missed:
-    return lines + ['None: every target above is met.', '']
-  for number, result in missed:
-    names = ', '.join(f.name for f in result.figures if f.met is False)
-    lines.append(f'- **{number}. {result.title}** ({names}): ' +
-                 ' '.join(result.notes))
+  for number, result in enumerate(results, 1):
+    title = _title(number, result)
+    lines += [f'- {figure.name} ({figure.target}): why in '
+              f'[{title}](#{_anchor(title)}).'
+              for figure in result.figures if figure.met is False]
+  if len(lines) == 2:
+    lines.append('None: every target above is met.')
   return lines + ['']
+
+
+def _title(number: int, result: Result) -> str:
+  return f'{number}. {result.title}'
+
+
+def _anchor(heading: str) -> str:
+  """The anchor GitHub gives a heading."""
+  return re.sub(r'[^\w\- ]', '', heading.lower()).replace(' ', '-')
 
 
 def _section(number: int, result: Result) -> List[str]:
   machine = result.machine
   lines = [
-      f'## {number}. {result.title}', '',
+      f'## {_title(number, result)}', '',
       result.setup, '',
       f'Measured {machine.get("date")} on {machine.get("cpu")}, '
       f'{machine.get("cores")} cores, {machine.get("memory")} memory, GPU: '
@@ -126,6 +146,16 @@ def _gpu(number: int, results: Sequence[Result]) -> List[str]:
           if gpus else
           'No GPU: the machine these figures come from has none '
           '(TensorFlow lists no GPU device), so every figure above is '
-          'CPU-only and nothing here says how the pipeline does on a GPU. '
-          'The GPU check is done elsewhere, on a machine that has one.')
+          'CPU-only and nothing here says how the pipeline does on a GPU.')
   return [f'## {number}. GPU', '', text, '']
+
+
+def main() -> int:
+  """Renders the page again from the data file, measuring nothing."""
+  _write_text(PAGE, render(list(load_results(RESULTS).values())))
+  print(f'bench.doc: wrote {os.path.relpath(PAGE, _REPO)}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

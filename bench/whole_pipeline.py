@@ -25,8 +25,7 @@ VALIDATION = ('StatisticsGen', 'CuratedSchemaGen', 'DataValidator',
               'DataGate')
 VALIDATION_TARGET = 0.10
 # The start-up over importing TensorFlow and TFX, at most: building the
-# pipeline, opening MLMD (a per-run wheel of the Trainer module used to add
-# about 5 s here).
+# pipeline, opening MLMD.
 STARTUP_TARGET = 1.5
 _PLAIN = 'plain script'
 
@@ -42,32 +41,24 @@ _PART_NAMES = {
 }
 # What each part spends its time on, by a cProfile of a 7,000-image run
 # (`python -m bench.profile_run --profile-dir DIR -- run ...`, one dump per
-# part; issue 26, 2026-12-06 at load 6-9 and 2026-12-07 idle: shares, not
-# seconds, since cProfile slows Python code several times over).
-# Each fixed cost on one line; "cut" names what issue 26 removed.
+# part: shares, not seconds, since cProfile slows Python code several times
+# over).
 _INSIDE = {
     _BEFORE: 'imports, most of it: TensorFlow, tfx.components (its package '
              'imports every standard component, TFMA and TFDV with them), '
-             'Beam; about 9,500 modules. Cut: tfx.v1, whose extensions '
-             'imported the Google Cloud AI Platform client (5.1 s of '
-             '`python -X importtime` at load 6). The rest: the pipeline built '
-             'and compiled to IR, MLMD opened (under 0.2 s each).',
+             'Beam; about 9,500 modules. The rest: the pipeline built and '
+             'compiled to IR, MLMD opened (under 0.2 s each).',
     'ImageExampleGen': 'listing, checking and writing the images (grows with '
                        'the data; the driver\'s second listing is issue '
-                       '23\'s); Beam\'s pipeline construction. Cut: the '
-                       'TFX sdist (below).',
+                       '23\'s); Beam\'s pipeline construction.',
     'StatisticsGen': 'TFDV\'s Beam pipeline: its construction (Beam\'s '
                      'DoFn signature inspection, PipelineOptions parsed '
                      'again at each view_as) is a third under cProfile; '
-                     'the statistics of the allowlisted features. Cut: '
-                     'TFX\'s BaseBeamExecutor copied the installed TFX '
-                     '(59 MB) and ran `setup.py sdist` on it before every '
-                     'Beam component (tfx/utils/dependency_utils.py), for '
-                     'remote workers the in-process runner never has.',
-    'Trainer': 'fit (grows with the data), tf.function tracing, the '
-               'SavedModel export with three signatures. Cut: on CPUs the '
-               'augmentation runs in tf.data\'s parallel map, no longer on '
-               'the training thread.',
+                     'the statistics of the allowlisted features.',
+    'Trainer': 'fit (grows with the data; on CPUs the augmentation runs in '
+               'tf.data\'s parallel map, beside the training step), '
+               'tf.function tracing, the SavedModel export with three '
+               'signatures.',
     'ContractCheck': 'loading the SavedModel (kept for the report: the '
                      'same artifact), the sample examples through its '
                      'signatures.',
@@ -75,35 +66,26 @@ _INSIDE = {
                       'PipelineOptions parsed, 28,000 DoFn signatures '
                       'inspected), the SavedModel loaded into a graph, the '
                       'metrics over the test split (per example, in '
-                      'Python: grows with it). Cut: the TFX sdist, a Keras '
-                      'load of the SavedModel that failed before TFMA fell '
-                      'back to tf_generic (now declared), and the slice per '
-                      'label: per-class accuracy is read off the confusion '
-                      'matrix, the same numbers (1.5 s of 8 at 10,000 test '
-                      'images).',
+                      'Python: grows with it); per-class accuracy is read '
+                      'off the confusion matrix, not a slice per label.',
     'orchestration between components': 'MLMD registration, cache lookups '
                                         'and publishing; the console\'s '
                                         'line per component.',
     'run summary and report (after the last component)':
-        'predicting test images for the misclassified ones, drawing five '
-        'figures with matplotlib. Cut: the totals come from the '
-        'Evaluator\'s confusion matrix, so prediction stops at the 32nd '
-        'error (it went through the whole test split: 2.2 s at 10,000); '
-        'the model the contract check loaded is reused; the grid of '
-        'misclassified images is composed with PIL (32 matplotlib axes '
-        'took 0.5 s); prediction and drawing overlap.',
+        'predicting test images until the 32 misclassified ones it shows '
+        '(the totals come from the Evaluator\'s confusion matrix), drawing '
+        'five figures with matplotlib, the two overlapping; the model the '
+        'contract check loaded is reused.',
     'exit (interpreter teardown)': 'finalizing the interpreter: module '
-                                   'teardown, atexit handlers. Cut: its '
-                                   'last garbage collection over the '
-                                   'objects of 8,000 modules (2 s), '
-                                   'skipped by gc.freeze at the console '
-                                   'script\'s end (imgcls.cli.'
-                                   'exit_process).',
+                                   'teardown, atexit handlers; its last '
+                                   'garbage collection is skipped by '
+                                   'gc.freeze at the console script\'s end '
+                                   '(imgcls.cli.exit_process).',
 }
 
 
 # What is left, with every component and check kept (the issue's condition);
-# from the profiles and `python -X importtime` of 2026-12-07.
+# from the profiles and `python -X importtime`.
 _LEFT = (
     'Every component and check stays, so what is left is in the libraries: '
     '(1) imports: `tfx.components`\' package imports all sixteen standard '
@@ -194,6 +176,8 @@ def _result(session, epochs, rounds, measured, imports) -> common.Result:
           f'Not met at {n:,} images: {ratio:.2f}x. ' +
           _why(plain_seconds, parts) + ' ' +
           _to_meet(pipeline_seconds, plain_seconds, target, parts))
+  if notes:
+    notes.append(_LEFT)
   if len(measured) > 1:
     notes.append(
         'Most of the difference is a fixed cost, so the ratio falls as the '
@@ -264,5 +248,4 @@ def _to_meet(pipeline_seconds, plain_seconds, target, parts) -> str:
           f'{over / fixed:.0%} of the {fixed:.0f} s the run spends outside '
           f'the Trainer' +
           (f', or the Trainer\'s {trainer_over:.0f} s over the whole plain '
-           f'script' if trainer_over > 0 else '') +
-          '. ' + _LEFT)
+           f'script' if trainer_over > 0 else '') + '.')

@@ -1,5 +1,5 @@
-"""The benchmark scripts keep working: every benchmark in quick mode, and the
-page they write."""
+"""The benchmark scripts keep working: every benchmark in quick mode, the data
+file they write and the page rendered from it."""
 import types
 
 import pytest
@@ -31,50 +31,76 @@ def _fake(name, result=None):
   return types.SimpleNamespace(NAME=name, run=run)
 
 
-def test_the_page_round_trips_its_results(tmp_path):
-  path = str(tmp_path / 'b.md')
+def _write(tmp_path, results):
+  """(the data file, the page) written for `results`."""
+  paths = str(tmp_path / 'results.json'), str(tmp_path / 'b.md')
+  doc.write(results, *paths)
+  return paths
+
+
+def _args(tmp_path, *args):
+  return [*args, '--results', str(tmp_path / 'results.json'), '--out',
+          str(tmp_path / 'b.md'), '--work-dir', str(tmp_path)]
+
+
+def test_the_page_is_rendered_from_the_data_file(tmp_path):
   results = [_result('one'), _result('two', met=False)]
-  doc.write(path, results)
-  assert list(doc.load_results(path).values()) == results
-  page = (tmp_path / 'b.md').read_text()
+  data, page = _write(tmp_path, results)
+  assert list(doc.load_results(data).values()) == results
+  text = (tmp_path / 'b.md').read_text()
+  assert text == doc.render(results)
+  assert 'bench-results' not in text and '"figures"' not in text
   row = '| {} | Title {} | speed | 2 x/s | 1 x/s (floor) | >= floor | {} |'
-  assert row.format(1, 'one', 'yes') in page
-  assert row.format(2, 'two', '**no**') in page
-  assert '- **2. Title two** (speed): why two' in page
-  assert '## 3. GPU' in page and 'No GPU' in page
-  assert 'Quick mode' in page
+  assert row.format(1, 'one', 'yes') in text
+  assert row.format(2, 'two', '**no**') in text
+  # A missed target points at the section that says why, once.
+  assert ('- speed (>= floor): why in [2. Title two](#2-title-two).'
+          in text)
+  assert '## 2. Title two' in text and text.count('why two') == 1
+  assert '## 3. GPU' in text and 'No GPU' in text
+  assert 'Quick mode' in text
+
+
+def test_the_docs_page_is_the_rendering_of_the_recorded_results():
+  """docs/benchmarks.md says what bench/results.json holds, no more."""
+  with open(doc.PAGE, encoding='utf-8') as f:
+    page = f.read()
+  assert page == doc.render(list(doc.load_results(doc.RESULTS).values())), (
+      'docs/benchmarks.md differs from bench/results.json: run '
+      '`scripts/in-env python -m bench.doc`')
+  assert list(doc.load_results(doc.RESULTS)) == list(bench_main.BENCHMARKS)
 
 
 def test_only_measures_again_and_keeps_the_other_figures(tmp_path, monkeypatch):
-  path = str(tmp_path / 'b.md')
-  doc.write(path, [_result('one', quick=False), _result('two', quick=False)])
+  data, _ = _write(tmp_path, [_result('one', quick=False),
+                              _result('two', quick=False)])
   fresh = _result('two', met=False, quick=False)
   monkeypatch.setattr(bench_main, 'BENCHMARKS', {
       'one': _fake('one'), 'two': _fake('two', fresh)})
-  assert bench_main.main(['--only', 'two', '--out', path,
-                          '--work-dir', str(tmp_path)]) == 0
-  results = doc.load_results(path)
+  assert bench_main.main(_args(tmp_path, '--only', 'two')) == 0
+  results = doc.load_results(data)
   assert results['one'] == _result('one', quick=False)
   assert results['two'] == fresh
+  assert (tmp_path / 'b.md').read_text() == doc.render(list(results.values()))
 
 
 def test_a_failing_benchmark_fails_the_run_but_not_the_others(
     tmp_path, monkeypatch, capsys):
-  path = str(tmp_path / 'b.md')
   monkeypatch.setattr(bench_main, 'BENCHMARKS', {
       'one': _fake('one'), 'two': _fake('two', _result('two'))})
-  assert bench_main.main(['--quick', '--out', path,
-                          '--work-dir', str(tmp_path)]) == 1
+  assert bench_main.main(_args(tmp_path, '--quick')) == 1
   assert 'one broke' in capsys.readouterr().err
-  assert list(doc.load_results(path)) == ['two']
+  assert list(doc.load_results(str(tmp_path / 'results.json'))) == ['two']
 
 
 def test_quick_mode_never_writes_the_docs(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(bench_main, 'BENCHMARKS',
                       {'one': _fake('one', _result('one'))})
   assert bench_main.main(['--quick', '--work-dir', str(tmp_path)]) == 0
-  written = capsys.readouterr().out.rpartition('bench: wrote ')[2].strip()
-  assert written != bench_main.DOC and written.endswith('benchmarks.md')
+  written = capsys.readouterr().out.rpartition('bench: wrote ')[2].split()
+  data, page = written[0], written[-1]
+  assert data != doc.RESULTS and data.endswith('results.json')
+  assert page != doc.PAGE and page.endswith('benchmarks.md')
 
 
 def test_line_fit_and_percentiles():
@@ -88,14 +114,14 @@ def test_line_fit_and_percentiles():
 
 @pytest.mark.e2e
 def test_every_benchmark_runs_in_quick_mode(tmp_path, capsys):
-  out = tmp_path / 'benchmarks.md'
-  assert bench_main.main(['--quick', '--out', str(out), '--work-dir',
-                          str(tmp_path / 'work')]) == 0
-  results = doc.load_results(str(out))
+  out, data = tmp_path / 'benchmarks.md', tmp_path / 'results.json'
+  assert bench_main.main(['--quick', '--out', str(out), '--results',
+                          str(data), '--work-dir', str(tmp_path / 'work')]) == 0
+  results = doc.load_results(str(data))
   assert list(results) == list(bench_main.BENCHMARKS)
   for result in results.values():
     assert result.quick and result.figures and result.machine['cores']
   page = out.read_text()
   assert 'Quick mode' in page
   assert 'imgcls.dev_server.server.ModelServer' in page  # the server is named
-  assert f'wrote {out}' in capsys.readouterr().out
+  assert f'wrote {data} and {out}' in capsys.readouterr().out
