@@ -199,28 +199,6 @@ def test_imagenet_weights_that_cannot_be_fetched_stop_the_command(
 # The recipe follows the weights.
 
 
-class _TransferModel(models.ImageClassifierModel):
-  """A user's own transfer-learning class: a frozen 'base', then all."""
-
-  def create_model_io(self, input_shape, num_classes, start='pretrained'):
-    inputs = tf.keras.Input(shape=input_shape)
-    x = tf.keras.layers.Flatten(name='base')(inputs)
-    return inputs, tf.keras.layers.Dense(num_classes)(x)
-
-  def pretrained(self):
-    return self.model_option('start') == 'pretrained'
-
-  def fine_tuning_stages(self):
-    return [('head', 1.0), ('all', 0.1)]
-
-
-def test_a_user_transfer_class_gets_the_same_logic():
-  tuned = _TransferModel((8, 8, 1), CLASSES)
-  assert tuned.training_stages() == [('head', 1.0), ('all', 0.1)]
-  scratch = _TransferModel((8, 8, 1), CLASSES, start='random')
-  assert scratch.training_stages() == [('all', 1.0)]
-
-
 def _bn_layers(model):
   return [l for l in model.get_layer('resnet50v2').layers
           if isinstance(l, tf.keras.layers.BatchNormalization)]
@@ -230,8 +208,9 @@ def _bn_layers(model):
 def test_a_random_backbone_trains_whole_from_the_first_epoch():
   model = models.build_model('ResnetModel', (32, 32, 1), CLASSES,
                              weights=None)
-  assert model.training_stages() == [('all', 1.0)]
-  model.enter_stage('all')
+  (stage,) = model.training_stages()
+  assert (stage.name, stage.learning_rate_scale) == (models.ALL_STAGE, 1.0)
+  stage.enter(model)
   assert all(l.trainable for l in model.get_layer('resnet50v2').layers)
   assert {l.momentum for l in _bn_layers(model)} == {0.9}
 

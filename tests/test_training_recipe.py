@@ -29,6 +29,9 @@ class CountingModel(models.ImageClassifierModel):
     return [_CountBatches()]
 
 
+_COUNTING = f'{__name__}.CountingModel'
+
+
 class _CountBatches(tf.keras.layers.Layer):
 
   def __init__(self, **kwargs):
@@ -51,7 +54,7 @@ def _inputs(x, y, batch_size=4) -> dataset.Inputs:
 
 
 def test_augmentation_is_active_in_fit_only(tmp_path):
-  config = TrainingConfig(model_type='CountingModel', input_shape=(28, 28, 1),
+  config = TrainingConfig(model_type=_COUNTING, input_shape=(28, 28, 1),
                           epochs=2, batch_size=4)
   model = training.build_model(config, CLASSES)
   x, y = _pixels(12), np.arange(12) % 3
@@ -66,7 +69,7 @@ def test_augmentation_is_active_in_fit_only(tmp_path):
 
 
 def test_augmentation_off_trains_without_it(tmp_path):
-  config = TrainingConfig(model_type='CountingModel', input_shape=(28, 28, 1),
+  config = TrainingConfig(model_type=_COUNTING, input_shape=(28, 28, 1),
                           epochs=1, augment='none')
   model = training.build_model(config, CLASSES)
   x, y = _pixels(8), np.arange(8) % 3
@@ -101,7 +104,7 @@ def test_on_cpus_augmentation_runs_in_the_input_pipeline_on_gpus_in_the_step(
   """Issue 26: without a GPU the augmentation moves to tf.data's parallel
   map; with one it stays in train_step. Either way each batch is augmented
   once, in fit alone."""
-  config = TrainingConfig(model_type='CountingModel', input_shape=(28, 28, 1),
+  config = TrainingConfig(model_type=_COUNTING, input_shape=(28, 28, 1),
                           epochs=1, batch_size=4)
   x, y = _pixels(12), np.arange(12) % 3
   cpu = training.build_model(config, CLASSES, training.devices([]))
@@ -181,6 +184,50 @@ def test_cosine_schedule_warms_up_then_decays_to_zero_per_stage():
   assert float(schedule(100)) == pytest.approx(0, abs=1e-9)
   assert training.learning_rate(TrainingConfig(), 0.1, 10) == pytest.approx(
       1e-4)
+
+
+class TransferModel(models.ImageClassifierModel):
+  """A user's transfer-learning class: its head on a frozen 'base' first,
+  then the whole network at a tenth of the rate."""
+
+  def create_model_io(self, input_shape, num_classes):
+    inputs = tf.keras.Input(shape=input_shape)
+    x = tf.keras.layers.Flatten()(inputs)
+    x = tf.keras.layers.Dense(4, name='base')(x)
+    return inputs, tf.keras.layers.Dense(num_classes, name='head')(x)
+
+  def training_stages(self):
+    return [models.Stage('head', 1.0, self._freeze_base),
+            models.Stage('all', 0.1)]
+
+  def _freeze_base(self):
+    self.get_layer('base').trainable = False
+
+
+class _StageLog(tf.keras.callbacks.Callback):
+  """What each fit trains, and at which rate."""
+
+  def __init__(self):
+    super().__init__()
+    self.fits = []
+
+  def on_train_begin(self, logs=None):
+    self.fits.append((
+        sorted({v.name.split('/')[0] for v in self.model.trainable_variables}),
+        float(self.model.optimizer.learning_rate)))
+
+
+def test_each_stage_trains_what_it_leaves_unfrozen_at_its_rate(tmp_path):
+  config = TrainingConfig(model_type=f'{__name__}.TransferModel',
+                          input_shape=(8, 8, 1), epochs=1, learning_rate=1e-2)
+  model = training.build_model(config, CLASSES)
+  x, y = _pixels(6)[:, :8, :8], np.arange(6) % 3
+  log = _StageLog()
+  history = training.fit(model, config, _inputs(x, y),
+                         training.Backup(str(tmp_path)), [log])
+  assert log.fits == [(['head'], pytest.approx(1e-2)),
+                      (['base', 'head'], pytest.approx(1e-3))]
+  assert len(history['loss']) == 2
 
 
 def test_label_smoothing_matches_keras_one_hot_crossentropy():

@@ -5,14 +5,15 @@ architecture: the predictors that TF Serving calls, the label vocabulary, and a
 `save` that always writes those predictors as SavedModel signatures. Because
 Keras' `ModelCheckpoint` calls `save`, every checkpoint is servable too.
 
-A subclass only builds its layers (`create_model_io`). Subclasses register
-themselves by class name, so `--model-type MyModel` finds any imported
-subclass, and a dotted path `my_pkg.my_module.MyModel` imports it first.
+A subclass overrides the hooks its docstring lists. `--model-type` names a
+shipped class (`register`) by its class name, or any subclass by its dotted
+path `my_pkg.my_module.MyModel`, which is imported first.
 """
+import dataclasses
 import importlib
 import inspect
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -22,13 +23,53 @@ from imgcls.imagedata import preprocessing as image_ops
 from imgcls.imagedata import tf_examples
 from imgcls.trainer import pretrained as pretrained_weights
 
-_REGISTRY: Dict[str, type] = {}
 # The one stage of a network trained whole, from its first epoch.
 ALL_STAGE = 'all'
 
 
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One fit of a training, with its own learning-rate schedule.
+
+  Attributes:
+    name: the stage in the console and in the Trainer's backup.
+    learning_rate_scale: multiplies the learning rate.
+    freeze: called with every layer trainable, before the stage compiles;
+      it freezes the layers the stage leaves alone. None trains them all.
+  """
+  name: str
+  learning_rate_scale: float = 1.0
+  freeze: Optional[Callable[[], None]] = None
+
+  def enter(self, model: tf.keras.Model) -> None:
+    model.trainable = True  # the setter reaches every nested layer
+    if self.freeze is not None:
+      self.freeze()
+
+
 class ImageClassifierModel(tf.keras.Model):
-  """The base of every classifier; a subclass implements `create_model_io`.
+  """The base of every classifier.
+
+  A subclass overrides these hooks, and nothing else:
+
+    create_model_io(self, input_shape, num_classes, **options)
+        -> (inputs, logits). Required: the architecture. Its keyword
+        arguments are the model options (--model-option NAME=VALUE).
+    min_input_size: Tuple[int, int] = (1, 1). The smallest (height, width)
+        the architecture takes.
+    resolve_options(cls, model_options, local) -> dict. A classmethod that
+        checks the options when the command starts; by default, that each
+        is an argument of create_model_io.
+    training_stages(self) -> List[Stage]. The fits of a training, in order;
+        by default one, `Stage(ALL_STAGE)`: the whole network.
+    augmentation(self) -> List[tf.keras.layers.Layer]. Random layers that
+        run in `fit` alone; by default none.
+    search_space(cls) -> keras_tuner.HyperParameters. A classmethod: what
+        `imgcls run --tune` searches; by default the learning rate.
+
+  Everything else is machinery that training, the Tuner and serving rely on
+  (the predictors, `save`, `train_step`, the config). A subclass may call
+  `model_option(name)`, but overrides none of it.
 
   Args:
     input_shape: (height, width, channels) the architecture works at; channels
@@ -40,10 +81,6 @@ class ImageClassifierModel(tf.keras.Model):
   # The smallest (height, width) the architecture takes. Without
   # --input-shape, smaller images are resized up to it (fit_input_shape).
   min_input_size: Tuple[int, int] = (1, 1)
-
-  def __init_subclass__(cls, **kwargs):
-    super().__init_subclass__(**kwargs)
-    _REGISTRY[cls.__name__] = cls
 
   def __init__(self, input_shape: Sequence[int], class_names: Sequence[str],
                **model_options):
@@ -137,36 +174,15 @@ class ImageClassifierModel(tf.keras.Model):
       return self._model_options[name]
     return inspect.signature(self.create_model_io).parameters[name].default
 
-  def pretrained(self) -> bool:
-    """Whether the network starts from trained weights (ImageNet, a file).
+  def training_stages(self) -> List[Stage]:
+    """The fits of a training, in order, `--epochs` each.
 
-    The recipe follows: pretrained, `fine_tuning_stages()`; random, the whole
-    network trains from the first epoch. A transfer-learning subclass says
-    here which weights it was built with.
+    A transfer-learning class trains its new head on a frozen backbone
+    first, then more of the network at a lower rate. Only pretrained layers
+    should stay frozen: frozen random layers would never learn, so from a
+    random start the whole network trains.
     """
-    return False
-
-  def fine_tuning_stages(self) -> List[Tuple[str, float]]:
-    """The stages of a pretrained network, e.g. the new head alone on a
-    frozen backbone first; `enter_stage` sets what each one trains."""
-    return [(ALL_STAGE, 1.0)]
-
-  def training_stages(self) -> List[Tuple[str, float]]:
-    """(stage name, learning-rate multiplier) pairs, trained in order.
-
-    Training calls `enter_stage(name)`, compiles and fits once per stage.
-    Fine-tuning stages apply to pretrained weights alone: frozen random
-    layers would never learn.
-    """
-    if self.pretrained():
-      return self.fine_tuning_stages()
-    return [(ALL_STAGE, 1.0)]
-
-  def enter_stage(self, name: str) -> None:
-    """Sets which layers are trainable in the stage `name`; in ALL_STAGE,
-    all of them (the setter reaches every nested layer)."""
-    if name == ALL_STAGE:
-      self.trainable = True
+    return [Stage(ALL_STAGE)]
 
   def augmentation(self) -> List[tf.keras.layers.Layer]:
     """Random preprocessing layers for training, applied in this order to
@@ -311,6 +327,41 @@ class ImageClassifierModel(tf.keras.Model):
     return cls(**config)
 
 
+_REGISTRY: Dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+  """A class decorator: `--model-type` finds `cls` by its class name.
+
+  The shipped classes register; a user's class need not, as its dotted
+  path finds it. A name that another class holds is refused, so a name means one
+  class wherever it is read. The same class again (a module reloaded) takes
+  its own place.
+  """
+  _check_is_model(cls, repr(cls))
+  taken = _REGISTRY.get(cls.__name__)
+  if taken is not None and _qualified_name(taken) != _qualified_name(cls):
+    raise UserError(f'model type {cls.__name__!r} is {_qualified_name(taken)}'
+                    f'; {_qualified_name(cls)} cannot register under that '
+                    'name (--model-type takes its dotted path)')
+  _REGISTRY[cls.__name__] = cls
+  return cls
+
+
+def registered() -> Dict[str, type]:
+  """The model types found by class name: the shipped classes."""
+  return dict(_REGISTRY)
+
+
+def _qualified_name(cls: type) -> str:
+  return f'{cls.__module__}.{cls.__qualname__}'
+
+
+def _check_is_model(cls: Any, model_type: str) -> None:
+  if not (isinstance(cls, type) and issubclass(cls, ImageClassifierModel)):
+    raise UserError(f'{model_type!r} is not a subclass of ImageClassifierModel')
+
+
 def _too_small(cls: type, shape: Tuple[int, int, int]) -> str:
   return (f'{cls.__name__} needs input of at least '
           f'{cls.min_input_size[0]}x{cls.min_input_size[1]}, got '
@@ -329,6 +380,7 @@ def _check_image_shape(input_shape) -> Tuple[int, int, int]:
   return height, width, channels
 
 
+@register
 class LenetModel(ImageClassifierModel):
   """LeNet-5's layout (two conv/pool pairs, three dense layers), widened.
 
@@ -375,6 +427,7 @@ class LenetModel(ImageClassifierModel):
     return hp
 
 
+@register
 class ResnetModel(ImageClassifierModel):
   """ResNet50V2 with a new head: fine-tuned from pretrained weights (the
   head first, then conv5), or trained whole from a random start.
@@ -436,11 +489,23 @@ class ResnetModel(ImageClassifierModel):
     outputs = layers.Dense(num_classes, name='logits')(x)
     return inputs, outputs
 
-  def pretrained(self):
-    return self.model_option('weights') is not None
+  def training_stages(self):
+    """Pretrained: the head alone on the frozen backbone, then the conv5
+    blocks too at a tenth of the rate. From a random start, one stage."""
+    if self.model_option('weights') is None:
+      return super().training_stages()
+    return [Stage('head', 1.0, self._freeze_backbone),
+            Stage('top_blocks', 0.1, self._freeze_all_but_top_blocks)]
 
-  def fine_tuning_stages(self):
-    return [('head', 1.0), ('top_blocks', 0.1)]
+  def _freeze_backbone(self):
+    self.get_layer(self._BACKBONE).trainable = False
+
+  def _freeze_all_but_top_blocks(self):
+    for layer in self.get_layer(self._BACKBONE).layers:
+      # BatchNorm stays frozen, as in Keras' fine-tuning guide.
+      layer.trainable = (layer.name.startswith(self._TOP_BLOCK_PREFIX) and
+                         not isinstance(layer,
+                                        tf.keras.layers.BatchNormalization))
 
   def augmentation(self):
     """Flips, crops (a zoom into a shifted window) and colour jitter: what a
@@ -454,18 +519,6 @@ class ResnetModel(ImageClassifierModel):
         layers.RandomContrast(0.15),
     ]
 
-  def enter_stage(self, name):
-    super().enter_stage(name)
-    if name == ALL_STAGE:
-      return
-    backbone = self.get_layer(self._BACKBONE)
-    backbone.trainable = name != 'head'
-    if name == 'top_blocks':
-      for layer in backbone.layers:
-        # BatchNorm stays frozen, as in Keras' fine-tuning guide.
-        layer.trainable = (layer.name.startswith(self._TOP_BLOCK_PREFIX) and
-                           not isinstance(layer,
-                                          tf.keras.layers.BatchNormalization))
 
 
 def _weights_path(weights: str, local: bool) -> str:
@@ -484,7 +537,8 @@ def _weights_path(weights: str, local: bool) -> str:
 
 
 def model_class(model_type: str) -> type:
-  """Finds a model class by class name or by dotted path `pkg.module.Class`."""
+  """A registered class by its name, or any by its dotted path
+  `pkg.module.Class`."""
   if '.' in model_type:
     module_name, _, class_name = model_type.rpartition('.')
     try:
@@ -501,8 +555,7 @@ def model_class(model_type: str) -> type:
       raise UserError(f'unknown model type {model_type!r}; known: '
                       f'{", ".join(sorted(_REGISTRY))}, or a dotted path '
                       f'my_package.my_module.MyModel')
-  if not (isinstance(cls, type) and issubclass(cls, ImageClassifierModel)):
-    raise UserError(f'{model_type!r} is not a subclass of ImageClassifierModel')
+  _check_is_model(cls, model_type)
   return cls
 
 

@@ -1,4 +1,5 @@
-"""The model classes: signatures, inputs of every kind, save/load, lookup."""
+"""The model classes: signatures, inputs of every kind, save/load, lookup,
+and every registered class trained, saved and served."""
 import textwrap
 
 import numpy as np
@@ -7,11 +8,59 @@ import tensorflow as tf
 
 from imgcls.contract import names, saved_model
 from imgcls.contract.errors import UserError
-from imgcls.imagedata import preprocessing
-from imgcls.trainer import models
+from imgcls.imagedata import preprocessing, tf_examples
+from imgcls.trainer import dataset, models, training
+from imgcls.trainer.config import TrainingConfig
 from tests import images
 
 CLASSES = ['zero', 'one', 'two']
+
+# Options that keep a registered class small and offline here; a class that
+# takes longer than a few seconds to build, train and save is slow.
+_TEST_OPTIONS = {'ResnetModel': {'weights': None}}
+_SLOW = {'ResnetModel'}
+
+
+def _registered_types():
+  return [pytest.param(name, marks=[pytest.mark.slow] * (name in _SLOW))
+          for name in sorted(models.registered())]
+
+
+@pytest.mark.parametrize('model_type', _registered_types())
+def test_every_registered_class_trains_saves_and_serves(model_type, tmp_path):
+  """Registering a class adds it here: built as the Trainer builds it, one
+  step per stage, saved, then served through each signature."""
+  shape = models.model_class(model_type).fit_input_shape((8, 8, 1),
+                                                         given=False)
+  config = TrainingConfig(model_type=model_type, input_shape=shape,
+                          epochs=1, batch_size=len(CLASSES),
+                          model_options=_TEST_OPTIONS.get(model_type, {}))
+  model = training.build_model(config, CLASSES)
+  pixels = np.stack([images.digit_like(i, size=shape[:2])
+                     for i in range(len(CLASSES))])
+  data = tf.data.Dataset.from_tensor_slices(
+      (pixels[..., None].astype(np.float32), np.arange(len(CLASSES)))
+  ).batch(len(CLASSES))
+  history = training.fit(
+      model, config, dataset.Inputs(data, data, len(CLASSES), [1, 1, 1]),
+      training.Backup(str(tmp_path / 'backup')))
+  assert len(history['loss']) == len(model.training_stages())
+
+  model.save(str(tmp_path / '1'))
+  served = saved_model.SavedClassifier(str(tmp_path / '1'))
+  assert served.class_names == CLASSES
+  assert served.pixel_shape == shape
+  encoded = [images.encode(p) for p in pixels]
+  by_bytes = served.predict_bytes(encoded)
+  by_examples = served.predict_examples([
+      tf_examples.make_example(e, i, name, f'{i}.png').SerializeToString()
+      for i, (e, name) in enumerate(zip(encoded, CLASSES))])
+  by_pixels = served.predict_pixels(pixels[..., None])
+  for outputs in (by_examples, by_pixels):
+    np.testing.assert_allclose(outputs['logits'], by_bytes['logits'],
+                               atol=1e-3)
+  assert [n.decode() for n in by_bytes['class_name']] == [
+      CLASSES[i] for i in by_bytes['class_id']]
 
 
 @pytest.fixture(scope='module')
@@ -149,7 +198,6 @@ def test_model_checkpoint_output_is_servable(tmp_path):
 
 
 def test_examples_signature_reads_what_the_example_gen_writes(saved):
-  from imgcls.imagedata import tf_examples
   encoded = images.encode(images.digit_like(2))
   example = tf_examples.make_example(encoded, 2, 'two', 'two/a.png')
   by_example = saved.predict_examples([example.SerializeToString()])
@@ -174,11 +222,41 @@ def test_user_subclass_is_found_by_dotted_path(tmp_path, monkeypatch):
   monkeypatch.syspath_prepend(str(tmp_path))
   model = models.build_model('my_models.tiny.TinyModel', (8, 8, 1), CLASSES)
   assert type(model).__name__ == 'TinyModel'
-  # Once imported, the class is known by its name alone.
-  assert models.model_class('TinyModel') is type(model)
+  # Importing a class registers nothing: its name alone still means nothing.
+  with pytest.raises(UserError, match='unknown model type'):
+    models.model_class('TinyModel')
   model.save(str(tmp_path / 'saved'))
   assert saved_model.SavedClassifier(str(tmp_path / 'saved')).class_names == (
       CLASSES)
+
+
+class _Registered(models.LenetModel):
+  pass
+
+
+@pytest.fixture
+def registry(monkeypatch):
+  """The registry as shipped, restored after the test."""
+  monkeypatch.setattr(models, '_REGISTRY', models.registered())
+
+
+def test_a_registered_class_is_found_by_its_name(registry):
+  assert models.register(_Registered) is _Registered
+  assert models.model_class('_Registered') is _Registered
+  models.register(_Registered)  # the same class again: no conflict
+
+
+def test_a_name_held_by_another_class_is_refused(registry):
+  taken = type('LenetModel', (models.ImageClassifierModel,), {})
+  with pytest.raises(UserError, match="'LenetModel' is imgcls.trainer.models"
+                     '.LenetModel; .* dotted path'):
+    models.register(taken)
+  assert models.model_class('LenetModel') is models.LenetModel
+
+
+def test_only_model_classes_register(registry):
+  with pytest.raises(UserError, match='not a subclass'):
+    models.register(dict)
 
 
 @pytest.mark.parametrize('model_type,message', [
@@ -209,11 +287,14 @@ def test_resnet_fine_tunes_head_then_top_blocks(tmp_path):
   model = models.build_model('ResnetModel', (32, 32, 1), CLASSES,
                              weights=weights)
   backbone = model.get_layer('resnet50v2')
-  assert [s for s, _ in model.training_stages()] == ['head', 'top_blocks']
-  model.enter_stage('head')
+  head, top_blocks = model.training_stages()
+  assert (head.name, head.learning_rate_scale) == ('head', 1.0)
+  assert (top_blocks.name, top_blocks.learning_rate_scale) == (
+      'top_blocks', 0.1)
+  head.enter(model)
   assert not backbone.trainable
   assert model.get_layer('logits').trainable
-  model.enter_stage('top_blocks')
+  top_blocks.enter(model)
   trainable = {l.name for l in backbone.layers if l.trainable}
   assert trainable and all(n.startswith('conv5_') for n in trainable)
   assert not any('_bn' in n for n in trainable)

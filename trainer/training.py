@@ -228,19 +228,20 @@ def fit(model: models.ImageClassifierModel, config: TrainingConfig,
   history: History = {}
   epoch = 0
   skipped = None  # the last finished stage whose weights are not loaded yet
-  several_stages = len(model.training_stages()) > 1
-  for stage, scale in model.training_stages():
-    model.enter_stage(stage)
-    if backup.finished(stage):
-      skipped = stage
+  stages = model.training_stages()
+  for stage in stages:
+    stage.enter(model)
+    name = stage.name
+    if backup.finished(name):
+      skipped = name
     else:
       if skipped:
         backup.restore(model, skipped)
         skipped = None
       with _placed(where):
         model.compile(
-            optimizer=tf.keras.optimizers.Adam(
-                learning_rate(config, scale, steps_per_epoch)),
+            optimizer=tf.keras.optimizers.Adam(learning_rate(
+                config, stage.learning_rate_scale, steps_per_epoch)),
             loss=_loss(config),
             metrics=[tf.keras.metrics.SparseCategoricalAccuracy('accuracy')])
       early_stopping = tf.keras.callbacks.EarlyStopping(
@@ -250,11 +251,11 @@ def fit(model: models.ImageClassifierModel, config: TrainingConfig,
                 validation_data=inputs.validation,
                 initial_epoch=epoch, epochs=epoch + config.epochs,
                 class_weight=weights,
-                callbacks=[*backup.callbacks(stage), early_stopping,
-                           EpochProgress(stage if several_stages else ''),
+                callbacks=[*backup.callbacks(name), early_stopping,
+                           EpochProgress(name if len(stages) > 1 else ''),
                            *callbacks], verbose=0)
-      backup.finish(model, stage)
-    epochs = backup.epoch_log(stage).read()
+      backup.finish(model, name)
+    epochs = backup.epoch_log(name).read()
     epoch += len(epochs)
     for logs in (epochs[e] for e in sorted(epochs)):
       for key, value in logs.items():
