@@ -6,7 +6,27 @@ model_servers/http_rest_api_handler_test.cc, util/json_tensor_test.cc,
 servables/tensorflow/predict_impl_test.cc and
 model_servers/get_model_status_impl_test.cc. The model is TF Serving's test
 model rebuilt (half_plus_two, as version 123 with the label "Foo"), so the
-expected answers are upstream's.
+expected answers are upstream's. What they pin down:
+
+- `{"b64": ...}` is decoded as absl's Base64Unescape decodes it: `=` padding
+  optional, whitespace skipped, URL-safe base64 (`-`, `_`) a 400.
+- The body is parsed as TF Serving's rapidjson parses it: parsing stops after
+  the first complete value, nesting has no depth limit, errors read `JSON
+  Parse error: Invalid value. at offset: N`. A gzip body is decompressed
+  first, and one that does not decompress is an empty document.
+- The query string is part of the path: `GET /v1/models/M?x=1` asks for
+  model `M?x=1`. A path under `/v1/` that names no resource, or a method
+  other than GET or POST, is 400 `Malformed request: ...`; OPTIONS is 200
+  with an `http(s)://` `Origin` header, else 400, with an empty body; other
+  paths are 404.
+- Replies use `predictions` (rows) or `outputs` (columns); a signature with
+  one output leaves out its name. A request with both `instances` and
+  `inputs`, or neither, is a 400 with json_tensor.cc's text.
+- Errors are `{"error": "..."}` with TF Serving's messages, its status codes
+  mapped to HTTP (INVALID_ARGUMENT 400, NOT_FOUND 404, ...), and over gRPC
+  as status codes (an empty `model_spec.name` is INVALID_ARGUMENT `ModelSpec
+  has no name specified.`).
+- The status endpoint ignores a version label and lists every version.
 """
 import base64
 import gzip

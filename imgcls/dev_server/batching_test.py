@@ -15,7 +15,9 @@ batching_util.cc), with its error texts and status codes. Below it is checked
 against upstream's own cases (batching_session_test.cc); then, for every
 signature of a pushed model, two requests that each succeed alone are merged
 as BatchingSession would merge them, run, split, and compared with their solo
-answers.
+answers: they differ in batch size, image size, colour mode and contents. A
+request larger than a batch, split into parts that share batches with another
+request, gets its solo answer too.
 """
 import io
 from typing import Dict, List, Sequence

@@ -1,4 +1,11 @@
-"""The local model server over real REST and gRPC calls on 127.0.0.1."""
+"""The local model server over real REST and gRPC calls on 127.0.0.1.
+
+Beyond TF Serving's own cases (tests/test_tf_serving_conformance.py): string
+outputs come back over REST as plain strings unless the output's name ends in
+`_bytes`; a gRPC Predict answer's `model_spec` names the version and signature
+that answered; no part of a URL is a file path (`/v1/models/..%2F..` is a
+404).
+"""
 import base64
 import http.client
 import json
