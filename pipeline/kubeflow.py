@@ -345,11 +345,18 @@ def verify_push_args(config: PipelineConfig, run_id: str) -> List[str]:
 # v2beta1/run.proto): the Pusher of such a run may yet publish.
 ACTIVE_STATES = frozenset({'PENDING', 'RUNNING', 'CANCELING', 'PAUSED'})
 # A run that KFP has given no state yet: its workflow has not been reported
-# by the persistence agent. It counts as active only for a while after its
-# creation (RunStatus.active_at), or one run whose workflow never appears
-# would block every later submission.
+# by the persistence agent.
 UNSPECIFIED = 'RUNTIME_STATE_UNSPECIFIED'
+CANCELING = 'CANCELING'
 SUCCEEDED = 'SUCCEEDED'
+# States that wait on word from the run's workflow: KFP writes CANCELING to
+# its database before it patches the workflow
+# (kubeflow/pipelines@2.16.1:backend/src/apiserver/resource/
+# resource_manager.go, TerminateRun), and only the persistence agent's report
+# of the workflow moves either on. A run whose workflow is gone would hold
+# them for good, so they count as active only for a while after the run's
+# creation (RunStatus.active_at).
+_AWAITING_THE_WORKFLOW = frozenset({UNSPECIFIED, CANCELING})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,13 +375,13 @@ class RunStatus:
     """May still start steps: an active state, or none yet."""
     return self.state in ACTIVE_STATES or self.state == UNSPECIFIED
 
-  def active_at(self, now: datetime.datetime, status_timeout_s: float) -> bool:
-    """Active, counting a run without a state only until `status_timeout_s`
-    after its creation."""
-    if self.state != UNSPECIFIED:
+  def active_at(self, now: datetime.datetime, age_limit_s: float) -> bool:
+    """Active, counting a run that waits on its workflow's word (no state
+    yet, or CANCELING) only until `age_limit_s` after its creation."""
+    if self.state not in _AWAITING_THE_WORKFLOW:
       return self.active
     return (self.created_at is None or
-            (now - self.created_at).total_seconds() <= status_timeout_s)
+            (now - self.created_at).total_seconds() <= age_limit_s)
 
 
 class KfpApi:
@@ -451,10 +458,8 @@ class KfpApi:
       run = self._client.get_run(run_id)
     return _status(run)
 
-  def active_runs(self, pipeline_name: str,
-                  status_timeout_s: float) -> List[RunStatus]:
-    """The runs of the pipeline that are not over, newest first; a run
-    without a state counts for `status_timeout_s` after its creation."""
+  def runs(self, pipeline_name: str) -> List[RunStatus]:
+    """The pipeline's runs, newest first (the last hundred)."""
     with self._errors():
       pipeline_id = self._pipeline_id(pipeline_name)
       if pipeline_id is None:
@@ -462,11 +467,9 @@ class KfpApi:
       runs = self._client.list_runs(
           namespace=self.namespace, page_size=100,
           sort_by='created_at desc').runs or []
-    now = _now()
     return [_status(r) for r in runs
             if r.pipeline_version_reference and
-            r.pipeline_version_reference.pipeline_id == pipeline_id and
-            _status(r).active_at(now, status_timeout_s)]
+            r.pipeline_version_reference.pipeline_id == pipeline_id]
 
   def retry(self, run_id: str) -> None:
     """KFP's own retry: the failed steps of the same run run again."""

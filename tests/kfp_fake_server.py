@@ -11,8 +11,12 @@ resource manager make them (backend/src/apiserver/resource/
 resource_manager.go, storage/run_store.go):
 
 - a run starts PENDING; tests move it on with `set_state`, as Argo would;
-- TerminateRun moves a PENDING, RUNNING, PAUSED or unspecified run to
-  CANCELING, and fails for any other;
+- TerminateRun (resource_manager.go TerminateRun, run_store.go TerminateRun)
+  first writes CANCELING to the database, for a PENDING, RUNNING, PAUSED or
+  unspecified run only: any other state is HTTP 400 "Row not found". It then
+  patches the run's workflow; when the workflow is gone (`lose_workflow`),
+  that fails with HTTP 500 and the run stays CANCELING, since only the
+  persistence agent's report of the workflow would move it on;
 - RetryRun needs a run whose workflow may be retried (Argo's CanRetry: a
   FAILED run here), else answers HTTP 500, and puts the run back to RUNNING
   under the same ID;
@@ -44,7 +48,7 @@ import itertools
 import json
 import re
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 import urllib.parse
 
 from google.protobuf import json_format
@@ -107,9 +111,11 @@ class FakeKfp:
   `Authorization: Bearer <token>` or gets 401."""
 
   def __init__(self, token: Optional[str] = None,
-               namespace_required: bool = False):
+               namespace_required: bool = False, version: str = '2.16.1'):
     self.token = token
     self.namespace_required = namespace_required
+    # The API server's TAG_NAME, which its health endpoint reports.
+    self.version = version
     self.pipelines: List[Dict[str, Any]] = []
     # pipeline_id -> versions, oldest first; each with the uploaded bytes.
     self.versions: Dict[str, List[Dict[str, Any]]] = {}
@@ -121,6 +127,8 @@ class FakeKfp:
     self.authorizations: List[Optional[str]] = []
     # The namespace of the ml-pipeline Service each proxied call went to.
     self.proxied_to: List[str] = []
+    # Runs whose Argo workflow no longer exists.
+    self.lost_workflows: Set[str] = set()
     self._ids = itertools.count(1)
     self._server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
                                                    self._handler())
@@ -155,6 +163,12 @@ class FakeKfp:
           'run_id': run_id, 'task_id': self._new_id('task'),
           'display_name': failed_task, 'state': 'FAILED',
           'error': {'code': 2, 'message': error}}]}
+
+  def lose_workflow(self, run_id: str) -> None:
+    """The run's workflow is deleted, or was never reported: the persistence
+    agent has nothing to say about the run from now on."""
+    self._run(run_id)
+    self.lost_workflows.add(run_id)
 
   def uploaded(self, pipeline_id: str) -> List[bytes]:
     return [v['package'] for v in self.versions[pipeline_id]]
@@ -219,7 +233,10 @@ class FakeKfp:
   def _route(self, route, query, body: bytes, content_type: str):
     method, path = route
     if route == ('GET', '/healthz'):
-      return 200, {'multi_user': self.namespace_required,
+      # Written by hand in backend/src/apiserver/main.go, with fields that
+      # the v2beta1 GetHealthzResponse message lacks.
+      return 200, {'commit_sha': 'unknown', 'tag_name': self.version,
+                   'multi_user': self.namespace_required,
                    'pipeline_store': 'database'}
     if route == ('GET', '/pipelines'):
       return 200, _listing('pipelines', self._in_namespace(
@@ -310,10 +327,17 @@ class FakeKfp:
       run.pop('error', None)
       return {}
     if action == 'terminate':
+      run_id = run['run_id']
       if run['state'] not in ('PENDING', 'RUNNING', 'PAUSED',
                               'RUNTIME_STATE_UNSPECIFIED'):
-        raise _ApiError(500, f'Failed to terminate run {run["run_id"]}')
+        # run_store.go: the UPDATE matched no row; an InvalidInputError.
+        raise _ApiError(400, f'Failed to terminate run {run_id}: Invalid '
+                        f'input error: Failed to terminate a run {run_id}. '
+                        'Row not found')
       run['state'] = 'CANCELING'
+      if run_id in self.lost_workflows:
+        raise _ApiError(500, f'Failed to terminate run {run_id} due to error '
+                        'terminating its workflow')
       return {}
     raise _ApiError(404, f'no action {action}')
 

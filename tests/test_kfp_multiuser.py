@@ -56,13 +56,13 @@ def test_every_request_carries_the_token_files_content_of_the_moment(
   token_file.write_text('token-1\n')
   api = kubeflow.KfpApi(server.host, namespace='team-a',
                         token_file=str(token_file))
-  assert api.active_runs('imgcls', 3600) == []
+  assert api.runs('imgcls') == []
   assert set(server.authorizations) == {'Bearer token-1'}
   # The kubelet renews the file; the API server no longer takes the old one.
   token_file.write_text('token-2\n')
   server.token = 'token-2'
   seen = len(server.authorizations)
-  assert api.active_runs('imgcls', 3600) == []  # the same client
+  assert api.runs('imgcls') == []  # the same client
   assert server.authorizations[seen:] == ['Bearer token-2']
 
 

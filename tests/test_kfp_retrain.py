@@ -125,6 +125,52 @@ def test_a_timed_out_run_is_stopped_and_a_new_run_follows_once_it_is_over(
   assert _history(kfp_root)[-1]['attempts'] == 2
 
 
+def _submitted_long_ago(kfp_root, server, run_id):
+  """The attempt and the run, both past --kfp-timeout."""
+  state_file = kfp_root / 'state' / state_lib.STATE_FILE
+  state = json.loads(state_file.read_text())
+  state['history'][-1]['submitted'] = '2000-01-01T00:00:00+00:00'
+  state_file.write_text(json.dumps(state))
+  server.set_created_at(run_id, '2000-01-01T00:00:00Z')
+
+
+def test_a_run_whose_workflow_is_gone_stays_canceling_and_is_passed_over(
+    kfp_root, kfp_server, capsys):
+  """KFP writes CANCELING before it patches the workflow; with the workflow
+  gone the patch fails (HTTP 500) and nothing ever moves the run on. Past
+  its age limit it counts as over, and the next tick submits."""
+  assert _tick(kfp_root, kfp_server) == 0
+  (stuck,) = kfp_server.runs
+  kfp_server.set_state(stuck['run_id'], 'RUNNING')
+  kfp_server.lose_workflow(stuck['run_id'])
+  _submitted_long_ago(kfp_root, kfp_server, stuck['run_id'])
+  assert _tick(kfp_root, kfp_server) == 0
+  assert [r['state'] for r in kfp_server.runs] == ['CANCELING', 'PENDING']
+  (attempt,) = _history(kfp_root)
+  assert (attempt['outcome'], attempt['attempts']) == ('submitted', 2)
+  assert 'passed over 1 run(s) still CANCELING' in attempt['detail']
+  assert stuck['run_id'] in attempt['detail']
+  log = (kfp_root / 'state' / 'imgcls.log').read_text()
+  assert 'KFP did not stop it' in log and 'HTTP 500' in log
+
+
+def test_a_stop_refused_with_row_not_found_counts_the_run_as_over(
+    kfp_root, kfp_server):
+  """A run someone else stopped is CANCELING already: KFP's terminate
+  answers HTTP 400 "Row not found" (run_store.go). The tick records that and
+  moves on instead of failing on every tick."""
+  assert _tick(kfp_root, kfp_server) == 0
+  (run,) = kfp_server.runs
+  kfp_server.set_state(run['run_id'], 'CANCELING')
+  _submitted_long_ago(kfp_root, kfp_server, run['run_id'])
+  assert _tick(kfp_root, kfp_server) == 0
+  assert len(kfp_server.runs) == 2
+  (attempt,) = _history(kfp_root)
+  assert (attempt['outcome'], attempt['attempts']) == ('submitted', 2)
+  log = (kfp_root / 'state' / 'imgcls.log').read_text()
+  assert 'HTTP 400' in log and 'Row not found' in log
+
+
 def test_a_succeeded_run_records_the_version_its_pusher_published(
     kfp_root, kfp_server, capsys):
   assert _tick(kfp_root, kfp_server) == 0

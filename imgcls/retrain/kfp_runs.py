@@ -17,18 +17,22 @@ it ended:
   retry of the run (the failed steps run again), or as a new run when KFP
   refuses that.
 - still active after `timeout_s`: stopped, and `timed_out`; the next try is a
-  new run, once KFP reports this one over. A run that never gets a state
-  (RUNTIME_STATE_UNSPECIFIED) is active only that long too.
+  new run. A stop that KFP refuses (HTTP 400 "Row not found": the run is
+  already CANCELING or over) or cannot finish (its workflow is gone) counts
+  the run as over all the same, and the attempt says so.
 
 No run is submitted while one of the pipeline is still active, whoever
-started it: two runs would mean two Pushers.
+started it: two runs would mean two Pushers. A run without a state, or
+CANCELING, waits on its workflow's word, which never comes once the workflow
+is gone (kubeflow.RunStatus.active_at): past `timeout_s` after its creation
+it no longer holds back a submission, and the submitted attempt names it.
 """
 import dataclasses
 import datetime
 import json
 import logging
 import os
-from typing import Optional
+from typing import List, Optional
 
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
@@ -56,8 +60,8 @@ class KfpTarget:
   token: Optional[str] = None
   token_file: Optional[str] = None
   experiment: str = 'imgcls'
-  # A run still active this long after its submission is stopped, and a run
-  # of anyone's that KFP has given no state this long after its creation no
+  # A run still active this long after its submission is stopped; a run of
+  # anyone's without a state, or CANCELING, this long after its creation no
   # longer holds back a submission.
   timeout_s: float = 24 * 3600
 
@@ -74,11 +78,10 @@ def follow(target: KfpTarget, config: PipelineConfig,
   status = api.run_status(attempt.kfp_run_id)
   if status.active:
     if _age_s(attempt.submitted) > target.timeout_s:
-      api.terminate(status.run_id)
       return _ended(attempt, Outcome.TIMED_OUT,
                     f'KFP run {status.run_id} was still {status.state} '
                     f'{target.timeout_s / 3600:g} h after its submission; '
-                    'stopped')
+                    f'{_stop(api, status.run_id)}')
     return attempt
   if names.DATA_GATE_NODE in status.failed_tasks:
     return _ended(attempt, Outcome.REFUSED,
@@ -108,18 +111,43 @@ def start(target: KfpTarget, config: PipelineConfig, attempt: Attempt,
   new one; or, while a run of the pipeline is active, does neither and
   returns the previous attempt (or this one), not `submitted`, saying why."""
   api = target.api()
-  active = api.active_runs(config.pipeline_name, target.timeout_s)
+  runs = api.runs(config.pipeline_name)
+  now = datetime.datetime.now(datetime.timezone.utc)
+  active = [r for r in runs if r.active_at(now, target.timeout_s)]
   if active:
     return dataclasses.replace(
         previous or attempt,
         detail=f'KFP run {active[0].run_id} of {config.pipeline_name} is '
         f'still {active[0].state}; nothing new submitted')
+  # Runs that look active but are past their age limit.
+  passed_over = [r for r in runs if r.active]
   run_id = _retried(api, previous) or kubeflow.submit_pipeline(
       config, api.host, target.options, api=api,
       experiment=target.experiment)
   return dataclasses.replace(
       attempt, outcome=Outcome.SUBMITTED, kfp_run_id=run_id,
-      submitted=state_lib.now(), detail=f'KFP run {run_id}')
+      submitted=state_lib.now(),
+      detail=f'KFP run {run_id}' + _passed_over(passed_over, target.timeout_s))
+
+
+def _stop(api: kubeflow.KfpApi, run_id: str) -> str:
+  """Asks KFP to stop the run; says how that went. A refusal is not an
+  error: the run is over as far as retraining goes."""
+  try:
+    api.terminate(run_id)
+  except UserError as e:
+    _log.warning('KFP did not stop run %s: %s', run_id, e)
+    return f'KFP did not stop it ({e}); counted as over'
+  return 'stopped'
+
+
+def _passed_over(runs: List[kubeflow.RunStatus], age_limit_s: float) -> str:
+  """Why runs that still look active did not hold this submission back."""
+  if not runs:
+    return ''
+  return (f'; passed over {len(runs)} run(s) still {runs[0].state} '
+          f'{age_limit_s / 3600:g} h after their creation, whose workflow '
+          f'KFP no longer reports (newest: {runs[0].run_id})')
 
 
 def _retried(api: kubeflow.KfpApi,
