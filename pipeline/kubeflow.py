@@ -349,6 +349,11 @@ ACTIVE_STATES = frozenset({'PENDING', 'RUNNING', 'CANCELING', 'PAUSED'})
 UNSPECIFIED = 'RUNTIME_STATE_UNSPECIFIED'
 CANCELING = 'CANCELING'
 SUCCEEDED = 'SUCCEEDED'
+# The first KFP whose driver reads the string resource fields that
+# _resources sets (resource_cpu_limit, accelerator.resource_count, ...):
+# 2.3.0's reads only the deprecated float ones
+# (kubeflow/pipelines@2.3.0:backend/src/v2/driver/driver.go, initPodSpecPatch).
+MIN_SERVER_VERSION = (2, 4, 0)
 # States that wait on word from the run's workflow: KFP writes CANCELING to
 # its database before it patches the workflow
 # (kubeflow/pipelines@2.16.1:backend/src/apiserver/resource/
@@ -441,6 +446,7 @@ class KfpApi:
         # None: the run names no root, and the namespace's own is used.
         pipeline_root=pipeline_spec.default_pipeline_root or None)
     with self._errors():
+      self._check_server_version()
       pipeline_id, version_id = self._upload(package, pipeline_name)
       experiment_id = self._client.create_experiment(
           experiment, namespace=self.namespace).experiment_id
@@ -479,6 +485,24 @@ class KfpApi:
   def terminate(self, run_id: str) -> None:
     with self._errors():
       self._client.terminate_run(run_id)
+
+  def _check_server_version(self) -> None:
+    """Refuses a server older than MIN_SERVER_VERSION; one that names no
+    release (a build of its own, TAG_NAME "unknown") is let through."""
+    # The release is in the health answer's tag_name, which the generated
+    # V2beta1GetHealthzResponse leaves out: read the JSON itself.
+    answer = self._client._healthz_api.healthz_service_get_healthz(
+        _preload_content=False)
+    tag = str(json.loads(answer.data or b'{}').get('tag_name', ''))
+    release = re.match(r'^v?(\d+)\.(\d+)\.(\d+)', tag)
+    if release and tuple(map(int, release.groups())) < MIN_SERVER_VERSION:
+      minimum = '.'.join(map(str, MIN_SERVER_VERSION))
+      raise UserError(
+          f'Kubeflow Pipelines at {self.host or "the kube context"} is '
+          f'{tag}; the package needs {minimum} or newer: its step resources '
+          '(the Trainer\'s GPU, CPU and memory, every step\'s requests and '
+          f'limits) are the string fields that KFP reads from {minimum} on, '
+          'and an older server would run every step without them')
 
   def _pipeline_id(self, name: str) -> Optional[str]:
     """kfp.Client.get_pipeline_id looks among shared pipelines only."""

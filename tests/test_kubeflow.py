@@ -252,6 +252,25 @@ def test_every_step_has_requests_and_limits(compiled):
                  ).HasField('node_selector')
 
 
+def test_resources_are_encoded_in_the_fields_kfp_reads_from_2_4(package):
+  """The string quantity fields (resourceCpuLimit, ..., accelerator's
+  resourceType and resourceCount), which KFP's driver reads from 2.4.0 on;
+  none of the float fields that 2.3.0's read (driver.go, initPodSpecPatch),
+  which would turn 16Gi into 16G. Hence submit's version check."""
+  (document, _) = yaml.safe_load_all(package.read_text())
+  for label, executor in document['deploymentSpec']['executors'].items():
+    resources = executor['container']['resources']
+    assert set(resources) - {'accelerator'} == {
+        'resourceCpuRequest', 'resourceCpuLimit', 'resourceMemoryRequest',
+        'resourceMemoryLimit'}, label
+    assert all(isinstance(v, str) for k, v in resources.items()
+               if k != 'accelerator'), label
+    if 'accelerator' in resources:
+      assert set(resources['accelerator']) == {'resourceType',
+                                               'resourceCount'}, label
+  assert kubeflow.MIN_SERVER_VERSION == (2, 4, 0)
+
+
 def test_gpus_0_trains_on_cpu_nodes(tmp_path):
   spec, platform = _load(_compile(tmp_path / 'cpu.yaml', '--gpus', '0'))
   trainer = kubeflow.executor_label(spec, 'Trainer')
@@ -829,6 +848,33 @@ def test_unknown_parameter_and_stray_cron(package, capsys):
   assert _submit('--host', 'http://127.0.0.1:1', '--package', str(package),
                  '--cron', '0 3 * * *') == 2
   assert 'add --recurring' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('release', ['2.3.0', 'v2.0.5', '1.8.22'])
+def test_a_server_older_than_the_resource_fields_is_refused(
+    package, release, capsys):
+  """KFP reads the string resource fields from 2.4.0 on; an older server
+  would silently run the Trainer without its GPU and every step without
+  its requests and limits."""
+  server = kfp_fake_server.FakeKfp(version=release)
+  try:
+    assert _submit('--host', server.host, '--package', str(package)) == 2
+    assert not server.pipelines and not server.runs
+  finally:
+    server.stop()
+  err = capsys.readouterr().err
+  assert f'is {release}; the package needs 2.4.0 or newer' in err
+  assert 'resources' in err and 'Traceback' not in err
+
+
+@pytest.mark.parametrize('release', ['2.4.0', '2.16.1', 'unknown'])
+def test_a_server_from_2_4_or_of_no_named_release_is_used(package, release):
+  server = kfp_fake_server.FakeKfp(version=release)
+  try:
+    assert _submit('--host', server.host, '--package', str(package)) == 0
+    assert len(server.runs) == 1
+  finally:
+    server.stop()
 
 
 def test_kfp_cron():
