@@ -1,6 +1,11 @@
 """ResnetModel as the seed meant it: the recipe follows the weights, ImageNet
 weights by default and fetched within a deadline, shapes fitted and options
-checked when the command starts."""
+checked when the command starts.
+
+Not verified here: a real download of the ImageNet file (this machine has no
+internet), and a Trainer pod reading a weights file from the data PVC of a
+real cluster.
+"""
 import argparse
 import http.server
 import itertools
