@@ -440,7 +440,7 @@ class ResnetModel(ImageClassifierModel):
   Grayscale input is repeated to three channels inside the model.
   """
   # Keras' ResNet50V2 refuses a smaller input (obtain_input_shape with
-  # min_size=32, tf_keras/src/applications/resnet.py:159-165).
+  # min_size=32, tf_keras/src/applications/resnet.py).
   min_input_size = (32, 32)
   _BACKBONE = 'resnet50v2'
   _TOP_BLOCK_PREFIX = 'conv5_'
