@@ -67,25 +67,26 @@ def render(results: Sequence[Result]) -> str:
     lines += ['**Quick mode: tiny data and 1-2 epochs, to keep the scripts '
               'working. These figures mean nothing.**', '']
   lines += _summary(results)
-  lines += _not_met(results)
   for number, result in enumerate(results, 1):
     lines += _section(number, result)
-  lines += _gpu(len(results) + 1, results)
   return '\n'.join(lines)
 
 
 def _summary(results: Sequence[Result]) -> List[str]:
   lines = [
       '## Summary', '',
-      '| # | Benchmark | Figure | Measured | Floor / peer | Target | Met |',
-      '|---|---|---|---|---|---|---|'
+      'Each benchmark links to its section: how it was measured, on what '
+      'machine, the raw figures, and why a target is missed.', '',
+      '| Benchmark | Figure | Measured | Floor / peer | Target | Met |',
+      '|---|---|---|---|---|---|'
   ]
   for number, result in enumerate(results, 1):
+    title = _title(number, result)
     for figure in result.figures:
       peer = (f'{fmt(figure.peer_value)} {figure.unit} ({figure.peer_name})'
               if figure.peer_value is not None else '')
       lines.append(
-          f'| {number} | {result.title} | {figure.name} | '
+          f'| [{title}](#{_anchor(title)}) | {figure.name} | '
           f'{fmt(figure.value)} {figure.unit} | {peer} | {figure.target} | '
           f'{_met(figure.met)} |')
   return lines + ['']
@@ -93,19 +94,6 @@ def _summary(results: Sequence[Result]) -> List[str]:
 
 def _met(met) -> str:
   return {True: 'yes', False: '**no**', None: ''}[met]
-
-
-def _not_met(results: Sequence[Result]) -> List[str]:
-  """Each missed target, pointing at the section that says why."""
-  lines = ['## Targets not met', '']
-  for number, result in enumerate(results, 1):
-    title = _title(number, result)
-    lines += [f'- {figure.name} ({figure.target}): why in '
-              f'[{title}](#{_anchor(title)}).'
-              for figure in result.figures if figure.met is False]
-  if len(lines) == 2:
-    lines.append('None: every target above is met.')
-  return lines + ['']
 
 
 def _title(number: int, result: Result) -> str:
@@ -138,16 +126,6 @@ def _section(number: int, result: Result) -> List[str]:
     lines.append('')
   lines += [note + '\n' for note in result.notes]
   return lines
-
-
-def _gpu(number: int, results: Sequence[Result]) -> List[str]:
-  gpus = sorted({r.machine.get('gpu', 'none') for r in results} - {'none'})
-  text = (f'These figures were measured with a GPU: {", ".join(gpus)}.'
-          if gpus else
-          'No GPU: the machine these figures come from has none '
-          '(TensorFlow lists no GPU device), so every figure above is '
-          'CPU-only and nothing here says how the pipeline does on a GPU.')
-  return [f'## {number}. GPU', '', text, '']
 
 
 def main() -> int:
