@@ -1,9 +1,14 @@
 """VersionedPusher: atomic, always-increasing integer versions that say where
 they came from and warm TF Serving up.
 
-TFX's stock Pusher names versions by Unix time and copies in place, so TF
-Serving can load a half-copied version. This one copies into a hidden
-temporary directory and renames it to the next integer (serving_dir.versions),
+TFX's stock Pusher names versions by Unix time and copies into the version
+directory in place, saved_model.pb last (tensorflow/tfx@v1.21.0:
+tfx/components/pusher/executor.py, with tfx/utils/io_utils.py's copy_dir and
+copy_file): TF Serving loads a version as soon as its directory appears, and
+without saved_model.pb that load fails instead of loading half the variables.
+The version is still visible while it is copied, and saved_model.pb itself is
+written in place. This one copies into a hidden temporary directory and
+renames it to the next integer (serving_dir.versions),
 keeps the newest `keep_versions` (a declared execution parameter, defaulted
 by PipelineConfig), and does not publish the same trained model
 twice: a re-run on unchanged data (a cached Trainer) leaves the serving
