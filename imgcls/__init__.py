@@ -1,14 +1,11 @@
 """imgcls: image classifiers trained by a TFX pipeline and served by TF Serving.
 
-The one top-level import name. In a checkout, `pipeline/`, `components/` and
-`trainer/` stand at the repository's top level, where TFX's templates put
-them; the wheel installs them as `imgcls.pipeline`, `imgcls.components` and
-`imgcls.trainer` (setup.py's `package_dir`). Adding the checkout to this
-package's search path gives them the same names when the code runs from the
-source tree, so nothing imports them by a second name.
+The one top-level import name. `pipeline/`, `components/` and `trainer/`
+stand at the repository's top level, where TFX's templates put them, and
+import as `imgcls.pipeline`, `imgcls.components` and `imgcls.trainer`
+(imgcls/top_level.py: installed there by setup.py, mapped to the folders in
+a checkout). Nothing imports them by a second name.
 """
-import os
+from imgcls import top_level as _top_level
 
-_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if os.path.isfile(os.path.join(_CHECKOUT, 'setup.py')):
-  __path__.append(_CHECKOUT)
+_top_level.map_checkout_folders(__path__[0])

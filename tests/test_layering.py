@@ -11,11 +11,14 @@ import sys
 
 import pytest
 
+from imgcls import top_level
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Lowest first. README.md ("Where things happen") describes the same layers.
 # Each is a part of the one import name, imgcls: imgcls.contract and so on.
 LAYERS = (
+    ('top_level',),  # where imgcls.pipeline and the like are found
     ('contract',),  # names, errors and the SavedModel contract
     ('imagedata', 'serving_dir'),  # reading image folders; version dirs
     ('trainer', 'components'),  # the model side; the pipeline's components
@@ -28,9 +31,10 @@ LAYERS = (
 _LAYER_OF = {package: i for i, layer in enumerate(LAYERS) for package in layer}
 
 
-# The packages that keep their place at the repository's top level (setup.py
-# installs them under imgcls); every other part lives in imgcls/.
-_TOP_LEVEL = ('pipeline', 'components', 'trainer', 'bench')
+# The parts at the repository's top level: the packages that import as
+# imgcls.<name> (imgcls/top_level.py), and bench/. Every other part lives in
+# imgcls/.
+_TOP_LEVEL = (*top_level.NAMES, 'bench')
 
 
 def _source(part):

@@ -1,13 +1,24 @@
-"""One test layout: pytest finds every test file, wherever it sits.
+"""The checkout's layout: one import name, and one place for each test.
 
-Unit tests beside their code are `*_test.py`, as TFX has them; the suite in
-tests/ is `test_*.py`. pytest.ini names no testpaths (a list that a new
-package's tests would be missing from) and skips only what is not code.
+`imgcls.pipeline`, `imgcls.components` and `imgcls.trainer` are the
+top-level folders, and nothing else of the checkout is part of imgcls.
+Unit tests of one module are `<module>_test.py` beside it, as TFX has them;
+tests/ holds the `test_*.py` that span packages. pytest.ini names no
+testpaths (a list that a new package's tests would be missing from) and
+skips only what is not code.
 """
 import configparser
 import fnmatch
+import importlib.util
 import os
 import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from imgcls import top_level
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,6 +38,41 @@ def _test_files():
       if fnmatch.fnmatch(name, 'test_*.py') or fnmatch.fnmatch(name,
                                                              '*_test.py'):
         yield os.path.relpath(os.path.join(root, name), _REPO)
+
+
+@pytest.mark.parametrize('name', top_level.NAMES)
+def test_the_top_level_folders_import_under_imgcls(name):
+  spec = importlib.util.find_spec(f'imgcls.{name}')
+  assert spec.submodule_search_locations == [os.path.join(_REPO, name)]
+
+
+@pytest.mark.parametrize('name', ['tests', 'bench', 'setup', 'imgcls',
+                                  'scripts', 'kubernetes'])
+def test_nothing_else_of_the_checkout_is_part_of_imgcls(name):
+  assert importlib.util.find_spec(f'imgcls.{name}') is None
+
+
+def test_a_unit_test_beside_the_code_has_the_one_name(tmp_path):
+  """pytest imports components/x_test.py as imgcls.components.x_test
+  (conftest.py), and never imports the folder by its bare name. The probe
+  runs in a copy of the checkout's layout, not among the real tests."""
+  for name in ('imgcls', 'tests', 'trainer', 'pipeline'):
+    (tmp_path / name).symlink_to(os.path.join(_REPO, name))
+  for name in ('conftest.py', 'pytest.ini', 'setup.py',
+               'components/__init__.py'):
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_bytes(open(os.path.join(_REPO, name), 'rb').read())
+  (tmp_path / 'components' / 'probe_test.py').write_text(textwrap.dedent('''
+      import sys
+      def test_name():
+        assert __name__ == 'imgcls.components.probe_test'
+        assert 'components' not in sys.modules
+      '''))
+  done = subprocess.run(
+      [sys.executable, '-m', 'pytest', '-q', 'components/probe_test.py'],
+      cwd=tmp_path, env={**os.environ, 'PYTHONPATH': str(tmp_path)},
+      capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stdout[-3000:]
 
 
 def test_no_testpaths_limit_where_tests_are_found():
