@@ -9,15 +9,16 @@ dumped to DIR/<n>-<part>.prof (read them with `python -m pstats` or
 - `startup`: from this module's start to the first component (imports,
   argument parsing, the console, building and compiling the pipeline);
 - one per component: LocalDagRunner launches them one after the other on
-  this thread (tfx/orchestration/local/local_dag_runner.py:98-109), so a
-  profile around `Launcher.launch` holds that component alone;
+  this thread (tfx/orchestration/local/local_dag_runner.py, run_with_ir), so
+  a profile around `Launcher.launch` holds that component alone;
 - `orchestration`: between components (LocalDagRunner, the console's
   line per component, read back from MLMD);
 - `report`: from LocalDagRunner's return to `imgcls run`'s (the run's
   summary read back from MLMD, the report).
 
 DIR/phases.json holds the wall seconds of each part, a component's split
-into the launcher's steps (tfx/orchestration/portable/launcher.py:574):
+into the launcher's steps (tfx/orchestration/portable/launcher.py,
+Launcher.launch):
 preparing (driver, MLMD registration, cache lookup), the executor, and
 publishing (MLMD). The interpreter's exit comes after all of this and cannot
 be profiled: `profile` (below) times the process and reports the rest as

@@ -2,8 +2,8 @@
 ContractCheck and the Pusher read, as a small Examples artifact of their own.
 
 On Kubeflow Pipelines the launcher downloads every input artifact in full
-before a step starts (kubeflow/pipelines@2.16.1 backend/src/v2/component/
-launcher_v2.go:896-973, downloadArtifacts: no selective copy). Given the
+before a step starts (kubeflow/pipelines@2.16.1:backend/src/v2/component/
+launcher_v2.go, downloadArtifacts: no selective copy). Given the
 ImageExampleGen's Examples, the ContractCheck (32 images) and the Pusher (4
 warm-up images, the training spans) would each download every split of the
 whole dataset. This step reads the first `size` records of the test split

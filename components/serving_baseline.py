@@ -34,10 +34,10 @@ def ServingBaseline(  # TFX component naming
   `served_version` says the same (has_model, the version) with no files:
   the Pusher records the version in its provenance and needs nothing else,
   while KFP's launcher would download the whole `baseline` SavedModel for
-  it (kubeflow/pipelines@2.16.1 backend/src/v2/component/
-  launcher_v2.go:896-973). Its name shares no prefix with `baseline`: the
-  launcher downloads an input by listing its URI as a key prefix
-  (objectstore/object_store.go, DownloadBlob).
+  it (kubeflow/pipelines@2.16.1:backend/src/v2/component/
+  launcher_v2.go, downloadArtifacts). Its name shares no prefix with
+  `baseline`: the launcher downloads an input by listing its URI as a key
+  prefix (objectstore/object_store.go, DownloadBlob).
 
   `published_hint` is the newest version seen when the pipeline was built;
   it exists so that the cache key changes when the serving directory does.

@@ -20,12 +20,13 @@ from imgcls.trainer.config import TrainingConfig
 #
 # --sdk_container_image names no image: the FnApiRunner in_memory runs its
 # workers in this process (apache_beam/runners/portability/fn_api_runner/
-# fn_runner.py:96-185, an embedded environment; the option is never read).
+# fn_runner.py, FnApiRunner.run_pipeline: an embedded environment; the option
+# is never read).
 # It is there because any such flag stops every Beam component from first
 # copying the installed TFX (59 MB) to a temporary directory and running
 # `setup.py sdist` on it, to stage for remote workers that do not exist here
-# (tfx/dsl/components/base/base_beam_executor.py:82-84,
-# tfx/utils/dependency_utils.py:32-71): 1-2 s of an idle 2-core machine per
+# (tfx/dsl/components/base/base_beam_executor.py, BaseBeamExecutor.__init__;
+# tfx/utils/dependency_utils.py, make_beam_dependency_flags): seconds per
 # Beam component, and 59 MB left in /tmp each time.
 DEFAULT_BEAM_ARGS = ('--runner=FnApiRunner', '--direct_running_mode=in_memory',
                      '--sdk_container_image=none:workers-run-in-process')

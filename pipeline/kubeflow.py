@@ -396,8 +396,8 @@ class KfpApi:
   (a multi-user install's profile), where pipelines, experiments and runs
   live: an API server that requires namespaced pipelines refuses shared ones
   (backend/src/apiserver/validation/namespace.go), and a single-user one
-  drops the namespace (resource/resource_manager.go:2088-2094,
-  ReplaceNamespace), so passing it is harmless there. The two are never
+  drops the namespace (resource/resource_manager.go, ReplaceNamespace), so
+  passing it is harmless there. The two are never
   mixed: kfp.Client's own `namespace` argument is where `ml-pipeline`
   runs, not the user's (see _client).
 
@@ -615,10 +615,11 @@ def _load_package(package: str) -> pipeline_spec_pb2.PipelineSpec:
 # Where KFP itself runs, standalone or in Kubeflow: kfp.Client's `namespace`
 # argument names this namespace, not the user's. kfp builds its in-cluster
 # address and its kube API proxy path from it (sdk/python/kfp/client/
-# client.py:131-132, 309, 320): given a profile namespace, it would call an
+# client.py, _IN_CLUSTER_DNS_NAME and _KUBE_PROXY_PATH as _load_config fills
+# them in): given a profile namespace, it would call an
 # `ml-pipeline` Service that does not exist there.
 KFP_SYSTEM_NAMESPACE = 'kubeflow'
-# kfp.Client's in-cluster address (client.py:131, _IN_CLUSTER_DNS_NAME) for
+# kfp.Client's in-cluster address (client.py, _IN_CLUSTER_DNS_NAME) for
 # KFP_SYSTEM_NAMESPACE, with its scheme.
 IN_CLUSTER_HOST = f'http://ml-pipeline.{KFP_SYSTEM_NAMESPACE}.svc.cluster.local:8888'
 # KFP's convention for a projected ServiceAccount token of audience
@@ -639,7 +640,7 @@ class KfpAuth:
     """The host when none was given: with credentials, KFP's in-cluster
     address inside a pod; without, None (kfp.Client then goes through the
     kube context). kfp.Client itself would send a token to its own default,
-    http://localhost (client.py:291-299).
+    http://localhost (client.py, _load_config).
     """
     if not (self.token or self.token_file):
       return None
@@ -710,8 +711,9 @@ def _keep_the_proxy_path(config) -> None:
   """Through the kube context, every request keeps kfp's service proxy path.
 
   kfp appends the path to ml-pipeline's proxy to the API server's address
-  (client.py:320). With a token user, the kubernetes client's refresh hook,
-  which runs before every request, sets the address back to the bare
+  (client.py, _load_config). With a token user, the kubernetes client's
+  refresh hook, which runs before every request, sets the address back to the
+  bare
   server (kubernetes/config/kube_config.py, KubeConfigLoader._set_config),
   and KFP's calls would go to the API server's own /apis/v2beta1/...
   """

@@ -64,7 +64,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
               # What TFMA finds anyway (the Evaluator logs tf_generic), but
               # only after trying to load the SavedModel as a Keras model,
               # which fails for it: declared, that load is skipped
-              # (tensorflow_model_analysis/utils/model_util.py:189-209).
+              # (tensorflow_model_analysis/utils/model_util.py,
+              # get_model_type).
               model_type=tfma.TF_GENERIC,
               signature_name=names.SERVING_EXAMPLES,
               label_key=names.LABEL_KEY,

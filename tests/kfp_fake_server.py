@@ -27,15 +27,16 @@ resource_manager.go, storage/run_store.go):
 
 Authentication is the multi-user API server's: with `token` set, a request
 must carry `Authorization: Bearer <token>` (auth/authenticator_token_review.go,
-the header and prefix of apiserver/common/const.go:50-51), else it is
-Unauthenticated (resource/resource_manager.go:1971); a test that renews the
-token sets `token` anew, and the old one is refused from then on, as an
+the header and prefix of apiserver/common/const.go), else it is
+Unauthenticated (resource/resource_manager.go, IsAuthorized); a test that
+renews the token sets `token` anew, and the old one is refused from then on,
+as an
 expired one would be. Every request's Authorization header is recorded.
 
 It also answers as the Kubernetes API server's service proxy in front of KFP
 (/api/v1/namespaces/<ns>/services/ml-pipeline:http/proxy/..., the path
-kfp.Client takes without a host, sdk/python/kfp/client/client.py:131-132,
-320), recording the namespace each proxied call went to.
+kfp.Client takes without a host, sdk/python/kfp/client/client.py,
+_KUBE_PROXY_PATH), recording the namespace each proxied call went to.
 
 It is a protocol-level check of the client side, not a KFP backend: nothing
 is scheduled or run.
@@ -58,7 +59,7 @@ import yaml
 
 _API = '/apis/v2beta1'
 # kfp appends its API paths to a proxy path that ends in '/', so they arrive
-# with '//' (client.py:320): the same resource.
+# with '//' (client.py, _load_config): the same resource.
 _PROXY = re.compile(r'^/api/v1/namespaces/([^/]+)/services/ml-pipeline:http/'
                     r'proxy/+(.*)$')
 

@@ -13,8 +13,9 @@ from imgcls.pipeline.config import DEFAULT_BEAM_ARGS
 
 
 def test_default_beam_args_build_no_tfx_package(monkeypatch):
-  """tfx/utils/dependency_utils.py:32-71: with a dependency flag among the
-  Beam args, BaseBeamExecutor passes them on as they are."""
+  """tfx/utils/dependency_utils.py, make_beam_dependency_flags: with a
+  dependency flag among the Beam args, BaseBeamExecutor passes them on as
+  they are."""
 
   def build_ephemeral_package():
     raise AssertionError('a Beam component built an sdist of TFX')

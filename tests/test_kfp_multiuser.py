@@ -9,7 +9,7 @@ Authorization header, or Unauthenticated.
   calls before every request (Configuration.get_api_key_with_prefix): a file
   the kubelet renews is sent as it reads at that moment.
 - The user's namespace is never kfp.Client's `namespace`, which names where
-  ml-pipeline runs (client.py:131-132, 309, 320).
+  ml-pipeline runs (kfp's client.py, _load_config).
 """
 
 import pytest
@@ -106,8 +106,9 @@ def test_a_token_without_a_host_goes_to_kfps_in_cluster_address(monkeypatch):
 def test_submit_into_a_namespace_never_calls_ml_pipeline_there(
     tmp_path, monkeypatch, package):
   """Without --host, kfp.Client goes through the kube API server's service
-  proxy to ml-pipeline in the namespace it is given (client.py:320): that
-  must be KFP's own, whatever the user's namespace. The kube context's user
+  proxy to ml-pipeline in the namespace it is given (client.py,
+  _load_config): that must be KFP's own, whatever the user's namespace. The
+  kube context's user
   has a token, whose refresh hook would drop the proxy path
   (kubernetes kube_config.py, _set_config) if imgcls did not keep it."""
   server = kfp_fake_server.FakeKfp(namespace_required=True)

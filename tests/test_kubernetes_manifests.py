@@ -473,8 +473,9 @@ def test_thread_pools_follow_the_container_cpu_limit(name):
 @pytest.mark.parametrize('name', _SERVING)
 def test_grpc_calls_wait_in_the_batch_queue_rather_than_being_refused(name):
   """gRPC's sync server refuses a call at once when its thread cap is
-  reached (thread_manager.cc; server.cc:412-414 sets the cap), and every
-  Predict holds a thread while it waits for its batch: the cap must hold
+  reached (thread_manager.cc; server.cc's BuildAndStart sets the cap from
+  --grpc_max_threads), and every Predict holds a thread while it waits for
+  its batch: the cap must hold
   everything the batch queue holds, one-image calls included, and leave
   threads for status calls beside them."""
   flags = _args(_container(_pod_spec(name)))
@@ -859,7 +860,8 @@ _TOKEN_PATH = '/var/run/secrets/kubeflow/pipelines/token'
 
 def test_retrain_runs_as_its_own_account_bound_to_edit_pipelines():
   """Not `default`: KFP's API server reviews the account by name, with no
-  groups (resource_manager.go:1976-1983), against kubeflow-pipelines-edit."""
+  groups (resource_manager.go, IsAuthorized), against
+  kubeflow-pipelines-edit."""
   _, pod_spec = _cronjob_pod()
   account = pod_spec['serviceAccountName']
   assert account not in ('', 'default')
@@ -880,7 +882,8 @@ def test_retrain_mounts_a_renewed_token_for_kfp_and_passes_its_namespace():
   (volume,) = [v for v in pod_spec['volumes'] if 'projected' in v]
   (source,) = volume['projected']['sources']
   token = source['serviceAccountToken']
-  # The audience KFP's API server reviews tokens for (common/const.go:54).
+  # The audience KFP's API server reviews tokens for (common/const.go,
+  # DefaultTokenReviewAudience).
   assert token['audience'] == 'pipelines.kubeflow.org'
   assert 600 <= token['expirationSeconds'] <= 24 * 3600
   (mount,) = [m for m in container['volumeMounts']
@@ -1022,8 +1025,9 @@ def test_mesh_authz_admits_the_sidecarless_pipeline_steps_to_tf_serving(
   assert spec['selector']['matchLabels'].items() <= (
       template['metadata']['labels'].items())
   (rule,) = spec['rules']
-  # KFP's pods have no sidecar (v2_template.go:153), so no mTLS identity: a
-  # `from` naming principals or namespaces would never match them.
+  # KFP's pods have no sidecar (v2_template.go disables the injection), so
+  # no mTLS identity: a `from` naming principals or namespaces would never
+  # match them.
   assert 'from' not in rule and 'when' not in rule
   (to,) = rule['to']
   ports = {str(p['containerPort'])
@@ -1039,8 +1043,9 @@ def test_mesh_authz_admits_the_sidecarless_pipeline_steps_to_tf_serving(
 
 # KFP 2.16.1's own containers of a step's pod and of a driver's pod, with
 # the resources its compiler gives them (backend/src/v2/compiler/
-# argocompiler/argo.go:469-492), after the API server's defaulting (a
-# missing request takes the limit). Argo's `wait` has none
+# argocompiler/argo.go, driverResources and launcherResources), after the API
+# server's defaulting (a missing request takes the limit). Argo's `wait` has
+# none
 # (workflow-controller-configmap-patch.yaml, since kubeflow/pipelines#9089).
 _DRIVER = {'requests': {'cpu': '100m', 'memory': '64Mi'},
            'limits': {'cpu': '500m', 'memory': '512Mi'}}

@@ -1,8 +1,8 @@
 """Pretrained weights that Keras would download: found in its cache, or
 fetched once when the command starts, within a deadline, never on a hang.
 
-Keras' own download (tf_keras/src/utils/data_utils.py:get_file, called by
-tf_keras/src/applications/resnet.py:232) has no timeout: in an air-gapped
+Keras' own download (tf_keras/src/utils/data_utils.py's get_file, called by
+tf_keras/src/applications/resnet.py's ResNet) has no timeout: in an air-gapped
 cluster the Trainer would wait on a connection that never answers. So the
 weights are looked up where Keras keeps them, fetched here with a deadline
 when missing, and handed to Keras as a local file: Keras never downloads.
@@ -33,7 +33,7 @@ class WeightsFile:
 
   def keras_cache_path(self) -> str:
     """Where get_file keeps it: ~/.keras/models, or /tmp/.keras/models when
-    ~/.keras is not writable (data_utils.py:269-277; os.access is False for a
+    ~/.keras is not writable (data_utils.py's get_file; os.access is False for a
     directory that does not exist yet)."""
     base = os.path.expanduser(os.path.join('~', '.keras'))
     if not os.access(base, os.W_OK):
@@ -41,8 +41,8 @@ class WeightsFile:
     return os.path.join(base, 'models', self.file_name)
 
 
-# tf_keras/src/applications/resnet.py:35-54 (BASE_WEIGHTS_PATH, the second of
-# WEIGHTS_HASHES['resnet50v2']) and :229-236 (the notop file name);
+# tf_keras/src/applications/resnet.py: BASE_WEIGHTS_PATH, the second of
+# WEIGHTS_HASHES['resnet50v2'], and ResNet's notop file name;
 # tests/test_resnet_recipe.py checks these against the installed tf_keras.
 RESNET50V2_NOTOP = WeightsFile(
     file_name='resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5',

@@ -255,7 +255,8 @@ def _record_on_artifact(examples,
 
   Not the class names: every custom property rides in each downstream
   step's executor input, which KFP's driver passes as one argv element
-  (kubeflow/pipelines@2.16.1 backend/src/v2/driver/driver.go:291), and Linux
+  (kubeflow/pipelines@2.16.1:backend/src/v2/driver/driver.go,
+  initPodSpecPatch's `--executor_input`), and Linux
   refuses an element over 128 KiB (MAX_ARG_STRLEN), a few thousand class
   names. They are in the artifact's dataset facts file.
   """
