@@ -75,9 +75,34 @@ def test_a_pruned_version_is_refused_saying_so(base, capsys):
 
 def test_nothing_to_roll_back_to(tmp_path, capsys):
   base = str(tmp_path / NAME)
-  versions.publish(base, os.makedirs)
+  versions.publish(base, lambda d: _stand_in(d, 'model 1'))
   assert _rollback(base) == 2
   assert 'no earlier version to roll back to' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('make', [
+    os.makedirs,  # an empty folder
+    lambda path: os.makedirs(os.path.join(path, 'variables')),
+])
+def test_a_version_with_no_saved_model_is_refused_naming_it(base, capsys, make):
+  make(os.path.join(base, '7'))
+  versions.publish(base, lambda d: _stand_in(d, 'model 8'))
+  assert _rollback(base, '--to', '7') == 2
+  err = capsys.readouterr().err
+  assert (f'version 7 of {base} cannot be served again, nothing was '
+          f'published: {os.path.join(base, "7")} is not a SavedModel '
+          'directory: no saved_model.pb in it') in err
+  assert 'Traceback' not in err
+  assert versions.versions(base) == [1, 2, 3, 7, 8]
+
+
+def test_a_link_to_itself_among_the_versions_blocks_no_rollback(base, capsys):
+  os.symlink('10', os.path.join(base, '10'))  # ln -s 10 10
+  assert _rollback(base) == 0
+  captured = capsys.readouterr()
+  assert 'version 4 republishes version 2' in captured.out
+  assert f'{base}/10: skipped, not a version' in captured.err
+  assert _content(base, 4) == 'model 2'
 
 
 def test_the_local_server_serves_the_rollback_without_a_failed_request(

@@ -1,5 +1,6 @@
 """`imgcls train`, `evaluate`, `predict` and the class-folder checks."""
 import os
+import shutil
 
 import pytest
 
@@ -102,3 +103,65 @@ def test_evaluate_rejects_a_non_model_directory(data, capsys):
   assert cli.main(['evaluate', '--test-dir', str(data / 'test'),
                    '--model-path', str(data)]) == 2
   assert 'not a SavedModel' in capsys.readouterr().err
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+  """`imgcls sample-data` output, as the issue 36 repros start from."""
+  out = tmp_path_factory.mktemp('digits') / 'data'
+  assert cli.main(['sample-data', '--out', str(out)]) == 0
+  return out
+
+
+@pytest.fixture(scope='module')
+def saved(tmp_path_factory):
+  from tests import served_models
+  return served_models.save_model(str(tmp_path_factory.mktemp('saved') / 'm'))
+
+
+def _versions_with(base, saved, newest):
+  """Version 1 a SavedModel, version 7 as `newest` makes it."""
+  shutil.copytree(saved, base / '1')
+  newest(base / '7')
+  return base
+
+
+@pytest.mark.parametrize('newest', [
+    os.makedirs,  # an empty newest version
+    lambda path: os.makedirs(path / 'variables'),  # variables/ only
+])
+def test_predict_on_a_version_with_no_saved_model_names_it(
+    tmp_path, digits, saved, capsys, newest):
+  base = _versions_with(tmp_path / 'M', saved, newest)
+  for source in (['--model-base-path', str(base)],
+                 ['--model-path', str(base / '7')]):
+    assert cli.main(['predict', *source, str(digits / 'test' / '3')]) == 2
+    err = capsys.readouterr().err
+    assert err == (f'imgcls predict: error: {base / "7"}: not a SavedModel '
+                   'directory: no saved_model.pb in it\n')
+
+
+def test_predict_and_evaluate_on_saved_model_pb_itself_say_the_same(
+    digits, saved, capsys):
+  model_file = os.path.join(saved, 'saved_model.pb')
+  said = []
+  for command in (['predict', str(digits / 'test' / '3')],
+                  ['evaluate', '--test-dir', str(digits / 'test')]):
+    assert cli.main([*command, '--model-path', model_file]) == 2
+    said.append(capsys.readouterr().err.split(': error: ')[1])
+  assert said == [f'{model_file}: not a SavedModel directory: a file (name '
+                  'the directory that holds saved_model.pb)\n'] * 2
+
+
+def test_predict_skips_a_subfolder_and_a_broken_link_saying_so(
+    tmp_path, digits, saved, capsys):
+  folder = tmp_path / 'images'
+  shutil.copytree(digits / 'test' / '3', folder)
+  (folder / 'more').mkdir()
+  (folder / 'gone.png').symlink_to(tmp_path / 'nowhere.png')
+  assert cli.main(['predict', '--model-path', saved, str(folder)]) == 0
+  captured = capsys.readouterr()
+  assert captured.err.splitlines() == [
+      f'{folder / "gone.png"}: skipped, a broken link',
+      f'{folder / "more"}: skipped, a folder (folders are not searched)']
+  assert captured.out.count('.png: ') == len(os.listdir(digits / 'test' / '3'))

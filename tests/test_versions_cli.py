@@ -83,8 +83,8 @@ def test_text_says_what_serves_and_where_each_came_from(base, capsys):
 def test_a_version_without_provenance_or_with_a_broken_one_is_still_listed(
     tmp_path, capsys):
   base = str(tmp_path / 'M')
-  versions.publish(base, os.makedirs)  # e.g. copied in by hand
-  versions.publish(base, os.makedirs)
+  for version in ('1', '2'):  # e.g. copied in by hand
+    os.makedirs(os.path.join(base, version))
   broken = os.path.join(base, '2', 'assets.extra', 'imgcls_provenance.json')
   os.makedirs(os.path.dirname(broken))
   with open(broken, 'w') as f:
@@ -112,3 +112,14 @@ def test_pruned_records_outlive_a_directory_cleared_by_hand(base, capsys):
   shutil.rmtree(os.path.join(base, '3'))
   listed = _json(base, capsys)
   assert [v['version'] for v in listed] == [4, 2, 1]
+
+
+def test_a_link_to_itself_named_as_a_version_is_skipped_saying_so(
+    base, capsys):
+  os.symlink('10', os.path.join(base, '10'))  # ln -s 10 10
+  capsys.readouterr()
+  assert cli.main(['versions', '--model-base-path', base]) == 0
+  captured = capsys.readouterr()
+  assert captured.out.startswith('version 4  serving')
+  assert captured.err == (f'{base}/10: skipped, not a version: Too many '
+                          'levels of symbolic links\n')

@@ -72,6 +72,7 @@ def _predict(args: argparse.Namespace) -> int:
       args.model_base_path)
   if not path:
     raise UserError(f'{args.model_base_path}: no integer version directories')
+  model_versions.check_saved_model(path)
   files = _expand(args.images)
   encoded = [_read_image(f) for f in files]
   model = saved_model.SavedClassifier(path)
@@ -85,8 +86,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _read_image(path: str) -> bytes:
   from imgcls.imagedata import class_folders
-  with open(path, 'rb') as f:
-    data = f.read()
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as e:
+    raise UserError(f'{path}: cannot read it: {e.strerror or e}') from None
   problem = class_folders.image_problem(data)
   if problem:
     raise UserError(f'{path}: {problem}')
@@ -94,13 +98,36 @@ def _read_image(path: str) -> bytes:
 
 
 def _expand(paths):
+  """The files named, and those of the folders named; what else a folder
+  holds (a subfolder, a broken link) is skipped, and said."""
   files = []
   for path in paths:
     if os.path.isdir(path):
-      files += sorted(os.path.join(path, f) for f in os.listdir(path)
-                      if not f.startswith('.'))
+      files += _files_of(path)
     elif os.path.isfile(path):
       files.append(path)
     else:
       raise UserError(f'{path}: no such file or directory')
+  if not files:
+    raise UserError(f'no image files in {", ".join(paths)}')
   return files
+
+
+def _files_of(folder: str):
+  from imgcls.contract import progress
+  files = []
+  for name in sorted(n for n in os.listdir(folder) if not n.startswith('.')):
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+      files.append(path)
+    else:
+      progress.warn('%s: skipped, %s', path, _not_a_file(path))
+  return files
+
+
+def _not_a_file(path: str) -> str:
+  if os.path.isdir(path):
+    return 'a folder (folders are not searched)'
+  if os.path.islink(path):
+    return 'a broken link'
+  return 'not a regular file'

@@ -71,9 +71,8 @@ def evaluate(model_path: str, test_dir: str, batch_size: int = 256
             ) -> Evaluation:
   """Accuracy overall and per class through serving_bytes and serving_default,
   and whether the two agree, on the images of test_dir."""
-  if not os.path.isfile(os.path.join(model_path, 'saved_model.pb')):
-    raise UserError(f'{model_path}: not a SavedModel directory')
-  model = saved_model.SavedClassifier(model_path)
+  model = saved_model.SavedClassifier(
+      model_versions.check_saved_model(model_path))
   split = class_folders.read_split(test_dir)
   unknown = sorted(set(split.class_names) - set(model.class_names))
   if unknown:

@@ -46,6 +46,21 @@ def test_only_integer_names_are_versions(tmp_path):
   assert version_dirs(str(tmp_path / 'missing')) == {}
 
 
+def test_a_link_to_itself_named_as_a_version_blocks_no_version(
+    saved_model, base_path, caplog):
+  testing.push_version(saved_model, base_path, 1)
+  os.symlink('10', os.path.join(base_path, '10'))  # ln -s 10 10
+  with _server(base_path) as server:
+    rest = RestClient('127.0.0.1', server.rest_port, NAME)
+    assert testing.wait_for(lambda: _available(rest, 1))
+    time.sleep(0.2)  # a few polls more
+  skipped = [r for r in caplog.records if 'skipped' in r.getMessage()]
+  assert [r.getMessage() for r in skipped] == [
+      f'{base_path}/10: skipped, not a version: Too many levels of symbolic '
+      'links']
+  assert not [r for r in caplog.records if r.exc_info]
+
+
 def test_starts_without_a_version_and_serves_one_when_pushed(
     saved_model, base_path):
   with _server(base_path) as server:

@@ -50,10 +50,14 @@ def history(base_dir: str) -> List[VersionRecord]:
 def rollback(base_dir: str, to: Optional[int] = None) -> Tuple[int, int]:
   """Republishes version `to` (default: the one before the newest) as the new
   highest version; returns (new version, `to`). UserError if `to` is not
-  there, or is the newest."""
+  there, is the newest, or holds no SavedModel."""
   on_disk = versions_lib.version_dirs(base_dir)
   to = _target(base_dir, on_disk, to)
   source = on_disk[to]
+  problem = versions_lib.saved_model_problem(source)
+  if problem:
+    raise UserError(f'version {to} of {base_dir} cannot be served again, '
+                    f'nothing was published: {source} is {problem}')
   try:
     copied = provenance_lib.of_version(source)
   except provenance_lib.ProvenanceError:

@@ -26,6 +26,12 @@ def _old_model(path):
   return path
 
 
+def _stand_in(tmp_dir):
+  """The least that publish takes for a SavedModel: a saved_model.pb."""
+  os.makedirs(tmp_dir)
+  open(os.path.join(tmp_dir, 'saved_model.pb'), 'w').close()
+
+
 def _temporaries(base):
   return sorted(n for n in os.listdir(base) if temporaries.is_temporary(n))
 
@@ -81,12 +87,12 @@ def test_a_dead_writers_temporary_goes_at_the_next_publish(tmp_path):
     assert writer.stdout.readline() == 'copying\n'
     (left,) = [n for n in _temporaries(base) if not n.endswith('.lock')]
     # Fresh files, a live writer: nothing else may touch them.
-    versions.publish(base, lambda d: os.makedirs(d))
+    versions.publish(base, _stand_in)
     assert left in _temporaries(base)
   finally:
     writer.send_signal(signal.SIGKILL)
     writer.wait()
-  assert versions.publish(base, lambda d: os.makedirs(d)) == 2
+  assert versions.publish(base, _stand_in) == 2
   assert _temporaries(base) == []
   assert versions.versions(base) == [1, 2]
 
@@ -96,7 +102,7 @@ def test_a_temporary_without_a_lock_is_an_earlier_releases_leftover(
   base = tmp_path / 'serving'
   (base / '.tmp-0123abcd').mkdir(parents=True)  # no .lock beside it
   (base / '.tmp-0123abcd' / 'saved_model.pb').write_text('half')
-  versions.publish(str(base), lambda d: os.makedirs(d))
+  versions.publish(str(base), _stand_in)
   assert _temporaries(str(base)) == []
 
 
@@ -115,7 +121,7 @@ def test_a_failed_write_leaves_nothing(tmp_path):
 def test_pruning_leaves_no_temporary_behind(tmp_path):
   base = str(tmp_path / 'serving')
   for _ in range(3):
-    versions.publish(base, lambda d: os.makedirs(d))
+    versions.publish(base, _stand_in)
   assert versions.prune(base, keep=1) == [1, 2]
   assert versions.versions(base) == [3]
   assert _temporaries(base) == []

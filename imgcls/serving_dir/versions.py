@@ -9,15 +9,23 @@ import logging
 import os
 import re
 import shutil
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Set
 import uuid
 
+from imgcls.contract import progress
+from imgcls.contract.errors import UserError
 from imgcls.serving_dir import provenance as provenance_lib
 from imgcls.serving_dir import temporaries
 
 # TF Serving takes ASCII digits only ('٣'.isdigit() is true in Python).
 _VERSION_NAME = re.compile('[0-9]+')
 MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
+# Either file makes a directory a SavedModel for TensorFlow's loader
+# (tensorflow/tensorflow: tensorflow/python/saved_model/loader_impl.py,
+# maybe_saved_model_directory).
+SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
+# Entries already reported as skipped: a server polls every second.
+_reported: Set[str] = set()
 
 
 def version_dirs(base_dir: str) -> Dict[int, str]:
@@ -31,8 +39,42 @@ def version_dirs(base_dir: str) -> Dict[int, str]:
       int(e.name): e.path
       for e in entries
       if _VERSION_NAME.fullmatch(e.name) and int(e.name) <= MAX_VERSION and
-      e.is_dir()
+      _is_dir(e)
   }
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+  """Whether the entry is a directory; an entry that cannot be followed (a
+  link to itself) is none, said once, so that it blocks no other version."""
+  try:
+    return entry.is_dir()
+  except OSError as e:
+    if entry.path not in _reported:
+      _reported.add(entry.path)
+      progress.warn('%s: skipped, not a version: %s', entry.path,
+                    e.strerror or e)
+    return False
+
+
+def saved_model_problem(path: str) -> Optional[str]:
+  """Why `path` is not a SavedModel directory, or None when it may be one."""
+  if os.path.isfile(path):
+    return ('not a SavedModel directory: a file (name the directory that '
+            'holds saved_model.pb)')
+  if not os.path.isdir(path):
+    return 'not a SavedModel directory: no such directory'
+  if not any(os.path.isfile(os.path.join(path, name))
+             for name in SAVED_MODEL_FILES):
+    return 'not a SavedModel directory: no saved_model.pb in it'
+  return None
+
+
+def check_saved_model(path: str) -> str:
+  """`path`, or a UserError naming it when it holds no SavedModel."""
+  problem = saved_model_problem(path)
+  if problem:
+    raise UserError(f'{path}: {problem}')
+  return path
 
 
 def versions(base_dir: str) -> List[int]:
@@ -51,14 +93,19 @@ def publish(base_dir: str, write: Callable[[str], None],
   """Publishes what `write(tmp_dir)` writes as the next version; returns it.
 
   The new version is above every existing one and at least `min_version`.
-  If `write` fails, nothing is left; if the process dies, a hidden temporary
-  directory is, which TF Serving ignores and the next publish removes
-  (serving_dir.temporaries).
+  If `write` fails, or writes no SavedModel, nothing is left; if the process
+  dies, a hidden temporary directory is, which TF Serving ignores and the
+  next publish removes (serving_dir.temporaries).
   """
   os.makedirs(base_dir, exist_ok=True)
   temporaries.remove_abandoned(base_dir)
   with temporaries.temporary_dir(base_dir) as tmp_dir:
     write(tmp_dir)
+    # TF Serving would take it as the newest version and serve nothing.
+    problem = saved_model_problem(tmp_dir)
+    if problem:
+      raise UserError(f'nothing published under {base_dir}: what was written '
+                      f'is {problem}')
     while True:
       version = max([min_version - 1, *versions(base_dir)]) + 1
       target = os.path.join(base_dir, str(version))
