@@ -1,5 +1,7 @@
 """`imgcls compile` and `imgcls submit`: the pipeline on Kubeflow Pipelines."""
 import argparse
+import os
+import tempfile
 
 from imgcls.contract.errors import UserError
 from imgcls.pipeline import kubeflow_config
@@ -76,10 +78,30 @@ def _compile(args: argparse.Namespace) -> int:
     # selectors) as YAML only.
     raise UserError(f'--output {args.output}: the package is YAML; name a '
                     '.yaml file')
+  _check_writable(args.output)
   from imgcls.pipeline import kubeflow
   print(kubeflow.compile_pipeline(*kubeflow_config.from_args(args),
                                   args.output))
   return 0
+
+
+def _check_writable(output: str) -> None:
+  """Before the compile: the package can be written at `output`, into
+  folders made where missing."""
+  if os.path.isdir(output):
+    raise UserError(f'--output {output}: is a directory; name a file')
+  folder = os.path.dirname(os.path.abspath(output))
+  while not os.path.exists(folder):
+    folder = os.path.dirname(folder)
+  if not os.path.isdir(folder):
+    raise UserError(f'--output {output}: {folder} is a file, not a folder')
+  try:
+    # A nameless file (O_TMPFILE where the OS has it): nothing is left.
+    with tempfile.TemporaryFile(dir=folder):
+      pass
+  except OSError as e:
+    raise UserError(f'--output {output}: cannot create a file in {folder}: '
+                    f'{e.strerror or e}') from None
 
 
 def _submit(args: argparse.Namespace) -> int:
