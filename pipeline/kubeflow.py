@@ -65,6 +65,7 @@ from imgcls.components.data_validation.component import (
 from imgcls.components.image_example_gen.component import ImageExampleGen
 from imgcls.components.serving_baseline import ServingBaseline
 from imgcls.components.versioned_pusher import VersionedPusher
+from imgcls.contract import names
 from imgcls.contract.errors import UserError
 from imgcls.pipeline import pipeline as pipeline_def
 from imgcls.pipeline.config import PipelineConfig
@@ -111,6 +112,7 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
                                pipeline_spec_pb2.PipelineSpec())
   _edit_executors(spec, executor_label(spec, trainer.id), options)
   _set_parameter_defaults(spec, [data_root])
+  _rename_outputs(spec)
   spec.default_pipeline_root = options.pipeline_root
   mounts = {
       ImageExampleGen: [(options.data_pvc, DATA_MOUNT)],
@@ -243,6 +245,16 @@ def _set_parameter_defaults(spec: pipeline_spec_pb2.PipelineSpec,
     definition = spec.root.input_definitions.parameters[parameter.name]
     definition.default_value.string_value = parameter.default
     definition.is_optional = True
+
+
+def _rename_outputs(spec: pipeline_spec_pb2.PipelineSpec) -> None:
+  """Outputs named so that none begins another (names.KFP_OUTPUT_NAMES)."""
+  for component in spec.components.values():
+    outputs = component.output_definitions.artifacts
+    for tfx_name, spec_name in names.KFP_OUTPUT_NAMES.items():
+      if tfx_name in outputs:
+        outputs[spec_name].CopyFrom(outputs[tfx_name])
+        del outputs[tfx_name]
 
 
 def executor_label(spec: pipeline_spec_pb2.PipelineSpec, task: str) -> str:

@@ -6,7 +6,7 @@ with the executor input reconciled with what KFP 2's launcher provides.
         --json_serialized_inputs_spec_args INPUT_TYPES [BEAM ARGS]
 
 TFX's entrypoint (kubeflow_v2_run_executor) is written for Vertex AI. On KFP's
-own backend (checked against the 2.16.1 sources) three things differ, which
+own backend (checked against the 2.16.1 sources) these things differ, which
 sky-uk/kfp-operator's tfx-patch patches inside TFX at runtime; here they are
 handled in the input, before TFX sees it:
 
@@ -32,7 +32,9 @@ handled in the input, before TFX sees it:
    lists came back as {"list": [...]}, structs as {"struct": {...}}; they are
    unwrapped. On the way out, a null metadata value fails the launcher's
    conversion (StructValueToMLMDValue), so none is reported.
-5. Once the outputs are written the process exits at once (os._exit): the
+5. Outputs whose TFX names share a prefix are named apart in the spec
+   (names.KFP_OUTPUT_NAMES): TFX gets its own names, the launcher the spec's.
+6. Once the outputs are written the process exits at once (os._exit): the
    interpreter's shutdown can crash ("pure virtual method called",
    sky-uk/kfp-operator PR #1286) and turn a finished step into a failed one.
 """
@@ -89,6 +91,16 @@ def reconcile(executor_input: pipeline_spec_pb2.ExecutorInput,
   for artifacts in outputs.values():
     for artifact in artifacts.artifacts:
       artifact.uri = to_local(artifact.uri)
+  _rename(outputs, {spec_name: tfx_name for tfx_name, spec_name
+                    in names.KFP_OUTPUT_NAMES.items()})
+
+
+def _rename(artifacts, renames) -> None:
+  """Moves the artifact lists of a map keyed by output name."""
+  for old, new in renames.items():
+    if old in artifacts:
+      artifacts[new].CopyFrom(artifacts[old])
+      del artifacts[old]
 
 
 def _unwrap_mlmd_values(metadata: struct_pb2.Struct) -> None:
@@ -126,6 +138,7 @@ def restore_remote_uris(output_metadata_file: str) -> None:
       artifact.uri = to_remote(artifact.uri)
       _recordable(artifact.metadata)
       _remote_provenance(artifact.metadata)
+  _rename(output.artifacts, names.KFP_OUTPUT_NAMES)
   with open(output_metadata_file, 'w') as f:
     f.write(json_format.MessageToJson(output))
 
@@ -167,7 +180,7 @@ def main(parsed_argv) -> None:
 
 
 def main_then_exit(parsed_argv) -> None:
-  """main, then an exit that skips the interpreter's shutdown (see 5.)."""
+  """main, then an exit that skips the interpreter's shutdown (see 6.)."""
   main(parsed_argv)
   logging.shutdown()
   sys.stdout.flush()

@@ -107,6 +107,16 @@ ARTIFACT_KEYS = (ARTIFACT_EXAMPLES, ARTIFACT_STATISTICS, ARTIFACT_ANOMALIES,
                  ARTIFACT_EVALUATION, ARTIFACT_BLESSING, ARTIFACT_INFRA_BLESSING,
                  ARTIFACT_PUSHED_MODEL)
 
+# --- Output names on Kubeflow Pipelines --------------------------------------
+# KFP puts a step's outputs side by side under one task root and downloads an
+# input by listing its URI as a key prefix, with no trailing slash
+# (kubeflow/pipelines@2.16.1:backend/src/v2/objectstore/object_store.go,
+# DownloadBlob): where one output's name begins another's, every step that
+# reads the first downloads both. TFX's Trainer keeps its TensorBoard logs in
+# `model_run`, beside `model`, so the compiled spec names them apart (TFX's
+# name -> the spec's); the step entrypoint maps them back for TFX.
+KFP_OUTPUT_NAMES = {ARTIFACT_MODEL_RUN: 'training_logs'}
+
 # --- Pipeline node ids that retrain reads back from a KFP run's tasks --------
 # The data gate's failure is a refusal of the data, not a failed run.
 DATA_GATE_NODE = 'DataGate'
