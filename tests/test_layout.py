@@ -97,13 +97,41 @@ def test_the_readme_is_short_and_leads_with_the_main_job():
   assert any('imgcls run --data-root' in line for line in lines[:60])
 
 
+def _read(path: str) -> str:
+  with open(path, encoding='utf-8') as f:
+    return f.read()
+
+
+def _anchors(markdown: str):
+  """The anchors GitHub gives the headings of a page (outside code blocks):
+  lower case, punctuation dropped, spaces as hyphens, repeats numbered."""
+  anchors, fenced = set(), False
+  for line in markdown.splitlines():
+    fenced ^= line.startswith('```')
+    heading = re.match(r'#+ (.*)', line)
+    if heading and not fenced:
+      anchor = re.sub(r'[^\w\- ]', '', heading.group(1).strip().lower())
+      anchor = anchor.replace(' ', '-')
+      repeat = anchor
+      for n in range(1, 100):
+        if repeat not in anchors:
+          break
+        repeat = f'{anchor}-{n}'
+      anchors.add(repeat)
+  return anchors
+
+
 def test_every_relative_link_of_the_readme_and_docs_exists():
-  pages = ['README.md'] + [os.path.join('docs', name)
-                           for name in os.listdir(os.path.join(_REPO, 'docs'))
-                           if name.endswith('.md')]
+  """Every relative link names a file that exists, and a heading of it."""
+  pages = ['README.md', 'kubernetes/README.md'] + [
+      os.path.join('docs', name)
+      for name in os.listdir(os.path.join(_REPO, 'docs'))
+      if name.endswith('.md')]
   for page in pages:
-    with open(os.path.join(_REPO, page), encoding='utf-8') as f:
-      text = f.read()
-    for target in re.findall(r'\]\(([^)#:]+)(?:#[^)]*)?\)', text):
-      path = os.path.join(_REPO, os.path.dirname(page), target)
+    text = _read(os.path.join(_REPO, page))
+    for target, anchor in re.findall(r'\]\(([^):#]*)(?:#([^)]*))?\)', text):
+      path = (os.path.join(_REPO, os.path.dirname(page), target) if target
+              else os.path.join(_REPO, page))
       assert os.path.exists(path), f'{page}: {target}'
+      if anchor:
+        assert anchor in _anchors(_read(path)), f'{page}: {target}#{anchor}'
