@@ -1,10 +1,10 @@
 """4. Serving: latency over REST and gRPC against the signature in-process.
 
 The server is the project's development stand-in for TF Serving,
-imgcls.dev_server.server.ModelServer, started by `imgcls serve` in its own process on
-127.0.0.1 (as TF Serving would be: client and server do not share a Python
-interpreter). The clients are the project's clients.client.RestClient and
-GrpcClient. The peer is the same SavedModel's `serving_bytes` signature
+imgcls.dev_server.server.ModelServer, started by `imgcls serve` in its own
+process on 127.0.0.1 (as TF Serving would be: client and server do not share
+a Python interpreter). The clients are the project's clients.client.RestClient
+and GrpcClient. The peer is the same SavedModel's `serving_bytes` signature
 called in this process (contract.saved_model.SavedClassifier). Requests go
 one at a time, so latency is not queueing; req/s is that closed loop's rate.
 

@@ -5,9 +5,9 @@ folders for the same epochs: `imgcls run` (ExampleGen -> statistics, schema
 and validation -> Trainer -> Evaluator -> contract check -> Pusher, then the
 run report) in a fresh pipeline root, and bench.plain_train (load, fit,
 save). The time of each component, and of what the command does around them,
-comes from bench.profile_run, to show where the difference goes. The start-up before the first component is set against its
-own floor, importing TensorFlow and TFX (bench.imports), measured in the same
-run.
+comes from bench.profile_run, to show where the difference goes. The
+start-up before the first component is set against its own floor, importing
+TensorFlow and TFX (bench.imports), measured in the same run.
 """
 import os
 import shutil
@@ -96,7 +96,8 @@ _LEFT = (
     'and repeating what it does besides importing (it sets EvalConfig and '
     'eight other config names on tensorflow_model_analysis, which '
     'tfx.components.evaluator needs): not done, as it would tie the run to '
-    'TFX 1.21\'s internals. (2) Beam\'s pipeline construction in TFMA and TFDV: '
+    'TFX 1.21\'s internals. (2) Beam\'s pipeline construction in TFMA and '
+    'TFDV: '
     'PipelineOptions parsed again at every view_as, every DoFn\'s '
     'signature inspected. (3) The Trainer\'s first epoch decodes each '
     'image through the serving preprocessing (0.17 ms an image: about 40 '

@@ -57,7 +57,8 @@ def check_saved_model(model_dir: str, serialized_examples: Sequence[bytes],
   for name, outputs in answers.items():
     _check_outputs(name, outputs, len(encoded), class_names)
   examples_ids = answers[names.SERVING_EXAMPLES][names.CLASS_ID_OUTPUT]
-  if not np.array_equal(examples_ids, answers[names.SERVING_BYTES][names.CLASS_ID_OUTPUT]):
+  bytes_ids = answers[names.SERVING_BYTES][names.CLASS_ID_OUTPUT]
+  if not np.array_equal(examples_ids, bytes_ids):
     raise ContractError('serving_examples and serving_bytes disagree on the '
                         'same images')
   by_pixels = [n.decode() for n in model.predict_pixels(
@@ -102,7 +103,8 @@ def ContractCheck(  # TFX component naming
     examples: InputArtifact[Examples],
     infra_blessing: OutputArtifact[InfraBlessing],
     sample_size: Parameter[int]) -> None:
-  """Blesses the model (InfraBlessing `blessed` = 1) if it keeps the contract."""
+  """Blesses the model (InfraBlessing `blessed` = 1) if it keeps the
+  contract."""
   model_dir = path_utils.serving_model_path(model.uri)
   class_names = dataset_facts.read(examples.uri).class_names
   try:

@@ -107,7 +107,8 @@ def failed_thresholds(result) -> List[str]:
   reasons = []
   for per_slice in result.metric_validations_per_slice:
     for failure in per_slice.failures:
-      change = ' change against the baseline' if failure.metric_key.is_diff else ''
+      change = (' change against the baseline'
+                if failure.metric_key.is_diff else '')
       reasons.append(
           f'{failure.metric_key.name}{change} = '
           f'{failure.metric_value.double_value.value:.4f}, threshold: '

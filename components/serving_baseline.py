@@ -1,4 +1,5 @@
-"""ServingBaseline: the model TF Serving publishes now, as the Evaluator's baseline.
+"""ServingBaseline: the model TF Serving publishes now, as the Evaluator's
+baseline.
 
 TFX's usual baseline is a Resolver node (LatestBlessedModelStrategy), which
 Kubeflow Pipelines' own backend rejects ("resolver executors not

@@ -213,8 +213,9 @@ def _test_images(input_dict) -> List[bytes]:
   return list(tf_examples.parse_image_bytes(tf.constant(batch)).numpy())
 
 
-def _warmup_requests(model_dir: str, model_name: str,
-                     images: Sequence[bytes]) -> List[predict_pb2.PredictRequest]:
+def _warmup_requests(
+    model_dir: str, model_name: str,
+    images: Sequence[bytes]) -> List[predict_pb2.PredictRequest]:
   """Each image signature, with one image and with all of them."""
   if not images:
     logging.warning('no test images: %s gets no warm-up requests', model_dir)

@@ -1,4 +1,5 @@
-"""Pipeline settings, in one place; the CLI builds its flags from these defaults."""
+"""Pipeline settings, in one place; the CLI builds its flags from these
+defaults."""
 import argparse
 import dataclasses
 import os

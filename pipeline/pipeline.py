@@ -131,11 +131,11 @@ def _tuner(config: PipelineConfig, training: TrainingConfig,
                      names.TUNE_TRIALS_KEY: config.tune_trials})
 
 
-def create_pipeline(config: PipelineConfig,
-                    data_root: Optional[Union[str,
-                                              data_types.RuntimeParameter]] = None,
-                    published_hint: str = '',
-                    metadata_connection_config=None) -> tfx_pipeline.Pipeline:
+def create_pipeline(
+    config: PipelineConfig,
+    data_root: Optional[Union[str, data_types.RuntimeParameter]] = None,
+    published_hint: str = '',
+    metadata_connection_config=None) -> tfx_pipeline.Pipeline:
   """Builds the pipeline.
 
   Args:

@@ -25,7 +25,7 @@ _OUTPUT = metadata_store_pb2.Event.OUTPUT
 class RunResult:
   run_id: str
   artifacts: Dict[str, metadata_store_pb2.Artifact]  # by output key
-  dataset: Optional[dataset_facts.DatasetFacts]  # None before the ExampleGen ran
+  dataset: Optional[dataset_facts.DatasetFacts]  # None before ExampleGen ran
   accuracy: Optional[float]
   baseline_accuracy: Optional[float]
   baseline_version: Optional[int]
@@ -131,7 +131,8 @@ def _result(run_id: str, artifacts) -> RunResult:
                              names.PROP_SERVING_VERSION),
       per_class_accuracy=gated_evaluator.per_class_accuracy(
           counts, facts.class_names) if counts is not None else {},
-      blessed=None if blessing is None else _prop(blessing, names.PROP_BLESSED) == 1,
+      blessed=None if blessing is None else
+      _prop(blessing, names.PROP_BLESSED) == 1,
       blessing_reason=_prop(blessing, names.PROP_REASON) or '',
       contract_passed=None if contract is None else
       _prop(contract, names.PROP_BLESSED) == 1,

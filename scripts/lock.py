@@ -120,8 +120,8 @@ def write_lock():
     raise SystemExit('lock: run it with Python 3.13 on Linux, as '
                      'scripts/lock does, the Python of the image')
   direct = direct_pins()
-  lines = [l for l in REQUIREMENTS.read_text().splitlines()
-           if l.strip() and not l.startswith('#')]
+  lines = [line for line in REQUIREMENTS.read_text().splitlines()
+           if line.strip() and not line.startswith('#')]
   tf_version = direct['runtime']['tensorflow']
   with tempfile.TemporaryDirectory(prefix='imgcls-lock-') as work:
     venv = os.path.join(work, 'venv')
@@ -146,8 +146,8 @@ def write_lock():
     raise SystemExit(f'lock: the GPU resolve moves {sorted(changed)}')
   tf_block = every['tensorflow'][0].replace(
       f'tensorflow=={tf_version}', f'tensorflow[and-cuda]=={tf_version}', 1)
-  tf_block = '\n'.join(l for l in tf_block.splitlines()
-                       if not l.strip().startswith('#'))
+  tf_block = '\n'.join(line for line in tf_block.splitlines()
+                       if not line.strip().startswith('#'))
   body = {
       'runtime': [every[n][0] for n in sorted(runtime)],
       'test': [every[n][0] for n in sorted(set(every) - runtime)],
@@ -159,9 +159,10 @@ def write_lock():
       'test': 'the test tools ([dev] extra): the local environment and CI',
       'gpu': 'tensorflow[and-cuda]: what the image\'s GPU variant adds',
   }
+  python = platform.python_version()
   header = f"""\
 # Every package of the environments, pinned, with hashes. Generated from
-# requirements.txt by scripts/lock ({PIP_TOOLS}, Python {platform.python_version()}, Linux
+# requirements.txt by scripts/lock ({PIP_TOOLS}, Python {python}, Linux
 # x86_64); do not edit. After editing requirements.txt, run scripts/lock.
 # requirements.txt sha256: {requirements_sha256()}
 #

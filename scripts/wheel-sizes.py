@@ -12,7 +12,7 @@ import urllib.request
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import lock  # noqa: E402
+import lock
 
 
 class RangeFile(io.RawIOBase):

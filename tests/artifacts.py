@@ -22,8 +22,9 @@ CLASS_NAMES = ['zero', 'one', 'two']
 
 def labelled_images(count: int, seed: int = 0) -> List[Tuple[bytes, int]]:
   """(PNG, label) pairs the untrained or trained model can tell apart."""
-  return [(images.encode(images.digit_like(i % len(CLASS_NAMES), seed=seed + i)),
-           i % len(CLASS_NAMES)) for i in range(count)]
+  labels = [i % len(CLASS_NAMES) for i in range(count)]
+  return [(images.encode(images.digit_like(label, seed=seed + i)), label)
+          for i, label in enumerate(labels)]
 
 
 def examples(uri: str, splits: Dict[str, List[Tuple[bytes, int]]],
@@ -41,8 +42,9 @@ def examples(uri: str, splits: Dict[str, List[Tuple[bytes, int]]],
                               options) as writer:
       for n, (encoded, label) in enumerate(items):
         name = class_names[label]
-        writer.write(tf_examples.make_example(
-            encoded, label, name, f'{split}/{name}/{n}.png').SerializeToString())
+        example = tf_examples.make_example(encoded, label, name,
+                                           f'{split}/{name}/{n}.png')
+        writer.write(example.SerializeToString())
   dataset_facts.write(uri, dataset_facts_of({
       s: {name: sum(1 for _, label in items if class_names[label] == name)
           for name in class_names}

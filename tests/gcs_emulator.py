@@ -293,7 +293,7 @@ class _Forward(http.server.BaseHTTPRequestHandler):
     if self.command != 'HEAD':
       self.wfile.write(data)
 
-  def log_message(self, format, *args):  # noqa: A002 (the base's name)
+  def log_message(self, format, *args):  # `format`: the base's name
     pass
 
 

@@ -54,7 +54,8 @@ def test_first_run_writes_statistics_and_a_schema_and_trains(project):
 
 def test_a_span_from_the_same_distribution_passes_and_trains(project):
   root, _ = project
-  images.write_shape_splits(root / 'data' / 'span-2', images.EVEN_SHAPES, seed=1)
+  images.write_shape_splits(root / 'data' / 'span-2', images.EVEN_SHAPES,
+                            seed=1)
   result = local.run(_config(root))
   assert result.data_passed and result.data_anomalies == []
   assert result.history  # trained
@@ -62,7 +63,8 @@ def test_a_span_from_the_same_distribution_passes_and_trains(project):
 
 def test_a_skewed_span_is_refused_until_accepted(project, capsys):
   root, _ = project
-  images.write_shape_splits(root / 'data' / 'span-3', images.SKEWED_SHAPES, seed=2)
+  images.write_shape_splits(root / 'data' / 'span-3', images.SKEWED_SHAPES,
+                            seed=2)
   versions = model_versions.versions(str(root / 'serving' / 'LenetModel'))
   assert _cli_run(root) == 1
   out = capsys.readouterr().out

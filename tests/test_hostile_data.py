@@ -25,7 +25,8 @@ CLASSES = {'a': 12, 'b': 12}
 _IMGCLS = os.path.join(os.path.dirname(sys.executable), 'imgcls')
 _NO_DAC = ['setpriv', '--inh-caps=-dac_override,-dac_read_search',
            '--bounding-set=-dac_override,-dac_read_search']
-_BOMB = images.png_header(30000, 30000) + bytes(164)  # 196 bytes, as in the issue
+# 196 bytes, as in the issue.
+_BOMB = images.png_header(30000, 30000) + bytes(164)
 # (path under the split folder, the reason it is listed with)
 HOSTILE = {
     'a/bad-\udcff\udcfe.png': 'file name is not valid UTF-8',
@@ -45,7 +46,9 @@ def _shown(path: str) -> str:
 
 def write_hostile_files(split_dir: str) -> None:
   """One of each hostile entry of HOSTILE, beside good images."""
-  join = lambda p: os.path.join(os.fsencode(split_dir), os.fsencode(p))
+  def join(p):
+    return os.path.join(os.fsencode(split_dir), os.fsencode(p))
+
   with open(join('a/bad-\udcff\udcfe.png'), 'wb') as f:
     f.write(images.encode(images.digit_like(0)))
   os.makedirs(join('a/nested'))

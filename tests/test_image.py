@@ -56,7 +56,8 @@ def _missing():
 def _limits_conf():
   """containers.conf keeping the open-files and process limits at this
   process's: buildah would raise both to 1048576, which sandboxes refuse."""
-  path = pathlib.Path(tempfile.gettempdir()) / f'imgcls-limits-{os.getpid()}.conf'
+  path = (pathlib.Path(tempfile.gettempdir()) /
+          f'imgcls-limits-{os.getpid()}.conf')
   values = []
   for name, limit in (('nofile', resource.RLIMIT_NOFILE),
                       ('nproc', resource.RLIMIT_NPROC)):

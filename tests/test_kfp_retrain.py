@@ -226,8 +226,9 @@ def test_in_a_namespace_everything_is_namespaced(kfp_root):
 def test_following_a_kfp_run_needs_the_host(kfp_root, kfp_server, capsys):
   assert _tick(kfp_root, kfp_server) == 0
   assert cli.main([
-      'retrain', '--once', '--data-root', str(kfp_root / 'data'), '--serving-dir',
-      str(kfp_root / 'serving'), '--pipeline-root', str(kfp_root / 'state')]) == 2
+      'retrain', '--once', '--data-root', str(kfp_root / 'data'),
+      '--serving-dir', str(kfp_root / 'serving'),
+      '--pipeline-root', str(kfp_root / 'state')]) == 2
   assert 'pass --kfp-host to follow it' in capsys.readouterr().err
   assert os.path.exists(kfp_root / 'state' / state_lib.STATE_FILE)
 

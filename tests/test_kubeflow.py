@@ -317,7 +317,9 @@ def test_pvcs_mounted_where_needed(compiled):
       'StatisticsGen': [], 'DataGate': [],
       'GatedEvaluator': [], 'SampleExamples': [], 'ContractCheck': []}
   tasks = spec.root.dag.tasks
-  constant = lambda t, p: tasks[t].inputs.parameters[p].runtime_value.constant
+  def constant(t, p):
+    return tasks[t].inputs.parameters[p].runtime_value.constant
+
   assert json.loads(constant('Trainer', 'custom_config').string_value)[
       'backup_root'] == '/data/trainer-backup'
   assert constant('ServingBaseline', 'model_base_path').string_value == (
@@ -454,7 +456,8 @@ def mlmd_round_trip(metadata):
       return {'struct': value}
     return value
 
-  return {'display_name': 'output', 'store_session_info': '{"Provider":"minio"}',
+  return {'display_name': 'output',
+          'store_session_info': '{"Provider":"minio"}',
           **{k: convert(k, v) for k, v in metadata.items()}}
 
 

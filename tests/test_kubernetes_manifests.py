@@ -290,7 +290,8 @@ def test_params_file_is_found_in_the_image_through_its_env_variable(tmp_path):
   assert ignored.index('kubernetes') < ignored.index(f'!{copied[0]}')
   env = {**os.environ, deployment.PARAMS_FILE_ENV: str(tmp_path / 'p.env')}
   (tmp_path / 'p.env').write_text('MODEL_NAME=Elsewhere\n')
-  code = 'from imgcls.contract import deployment; print(deployment.model_name())'
+  code = ('from imgcls.contract import deployment; '
+          'print(deployment.model_name())')
   result = subprocess.run(['python', '-c', code], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60,
                           check=False)
@@ -684,7 +685,8 @@ def test_volume_setup_job_makes_both_roots_writable_for_uid_1000(tmp_path):
   for _ in range(2):
     result = subprocess.run(
         container['command'],
-        env={'PATH': os.environ['PATH'], **{k: str(v) for k, v in dirs.items()}},
+        env={'PATH': os.environ['PATH'],
+             **{k: str(v) for k, v in dirs.items()}},
         capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     for path in dirs.values():

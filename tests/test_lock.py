@@ -63,10 +63,10 @@ def test_every_direct_pin_is_in_its_section_at_its_version():
 def test_every_entry_has_hashes_and_sections_do_not_overlap():
   sections = {s: lock.section(s) for s in lock.SECTIONS}
   for name, text in sections.items():
-    entries = [l for l in text.splitlines() if lock._PIN.match(l)]
+    entries = [line for line in text.splitlines() if lock._PIN.match(line)]
     assert entries, name
     # Each entry is followed by its hashes: "pkg==1.0 \" then "--hash=...".
-    assert all(l.endswith('\\') for l in entries), name
+    assert all(entry.endswith('\\') for entry in entries), name
     assert text.count('--hash=sha256:') >= len(entries), name
   runtime, test, gpu = (set(lock.pins(sections[s])) for s in lock.SECTIONS)
   assert not runtime & test

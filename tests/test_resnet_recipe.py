@@ -205,8 +205,8 @@ def test_imagenet_weights_that_cannot_be_fetched_stop_the_command(
 
 
 def _bn_layers(model):
-  return [l for l in model.get_layer('resnet50v2').layers
-          if isinstance(l, tf.keras.layers.BatchNormalization)]
+  return [layer for layer in model.get_layer('resnet50v2').layers
+          if isinstance(layer, tf.keras.layers.BatchNormalization)]
 
 
 @pytest.mark.slow
@@ -216,8 +216,9 @@ def test_a_random_backbone_trains_whole_from_the_first_epoch():
   (stage,) = model.training_stages()
   assert (stage.name, stage.learning_rate_scale) == (models.ALL_STAGE, 1.0)
   stage.enter(model)
-  assert all(l.trainable for l in model.get_layer('resnet50v2').layers)
-  assert {l.momentum for l in _bn_layers(model)} == {0.9}
+  assert all(layer.trainable
+             for layer in model.get_layer('resnet50v2').layers)
+  assert {layer.momentum for layer in _bn_layers(model)} == {0.9}
 
 
 @pytest.fixture(scope='module')
@@ -267,7 +268,7 @@ def test_the_staged_recipe_runs_only_with_pretrained_weights(
                                  weights=weights_file)
   first = from_file.get_layer('resnet50v2').trainable_variables[0]
   assert float(tf.reduce_min(first)) == pytest.approx(0.01)  # the file's
-  assert {l.momentum for l in _bn_layers(from_file)} == {0.99}
+  assert {layer.momentum for layer in _bn_layers(from_file)} == {0.99}
   assert _stages_trained(from_file, tmp_path / 'a', caplog) == [
       'head', 'top_blocks']
   random = models.build_model('ResnetModel', (32, 32, 1), digits,

@@ -64,7 +64,8 @@ def test_refused_data_is_trained_after_accept_anomalies(
   assert _accepts_anomalies(kfp_server) == 0
   out = capsys.readouterr().out
   assert 'span-1 waits for a person: refused' in out
-  assert ' '.join(_args(kfp_root, kfp_server)[1:]) + ' --accept-anomalies' in out
+  answer = ' '.join(_args(kfp_root, kfp_server)[1:]) + ' --accept-anomalies'
+  assert answer in out
   assert _tick(kfp_root, kfp_server) == 0  # waits: nothing submitted
   assert len(kfp_server.runs) == 1
 
@@ -114,7 +115,8 @@ def test_a_refusal_accepted_stays_accepted_when_its_run_is_retried(
   assert _history(kfp_root)[-1]['attempts'] == 2
 
 
-def test_a_run_given_up_on_runs_again_only_with_retry(kfp_root, kfp_server, capsys):
+def test_a_run_given_up_on_runs_again_only_with_retry(kfp_root, kfp_server,
+                                                       capsys):
   assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 0
   kfp_server.set_state(kfp_server.runs[0]['run_id'], 'FAILED', 'OOMKilled')
   assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 1
@@ -171,8 +173,8 @@ def test_retry_answers_once_not_on_every_tick_of_a_watch(kfp_root, kfp_server,
   assert '--retry answers once: use it with --once' in capsys.readouterr().err
 
 
-def test_a_watch_prints_each_tick_as_once_does(kfp_root, kfp_server, monkeypatch,
-                                               capsys):
+def test_a_watch_prints_each_tick_as_once_does(kfp_root, kfp_server,
+                                               monkeypatch, capsys):
   monkeypatch.setattr(watcher, 'watch',
                       functools.partial(watcher.watch, max_ticks=2))
   watch = ['retrain', '--watch', '--interval', '0.01',

@@ -98,8 +98,9 @@ def _deployment_args(root: pathlib.Path):
       for file_name, text in config_maps[config_map['name']].items():
         (directory / file_name).write_text(local(text))
   args = [local(_expand(a, container)) for a in container['args']]
-  return [a.split('=')[0] + '=0' if a.startswith(('--port=', '--rest_api_port='))
-          else a for a in args], container
+  ports = ('--port=', '--rest_api_port=')
+  return [a.split('=')[0] + '=0' if a.startswith(ports) else a
+          for a in args], container
 
 
 def test_the_deployments_args_serve_over_rest_and_grpc(tmp_path, base_path):
@@ -120,7 +121,8 @@ def test_the_deployments_args_serve_over_rest_and_grpc(tmp_path, base_path):
     assert (f':tensorflow:serving:request_count{{model_name="{model_name}",'
             f'status="OK"}} 2') in page
     for api, entrypoint in (('predict', 'REST'), ('Predict', 'GRPC')):
-      labels = f'model_name="{model_name}",API="{api}",entrypoint="{entrypoint}"'
+      labels = (f'model_name="{model_name}",API="{api}",'
+                f'entrypoint="{entrypoint}"')
       assert (f':tensorflow:serving:request_latency_bucket{{{labels},'
               f'le="-1.79769e+308"}} 0') in page
       assert (f':tensorflow:serving:request_latency_bucket{{{labels},'
@@ -176,7 +178,8 @@ def test_policies_labels_several_models_and_rereading(tmp_path, saved):
     rest_a = RestClient('127.0.0.1', server.rest_port, 'A')
     assert {s.version: s.state for s in rest_a.status()} == {
         1: 'AVAILABLE', 3: 'AVAILABLE'}
-    assert RestClient('127.0.0.1', server.rest_port, 'B').status()[0].version == 5
+    rest_b = RestClient('127.0.0.1', server.rest_port, 'B')
+    assert rest_b.status()[0].version == 5
     # Labels name available versions; the re-read config serves them.
     _write_config(config, [
         ('A', a, 'model_version_policy { specific { versions: 1 versions: 3 }}'
@@ -393,7 +396,8 @@ def _raw(server, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize('data', [
-    b'\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03' + b'\x00' * 40 + b'\r\n\r\n',
+    (b'\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03' + b'\x00' * 40 +
+     b'\r\n\r\n'),
     b'garbage\r\n\r\n',
     b'GET /v1/models/x HTTP/9.9\r\n\r\n',
 ])

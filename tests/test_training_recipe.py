@@ -77,7 +77,7 @@ def test_augmentation_off_trains_without_it(tmp_path):
   assert model._augmenter is None
 
 
-def test_served_predictions_are_deterministic_and_equal_with_augmentation_on_or_off(
+def test_served_predictions_are_deterministic_with_augmentation_on_or_off(
     tmp_path):
   x, y = _pixels(16), np.arange(16) % 3
   on = TrainingConfig(epochs=1, augment='default')
@@ -142,8 +142,8 @@ def test_served_signatures_hold_no_random_ops(tmp_path):
 
 
 def test_lenet_shifts_rotates_and_zooms_but_never_flips():
-  kinds = {type(l) for l in models.build_model('LenetModel', (28, 28, 1),
-                                                CLASSES).augmentation()}
+  kinds = {type(layer) for layer in models.build_model(
+      'LenetModel', (28, 28, 1), CLASSES).augmentation()}
   layers = tf.keras.layers
   assert kinds == {layers.RandomTranslation, layers.RandomRotation,
                    layers.RandomZoom}
@@ -153,7 +153,7 @@ def test_lenet_shifts_rotates_and_zooms_but_never_flips():
 def test_resnet_flips_crops_and_jitters_colour():
   model = models.build_model('ResnetModel', (32, 32, 3), CLASSES,
                              weights=None)
-  kinds = {type(l) for l in model.augmentation()}
+  kinds = {type(layer) for layer in model.augmentation()}
   layers = tf.keras.layers
   assert {layers.RandomFlip, layers.RandomZoom, layers.RandomBrightness,
           layers.RandomContrast} <= kinds
@@ -168,9 +168,11 @@ def test_lenet_search_space_reaches_its_layers_and_optimizer():
   config = TrainingConfig().with_hyperparameters(values)
   assert config.learning_rate == 3e-4
   model = training.build_model(config, CLASSES)
-  convs = [l for l in model.layers if isinstance(l, tf.keras.layers.Conv2D)]
+  convs = [layer for layer in model.layers
+           if isinstance(layer, tf.keras.layers.Conv2D)]
   assert [c.filters for c in convs] == [16, 96]
-  (drop,) = [l for l in model.layers if isinstance(l, tf.keras.layers.Dropout)]
+  (drop,) = [layer for layer in model.layers
+             if isinstance(layer, tf.keras.layers.Dropout)]
   assert drop.rate == pytest.approx(0.2)
 
 

@@ -27,7 +27,8 @@ _RUNNER = textwrap.dedent('''
     import json, os, signal, sys
     import tensorflow as tf
 
-    kill_after, mode, args = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+    kill_after, mode = int(sys.argv[1]), sys.argv[2]
+    args = json.loads(sys.argv[3])
 
     class KillAfterBackup(tf.keras.callbacks.BackupAndRestore):
       def on_epoch_begin(self, epoch, logs=None):

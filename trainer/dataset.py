@@ -145,7 +145,7 @@ def files_dataset(paths: Sequence[str], labels: Sequence[int], image_shape,
   if holdout:
     rule, for_validation = holdout
     listed = listed.filter(lambda p, _: rule.keeps(p, for_validation))
-  encoded = listed.map(lambda p, l: (tf.io.read_file(p), l),
+  encoded = listed.map(lambda p, label: (tf.io.read_file(p), label),
                        num_parallel_calls=AUTOTUNE)
   return _decode_and_batch(encoded, len(paths), image_shape, batch_size,
                            shuffle, cache_limit_mb)
@@ -161,7 +161,7 @@ def _decode_uint8(image_bytes, image_shape) -> tf.Tensor:
 
 def _decode_and_batch(encoded: tf.data.Dataset, count: int, image_shape,
                       batch_size, shuffle, cache_limit_mb) -> tf.data.Dataset:
-  decoded = encoded.map(lambda b, l: (_decode_uint8(b, image_shape), l),
+  decoded = encoded.map(lambda b, label: (_decode_uint8(b, image_shape), label),
                         num_parallel_calls=AUTOTUNE,
                         deterministic=not shuffle)
   height, width, channels = image_shape

@@ -1,4 +1,5 @@
-"""Image classifiers as `tf.keras.Model` subclasses that carry their serving API.
+"""Image classifiers as `tf.keras.Model` subclasses that carry their serving
+API.
 
 `ImageClassifierModel` holds everything that does not depend on the
 architecture: the predictors that TF Serving calls, the label vocabulary, and a

@@ -295,7 +295,7 @@ def test_resnet_fine_tunes_head_then_top_blocks(tmp_path):
   assert not backbone.trainable
   assert model.get_layer('logits').trainable
   top_blocks.enter(model)
-  trainable = {l.name for l in backbone.layers if l.trainable}
+  trainable = {layer.name for layer in backbone.layers if layer.trainable}
   assert trainable and all(n.startswith('conv5_') for n in trainable)
   assert not any('_bn' in n for n in trainable)
 

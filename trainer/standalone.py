@@ -83,7 +83,8 @@ def evaluate(model_path: str, test_dir: str, batch_size: int = 256
   by_pixels: List[str] = []
   for start in range(0, len(split.files), batch_size):
     encoded = [_read(f.path) for f in split.files[start:start + batch_size]]
-    by_bytes += [n.decode() for n in model.predict_bytes(encoded)[names.CLASS_NAME_OUTPUT]]
+    by_bytes += [n.decode() for n in model.predict_bytes(encoded)[
+        names.CLASS_NAME_OUTPUT]]
     by_pixels += [n.decode() for n in model.predict_pixels(
         preprocessing.client_pixels(encoded, model.pixel_shape))[
             names.CLASS_NAME_OUTPUT]]

@@ -3,9 +3,10 @@
 The model type and hyperparameters arrive in `custom_config` (a
 TrainingConfig), and a Tuner's best values, when the pipeline tunes, in
 `fn_args.hyperparameters`; the label vocabulary and the example counts come
-from the ExampleGen's dataset facts (imagedata.dataset_facts), so the Trainer, the Evaluator and the
-served model agree on them. The model is saved through its own `save`, so the
-export carries the three serving signatures and the class names.
+from the ExampleGen's dataset facts (imagedata.dataset_facts), so the
+Trainer, the Evaluator and the served model agree on them. The model is saved
+through its own `save`, so the export carries the three serving signatures and
+the class names.
 """
 import json
 import logging
@@ -76,8 +77,8 @@ def run_fn(fn_args) -> None:
       model, config, inputs, backup,
       [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], where)
   model.save(fn_args.serving_model_dir)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, names.HISTORY_FILE),
-                         'w') as f:
+  history_path = os.path.join(fn_args.model_run_dir, names.HISTORY_FILE)
+  with tf.io.gfile.GFile(history_path, 'w') as f:
     json.dump(history, f)
   backup.remove()
 

@@ -1,4 +1,5 @@
-"""The gate's components: a kept schema, a validator with drift and skew, a gate.
+"""The gate's components: a kept schema, a validator with drift and skew, a
+gate.
 
     StatisticsGen -> CuratedSchemaGen -> DataValidator -> DataGate -> Trainer
 

@@ -77,7 +77,8 @@ def _gate(anomalies) -> None:
 def baseline(tmp_path_factory):
   """The first data (RGB, 28x28, classes even), validated and accepted."""
   root = tmp_path_factory.mktemp('baseline')
-  statistics = _statistics(images.write_shape_splits(root / 'data', images.EVEN_SHAPES), str(root))
+  statistics = _statistics(
+      images.write_shape_splits(root / 'data', images.EVEN_SHAPES), str(root))
   schema_dir = str(root / 'schema')
   anomalies = _validate(statistics, schema_dir, str(root / 'first'))
   return schema_dir, statistics, anomalies
@@ -97,8 +98,8 @@ def new_data(tmp_path_factory):
   def statistics_of(kind):
     if kind not in made:
       root = tmp_path_factory.mktemp(kind)
-      made[kind] = _statistics(images.write_shape_splits(root / 'data', **kinds[kind]),
-                               str(root))
+      made[kind] = _statistics(
+          images.write_shape_splits(root / 'data', **kinds[kind]), str(root))
     return made[kind]
 
   return statistics_of
@@ -133,9 +134,10 @@ def test_first_run_writes_statistics_and_a_curated_schema(baseline):
       images.SHAPES)
   assert features[names.IMAGE_CHANNELS_KEY].int_domain.max == 4
   assert features[names.IMAGE_WIDTH_KEY].int_domain.min == 1
-  assert features[names.LABEL_NAME_KEY].drift_comparator.infinity_norm.threshold == 0.1
-  assert features[
-      names.IMAGE_WIDTH_KEY].skew_comparator.jensen_shannon_divergence.threshold == 0.1
+  drift = features[names.LABEL_NAME_KEY].drift_comparator
+  assert drift.infinity_norm.threshold == 0.1
+  skew = features[names.IMAGE_WIDTH_KEY].skew_comparator
+  assert skew.jensen_shannon_divergence.threshold == 0.1
   # A file's size is compared with the previous span's, not the test split's.
   file_size = features[names.FILE_SIZE_KEY]
   assert file_size.drift_comparator.jensen_shannon_divergence.threshold == 0.1

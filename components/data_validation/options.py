@@ -1,4 +1,5 @@
-"""The data validation gate's settings, carried into its components as parameters.
+"""The data validation gate's settings, carried into its components as
+parameters.
 
 No TFX or TFDV imports: the CLI builds its flags from these defaults, and
 `imgcls --help` should not wait for them to load.

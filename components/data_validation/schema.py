@@ -103,7 +103,8 @@ def _class_names(train: Statistics) -> List[str]:
   """Every label_name value, from the rank histogram (top_values keeps 20)."""
   for feature in train.datasets[0].features:
     if feature.path.step == [names.LABEL_NAME_KEY]:
-      return sorted(b.label for b in feature.string_stats.rank_histogram.buckets)
+      buckets = feature.string_stats.rank_histogram.buckets
+      return sorted(b.label for b in buckets)
   return []
 
 

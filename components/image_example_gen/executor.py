@@ -129,7 +129,8 @@ def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
     files = [data_layout.ImageFile(*item) for item in json.load(f)]
   counts = collections.Counter()
   skipped = []
-  shard = os.path.join(split_uri, f'data_tfrecord-{index:05d}-of-{count:05d}.gz')
+  shard = os.path.join(split_uri,
+                       f'data_tfrecord-{index:05d}-of-{count:05d}.gz')
   with tf.io.TFRecordWriter(shard + '.tmp', options='GZIP') as writer:
     for f, read in zip(files, _read_all([f.path for f in files],
                                         max_image_pixels)):

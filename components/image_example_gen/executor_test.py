@@ -26,11 +26,12 @@ from tests import images
 def _run(input_base, tmp_path, options=ExampleGenOptions()):
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / 'examples')
-  executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, {
-      standard_component_specs.INPUT_BASE_KEY: input_base,
-      standard_component_specs.CUSTOM_CONFIG_KEY:
-          proto_utils.proto_to_json(options.to_custom_config()),
-  })
+  executor.Executor().Do(
+      {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, {
+          standard_component_specs.INPUT_BASE_KEY: input_base,
+          standard_component_specs.CUSTOM_CONFIG_KEY:
+              proto_utils.proto_to_json(options.to_custom_config()),
+      })
   return examples
 
 

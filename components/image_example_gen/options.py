@@ -1,4 +1,5 @@
-"""The ExampleGen's own settings, carried in FileBasedExampleGen's custom_config.
+"""The ExampleGen's own settings, carried in FileBasedExampleGen's
+custom_config.
 
 FileBasedExampleGen's spec has no room for parameters of our own, but its
 `custom_config` is a proto `Any`; a `Struct` packed in it carries them, and it

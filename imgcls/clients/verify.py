@@ -218,9 +218,9 @@ def _differences_from_in_process(clients, model, version: int,
                         f'{_decoded(wanted[_CLASS_NAME])}')
       elif not np.allclose(got[_PROBABILITIES], wanted[_PROBABILITIES],
                            atol=_PROBABILITY_TOLERANCE):
+        gap = np.abs(got[_PROBABILITIES] - wanted[_PROBABILITIES]).max()
         problems.append(f'{client.protocol} {name}: probabilities differ from '
-                        'in-process by up to '
-                        f'{np.abs(got[_PROBABILITIES] - wanted[_PROBABILITIES]).max():.2g}')
+                        f'in-process by up to {gap:.2g}')
   return problems
 
 
@@ -270,8 +270,9 @@ def verify_run(config, result) -> Optional[PushVerdict]:
 def version_pushed_by_run(model_base_path: str, run_id: str) -> Optional[int]:
   """The version the Pusher of KFP run `run_id` published, if any: its
   provenance names a model under <root>/<pipeline>/<run ID>/, where KFP's
-  driver puts every output of the run (imgcls/retrain/kfp_runs.py reads it alike).
-  A rollback copies another version's provenance, so only pushes count."""
+  driver puts every output of the run (imgcls/retrain/kfp_runs.py reads it
+  alike). A rollback copies another version's provenance, so only pushes
+  count."""
   for version in reversed(model_versions.versions(model_base_path)):
     try:
       pushed = provenance_lib.of_version(

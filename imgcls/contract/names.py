@@ -104,8 +104,8 @@ ARTIFACT_PUSHED_MODEL = 'pushed_model'  # VersionedPusher
 ARTIFACT_KEYS = (ARTIFACT_EXAMPLES, ARTIFACT_STATISTICS, ARTIFACT_ANOMALIES,
                  ARTIFACT_BASELINE, ARTIFACT_BEST_HYPERPARAMETERS,
                  ARTIFACT_TUNER_RESULTS, ARTIFACT_MODEL, ARTIFACT_MODEL_RUN,
-                 ARTIFACT_EVALUATION, ARTIFACT_BLESSING, ARTIFACT_INFRA_BLESSING,
-                 ARTIFACT_PUSHED_MODEL)
+                 ARTIFACT_EVALUATION, ARTIFACT_BLESSING,
+                 ARTIFACT_INFRA_BLESSING, ARTIFACT_PUSHED_MODEL)
 
 # --- Output names on Kubeflow Pipelines --------------------------------------
 # KFP puts a step's outputs side by side under one task root and downloads an

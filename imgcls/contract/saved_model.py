@@ -27,7 +27,8 @@ class SavedClassifier:
   @property
   def pixel_shape(self) -> Tuple[int, int, int]:
     """(height, width, channels) that serving_default takes."""
-    _, kwargs = self.signatures[names.SERVING_DEFAULT].structured_input_signature
+    signature = self.signatures[names.SERVING_DEFAULT]
+    _, kwargs = signature.structured_input_signature
     return tuple(kwargs[names.PIXELS_INPUT].shape[1:])
 
   def predict_bytes(self, encoded: Sequence[bytes]) -> Dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
-"""TF Serving's text-proto files: --model_config_file, --batching_parameters_file
-and --monitoring_config_file, read as tensorflow_model_server reads them
+"""TF Serving's text-proto files: --model_config_file,
+--batching_parameters_file and --monitoring_config_file, read as
+tensorflow_model_server reads them
 (ParseProtoTextFile: text format, unknown fields are errors).
 
 The pip package tensorflow-serving-api carries ModelServerConfig but not
@@ -16,7 +17,7 @@ from google.protobuf import (
   descriptor_pool,
   message_factory,
   text_format,
-  wrappers_pb2,  # noqa: F401 (registers wrappers.proto)
+  wrappers_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
 

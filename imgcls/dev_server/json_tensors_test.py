@@ -1,4 +1,4 @@
-"""TF Serving's JSON predict format, without a server (dev_server.json_tensors)."""
+"""TF Serving's JSON predict format, without a server."""
 import json
 
 import numpy as np

@@ -143,7 +143,8 @@ def _histogram_lines(name: str, cells) -> List[str]:
     labels = ','.join(_label_text(name, values))
     counts = cell[1:-1]  # the values below -DBL_MAX never occur
     cumulative = 0
-    lines.append(f'{metric}_bucket{{{labels},le="{_number(_LATENCY_BUCKETS[0])}"}} 0')
+    lowest = _number(_LATENCY_BUCKETS[0])
+    lines.append(f'{metric}_bucket{{{labels},le="{lowest}"}} 0')
     for limit, count in zip(limits, counts):
       cumulative += count
       lines.append(f'{metric}_bucket{{{labels},le="{limit}"}} {cumulative}')

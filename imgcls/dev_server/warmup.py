@@ -68,8 +68,8 @@ def _replay_records(path, servable, model_name, iterations) -> int:
       count += 1
       if count > names.MAX_WARMUP_RECORDS:
         raise invalid_argument(
-            f'Number of warmup records exceeds the maximum ({names.MAX_WARMUP_RECORDS}) '
-            f'at {path}')
+            'Number of warmup records exceeds the maximum '
+            f'({names.MAX_WARMUP_RECORDS}) at {path}')
   except tf.errors.DataLossError as e:
     raise ServingError(
         grpc.StatusCode.DATA_LOSS,

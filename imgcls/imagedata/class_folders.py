@@ -124,7 +124,8 @@ def _png_problem(data: memoryview) -> Optional[str]:
       break
     (crc,) = struct.unpack_from('>I', data, end - 4)
     if zlib.crc32(data[position + 4:end - 4]) != crc:
-      return f'not a readable image: PNG chunk {kind.decode("latin-1")} is damaged'
+      return (f'not a readable image: PNG chunk {kind.decode("latin-1")} '
+              'is damaged')
     if kind == b'IEND':
       return None
     position = end

@@ -31,8 +31,8 @@ _BMP_SIGNATURE = b'BM'
 # Formats people bring that TensorFlow's decode_image does not read.
 _UNSUPPORTED_SIGNATURES = (
     (0, b'II*\x00', 'TIFF'), (0, b'MM\x00*', 'TIFF'), (8, b'WEBP', 'WebP'),
-    (4, b'ftypheic', 'HEIC'), (4, b'ftypheix', 'HEIC'), (4, b'ftypmif1', 'HEIF'),
-    (4, b'ftypavif', 'AVIF'), (0, b'%PDF', 'PDF'))
+    (4, b'ftypheic', 'HEIC'), (4, b'ftypheix', 'HEIC'),
+    (4, b'ftypmif1', 'HEIF'), (4, b'ftypavif', 'AVIF'), (0, b'%PDF', 'PDF'))
 
 # PNG colour type -> samples per pixel, as libpng expands them for
 # TensorFlow's decoder (palette -> RGB). PNG spec, 11.2.2 IHDR.

@@ -1,4 +1,5 @@
-"""Turning pixels and encoded images into the fixed-size float input a model needs.
+"""Turning pixels and encoded images into the fixed-size float input a model
+needs.
 
 One implementation serves the model's signatures, the training input
 pipelines and the clients that send decoded pixels, so what is served is

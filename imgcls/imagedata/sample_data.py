@@ -27,7 +27,8 @@ _DIGITS_SIZE = 28  # upscaled from 8x8 to MNIST's size
 
 def default_mnist_dir() -> str:
   """Where the repository's sibling `shared/` keeps MNIST, if it exists."""
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  repo = os.path.dirname(package)
   return os.path.join(os.path.dirname(repo), 'shared', 'data', 'mnist')
 
 

@@ -1,7 +1,7 @@
 """The tf.Example records the ExampleGen writes and the Trainer and model read.
 
-The feature names are the contract's (imgcls/contract/names.py); this module holds
-the TensorFlow side of them: how a record is built and how it is parsed.
+The feature names are the contract's (imgcls/contract/names.py); this module
+holds the TensorFlow side of them: how a record is built and how it is parsed.
 """
 import os
 from typing import Iterator, List, Optional

@@ -72,7 +72,8 @@ def test_errors(model_uri: str, examples_uri: str, class_names: Sequence[str],
       break
     outputs = model.predict_examples(batch)
     for serialized, class_id, probabilities in zip(
-        batch, outputs[names.CLASS_ID_OUTPUT], outputs[names.PROBABILITIES_OUTPUT]):
+        batch, outputs[names.CLASS_ID_OUTPUT],
+        outputs[names.PROBABILITIES_OUTPUT]):
       count += 1
       example = tf.train.Example.FromString(serialized)
       label = _int_feature(example, names.LABEL_KEY)

@@ -1,4 +1,5 @@
-"""Retraining on Kubeflow Pipelines: submit a run, then follow it on later ticks.
+"""Retraining on Kubeflow Pipelines: submit a run, then follow it on later
+ticks.
 
 A CronJob tick must not block for the hours a run takes, so a tick submits a
 run and records it as `submitted` with its run ID; later ticks read its state

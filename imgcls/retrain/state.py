@@ -1,4 +1,5 @@
-"""The retrain watcher's memory: what was triggered, for which data, and how it ended.
+"""The retrain watcher's memory: what was triggered, for which data, and how
+it ended.
 
 Kept in `<pipeline_root>/retrain_state.json` and replaced atomically (written
 aside, then renamed), so a watcher killed at any moment leaves either the old

@@ -29,9 +29,10 @@ class Provenance:
   pipeline_run_id: str = ''  # the MLMD pipeline_run context
   train_spans: List[int] = dataclasses.field(default_factory=list)
   accuracy: Optional[float] = None  # on the test split
-  baseline_version: Optional[int] = None  # the served model it was gated against
+  # The served model it was gated against.
+  baseline_version: Optional[int] = None
   baseline_accuracy: Optional[float] = None
-  rollback_of: Optional[int] = None  # for a rollback: the version it republishes
+  rollback_of: Optional[int] = None  # for a rollback: the version republished
   pruned_at: str = ''  # set when the version is pruned
 
 

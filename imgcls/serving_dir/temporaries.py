@@ -1,4 +1,5 @@
-"""Hidden temporary directories beside the versions, and whether their writer lives.
+"""Hidden temporary directories beside the versions, and whether their writer
+lives.
 
 A publish writes its version under `.tmp-<id>` and renames it into place; a
 writer killed mid-copy leaves its temporary behind. Whether a temporary is

@@ -135,8 +135,8 @@ def prune(base_dir: str, keep: int) -> List[int]:
       logging.warning('%s; pruned without it', e)
       provenance = provenance_lib.Provenance()
     provenance_lib.record_pruned(base_dir, version, provenance, when)
-    doomed = os.path.join(
-        base_dir, f'{temporaries.TMP_PREFIX}pruned-{version}-{uuid.uuid4().hex}')
+    doomed = os.path.join(base_dir, f'{temporaries.TMP_PREFIX}pruned-'
+                          f'{version}-{uuid.uuid4().hex}')
     os.rename(path, doomed)
     # A clean-up may be deleting it too: what one leaves, the other removes.
     shutil.rmtree(doomed, ignore_errors=True)
