@@ -188,6 +188,27 @@ def test_the_contract_check_and_the_pusher_never_download_the_dataset(
         'SampleExamples', 'sample')
 
 
+def test_no_output_name_of_a_step_begins_another(compiled, tmp_path):
+  """KFP lists an input by its URI as a key prefix with no trailing slash
+  (objectstore/object_store.go, DownloadBlob), and a step's outputs lie side
+  by side: a `model` input would also download a sibling `model_run`. Every
+  node's outputs, the launcher's `executor-logs` among them, with the Tuner
+  and VerifyServing too."""
+  tuned, _ = _load(_compile(tmp_path / 'tuned.yaml', '--tune',
+                            '--verify-serving'))
+  for spec in (compiled[0], tuned):
+    for name, component in spec.components.items():
+      outputs = [*component.output_definitions.artifacts, 'executor-logs',
+                 *component.output_definitions.parameters]
+      assert not [(a, b) for a in outputs for b in outputs
+                  if a != b and b.startswith(a)], name
+  outputs = tuned.components[
+      tuned.root.dag.tasks['Trainer'].component_ref.name].output_definitions
+  assert set(outputs.artifacts) == {
+      names.ARTIFACT_MODEL, names.KFP_OUTPUT_NAMES[names.ARTIFACT_MODEL_RUN]}
+  assert 'Tuner' in tuned.root.dag.tasks
+
+
 def test_no_resolver_or_importer_only_containers(compiled):
   # KFP's Argo backend rejects resolver executors; ServingBaseline replaces
   # TFX's usual LatestBlessedModel Resolver.
@@ -728,6 +749,74 @@ def test_every_step_runs_as_kfp_hands_it_over(tmp_path, bucket):
   assert (data / 'schema' / names.SCHEMA_FILE).exists()
   # The Trainer's backup on the data volume is gone once training finished.
   assert not (data / 'trainer-backup').exists()
+
+
+def _network_closed(argv, tmp_path):
+  """The command in a network namespace of its own, with only a loopback
+  (`unshare -n`, as root); where that is not allowed, in a Python whose
+  sockets refuse every address but the loopback (a sitecustomize), which
+  stops Python's downloads but not a child process of another language."""
+  if subprocess.run(['unshare', '-n', 'true'], capture_output=True,
+                    check=False).returncode == 0:
+    return ['unshare', '-n', *argv]
+  site = tmp_path / 'closed-network'
+  site.mkdir()
+  (site / 'sitecustomize.py').write_text(
+      'import socket\n'
+      '_connect = socket.socket.connect\n'
+      'def connect(self, address):\n'
+      '  if isinstance(address, tuple) and address[0] not in (\n'
+      '      "127.0.0.1", "::1", "localhost"):\n'
+      '    raise OSError(101, "network closed by the test")\n'
+      '  return _connect(self, address)\n'
+      'socket.socket.connect = connect\n')
+  return ['env', f'PYTHONPATH={site}', *argv]
+
+
+def test_a_resnet_compile_refuses_a_download_in_the_trainer_pod(tmp_path,
+                                                                capsys):
+  assert cli.main(['compile', '--output', str(tmp_path / 'x.yaml'),
+                   '--model-type', 'ResnetModel']) == 2
+  err = capsys.readouterr().err
+  assert 'inside every Trainer pod' in err
+  assert '--model-option weights=/data/weights/' in err
+  assert '--model-option weights=none' in err
+  assert not (tmp_path / 'x.yaml').exists()
+
+
+def test_the_resnet_trainer_step_runs_with_the_network_closed(tmp_path,
+                                                              bucket):
+  """Its weights come with the run, on the data PVC: the ExampleGen and
+  the Trainer, as compiled and as the launcher runs them, need no network."""
+  data = tmp_path / 'data'
+  classes = {'circle': 6, 'square': 6}
+  images.write_class_folders(str(data / 'train'), classes)
+  images.write_class_folders(str(data / 'test'), classes, seed=1)
+  weights = data / 'weights' / 'resnet50v2_notop.h5'
+  weights.parent.mkdir()
+  import tensorflow as tf
+  tf.keras.applications.ResNet50V2(
+      include_top=False, weights=None, input_shape=(32, 32, 3),
+      pooling='avg').save_weights(str(weights))
+  spec, _ = _load(_compile(
+      tmp_path / 'p.yaml', '--model-type', 'ResnetModel', '--model-option',
+      'weights=/data/weights/resnet50v2_notop.h5', '--epochs', '1',
+      '--batch-size', '4', '--gpus', '0'))
+  launcher = Launcher(spec, {'/data': str(data)}, bucket,
+                      params={'data_root': str(data)},
+                      env={**os.environ, 'HOME': str(tmp_path / 'home')})
+
+  def closed(argv):
+    done = subprocess.run(_network_closed(argv, tmp_path), env=launcher.env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+  launcher.run('ImageExampleGen', execute=closed)
+  outputs = launcher.run('Trainer', execute=closed)
+  model = kubeflow_entrypoint.to_local(outputs['model']['uri'])
+  assert os.path.exists(os.path.join(model, 'Format-Serving',
+                                     'saved_model.pb'))
+  assert not (tmp_path / 'home' / '.keras' / 'models').exists()
 
 
 # -------------------------------------------------------------- submitting --

@@ -197,8 +197,17 @@ def test_imagenet_weights_that_cannot_be_fetched_stop_the_command(
   with pytest.raises(UserError) as raised:
     startup.check(config, _args(), local=True)
   assert all(way in str(raised.value) for way in WAYS_OUT)
-  # On Kubeflow the Trainer pod fetches them (or fails the same way there).
-  startup.check(config, _args(), local=False)
+
+
+def test_imagenet_weights_are_refused_on_kubeflow_with_the_ways_out(home):
+  """A Trainer pod would download them at run time, into a fresh ~/.keras
+  in every pod, and fail there in a cluster without the access."""
+  config = TrainingConfig(model_type='ResnetModel')
+  with pytest.raises(UserError) as raised:
+    startup.check(config, _args(), local=False)
+  assert 'inside every Trainer pod' in str(raised.value)
+  assert 'weights=/data/weights/' in str(raised.value)
+  assert 'weights=none' in str(raised.value)
 
 
 # The recipe follows the weights.

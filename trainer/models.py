@@ -455,14 +455,28 @@ class ResnetModel(ImageClassifierModel):
               'docs/models.md), or train from a random start with '
               '--model-option weights=none')
 
+  # On Kubeflow every Trainer and Tuner pod would download the weights again
+  # into its own fresh ~/.keras, and a cluster that cannot reach the URL
+  # would fail at the Trainer, after the data steps: the run brings them.
+  _NO_DOWNLOAD_IN_A_POD = (
+      "weights=imagenet (ResnetModel's default) would be downloaded inside "
+      f'every Trainer pod ({pretrained_weights.RESNET50V2_NOTOP.megabytes} '
+      'MB, and a cluster that cannot reach the URL fails at the Trainer): '
+      'copy the file onto the data PVC and pass --model-option '
+      'weights=/data/weights/'
+      f'{pretrained_weights.RESNET50V2_NOTOP.file_name} (docs/kubeflow.md, '
+      '"Pretrained weights"), or train from a random start with '
+      '--model-option weights=none')
+
   @classmethod
   def resolve_options(cls, model_options, local):
     options = super().resolve_options(model_options, local)
     weights = options.get('weights', 'imagenet')
     if weights == 'imagenet':
-      if local:
-        pretrained_weights.ensure(pretrained_weights.RESNET50V2_NOTOP,
-                                  cls.WAYS_OUT)
+      if not local:
+        raise UserError(cls._NO_DOWNLOAD_IN_A_POD)
+      pretrained_weights.ensure(pretrained_weights.RESNET50V2_NOTOP,
+                                cls.WAYS_OUT)
     elif weights is not None:
       options['weights'] = _weights_path(weights, local)
     return options
