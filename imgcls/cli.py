@@ -89,8 +89,8 @@ def exit_process(code: int) -> None:
   """Exits without the interpreter's last garbage collection.
 
   At exit CPython collects the cycles among every object still alive: after
-  a run, those of the 8,000 modules TensorFlow, TFX and Beam load, which took
-  2 s of every `imgcls run` (issue 26; docs/benchmarks.md). `gc.freeze`
+  a run, those of the 8,000 modules TensorFlow, TFX and Beam load: seconds
+  at the end of every `imgcls run` (docs/benchmarks.md). `gc.freeze`
   moves them out of the collector's sight, so only that pass is skipped:
   atexit handlers, the joins of non-daemon threads and the modules' teardown
   still run, and what the commands write is closed by then (`with` blocks).

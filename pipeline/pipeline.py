@@ -17,8 +17,8 @@ import tensorflow_model_analysis as tfma
 
 # Not tfx.v1: importing it imports tfx.v1.extensions, and with it the Google
 # Cloud AI Platform client (google.cloud.aiplatform), which no step of a
-# local or Kubeflow run uses: 1-2 s of every run's start-up (python -X
-# importtime). The same classes, from their own modules.
+# local or Kubeflow run uses, and costs every run's start-up seconds (python
+# -X importtime). The same classes, from their own modules.
 from tfx.components import StatisticsGen, Trainer, Tuner
 from tfx.orchestration import data_types
 from tfx.orchestration import pipeline as tfx_pipeline
