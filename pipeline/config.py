@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 
 from imgcls.components.data_validation.options import DataValidationOptions
 from imgcls.components.image_example_gen.options import ExampleGenOptions
-from imgcls.contract import names
+from imgcls.contract import names, storage
 from imgcls.contract.errors import UserError
 from imgcls.trainer import config as training_config
 from imgcls.trainer.config import TrainingConfig
@@ -115,8 +115,9 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
   parser.add_argument('--serving-dir', required=paths_required,
                       help='versions go to <serving-dir>/<ModelName>/<N>')
   parser.add_argument('--pipeline-root',
-                      help='pipeline outputs and the MLMD store (default: '
-                      '<data-root>/../pipeline)')
+                      help='pipeline outputs and the MLMD store, a local '
+                      'folder (default: <data-root>/../pipeline, needed with '
+                      'a gs:// data root)')
   parser.add_argument('--pipeline-name', default=d.pipeline_name)
   training_config.add_training_args(parser)
   parser.add_argument('--span-window', '--window', type=int,
@@ -195,13 +196,12 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
 
 
 def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
-  data_root = os.path.abspath(args.data_root)
+  data_root = storage.absolute(args.data_root)
   pipeline_root = os.path.abspath(
-      args.pipeline_root or
-      os.path.join(os.path.dirname(data_root.rstrip('/')), 'pipeline'))
+      _local_pipeline_root(args.pipeline_root, data_root))
   return PipelineConfig(
       data_root=data_root,
-      serving_dir=os.path.abspath(args.serving_dir),
+      serving_dir=storage.absolute(args.serving_dir),
       pipeline_root=pipeline_root,
       pipeline_name=args.pipeline_name,
       training=training_config.training_config_from_args(args),
@@ -222,6 +222,20 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
       tune=args.tune,
       tune_trials=args.tune_trials,
       beam_args=tuple(args.beam_args or DEFAULT_BEAM_ARGS))
+
+
+def _local_pipeline_root(pipeline_root: Optional[str], data_root: str) -> str:
+  """--pipeline-root, or the data root's sibling: a local folder, since the
+  MLMD store in it is a SQLite file."""
+  if pipeline_root and storage.is_remote(pipeline_root):
+    raise UserError(f'--pipeline-root {pipeline_root}: must be a local folder '
+                    '(it holds the SQLite metadata store); the data root and '
+                    'the serving directory may be gs://')
+  if not pipeline_root and storage.is_remote(data_root):
+    raise UserError(f'--data-root {data_root}: in a bucket, so --pipeline-root '
+                    'must name a local folder for the pipeline outputs and '
+                    'the metadata store')
+  return pipeline_root or os.path.join(os.path.dirname(data_root), 'pipeline')
 
 
 def checked_at_start(config: PipelineConfig, args: argparse.Namespace,

@@ -38,7 +38,7 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from imgcls.components.image_example_gen import cpu_quota
 from imgcls.components.image_example_gen import options as options_lib
-from imgcls.contract import names, progress
+from imgcls.contract import names, progress, storage
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import (
   class_folders,
@@ -159,7 +159,9 @@ def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
   this thread; the first batch's sizes decide. Threads start in
   microseconds, where Beam's multi-processing mode costs seconds per run, so
   small runs keep their fast start. Each task is a batch of files, and only
-  a few batches per thread wait in memory.
+  a few batches per thread wait in memory. Files in a bucket are read by
+  storage.CONCURRENT_REQUESTS threads whatever their size: each is a round
+  trip, which no CPU is busy waiting for.
   """
   batches = [paths[i:i + _BATCH] for i in range(0, len(paths), _BATCH)]
   if not batches:
@@ -170,6 +172,8 @@ def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
   sizes = [len(r[0]) for r in first if not isinstance(r, Exception)]
   large = sizes and sum(sizes) / len(sizes) >= _THREADED_FILE_BYTES
   threads = min(cpu_quota.usable_cpus(), len(batches) - 1) if large else 1
+  if storage.is_remote(paths[0]):
+    threads = min(storage.CONCURRENT_REQUESTS, len(batches) - 1)
   if threads < 2:
     for batch in batches[1:]:
       yield from read(batch)

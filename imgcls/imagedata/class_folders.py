@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from imgcls.contract import names, progress
+from imgcls.contract import names, progress, storage
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import image_header
 
@@ -137,8 +137,7 @@ def read_image(path: str, max_pixels: int = names.MAX_IMAGE_PIXELS
   """A listed file's bytes and header; ImageProblem if it cannot be read or
   is not a usable image."""
   try:
-    with open(path, 'rb') as f:
-      data = f.read()
+    data = storage.read_bytes(path)
   except OSError as e:
     raise ImageProblem(f'cannot read: {e.strerror}') from None
   return data, check_image(data, max_pixels)
@@ -146,10 +145,10 @@ def read_image(path: str, max_pixels: int = names.MAX_IMAGE_PIXELS
 
 def class_names_of(split_dir: str) -> List[str]:
   """The sorted class folder names under `split_dir`."""
-  if not os.path.isdir(split_dir):
+  if not storage.isdir(split_dir):
     raise UserError(f'{split_dir}: no such directory (expected '
                     f'{split_dir}/<class name>/<images>)')
-  names_found = sorted(e.name for e in os.scandir(split_dir)
+  names_found = sorted(e.name for e in storage.scandir(split_dir)
                        if e.is_dir() and not e.name.startswith('.'))
   if not names_found:
     raise UserError(f'{split_dir}: no class folders (expected '
@@ -176,7 +175,7 @@ def class_files(split_dir: str, class_name: str
   files: List[str] = []
   skipped: List[Tuple[str, str]] = []
   try:
-    entries = list(os.scandir(class_dir))
+    entries = storage.scandir(class_dir)
   except OSError as e:
     raise UserError(f'{display_path(class_dir)}: cannot list the class '
                     f'folder: {e.strerror}') from None
@@ -194,7 +193,7 @@ def class_files(split_dir: str, class_name: str
   return sorted(files), sorted(skipped)
 
 
-def _entry_problem(entry: os.DirEntry) -> Optional[str]:
+def _entry_problem(entry) -> Optional[str]:
   """Why a class folder entry cannot be read as an image, from its name and
   type alone (a FIFO would block a reader for ever)."""
   if not _is_utf8(entry.name):
@@ -215,8 +214,9 @@ def _nested_files(folder: str, class_dir: str) -> List[Tuple[str, str]]:
   reason = (f'in a subfolder of class folder {display_path(class_dir)}; '
             'images must sit directly in their class folder')
   found = []
-  for root, _, file_names in os.walk(folder, onerror=lambda e: found.append(
-      (e.filename, f'cannot list: {e.strerror}'))):
+  def unlisted(error: OSError):
+    found.append((error.filename, f'cannot list: {error.strerror}'))
+  for root, _, file_names in storage.walk(folder, onerror=unlisted):
     found += [(os.path.join(root, n), reason) for n in file_names
               if not n.startswith('.')]
   return found

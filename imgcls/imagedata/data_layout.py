@@ -19,6 +19,7 @@ import os
 import re
 from typing import Dict, List, Optional, Tuple
 
+from imgcls.contract import storage
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import class_folders
 
@@ -60,11 +61,11 @@ class DataPlan:
     entry that cannot be read appears or goes."""
     digest = hashlib.sha256()
     for split in SPLITS:
-      for f in self.files[split]:
-        stat = os.stat(f.path)
+      files = self.files[split]
+      stats = storage.sizes_and_mtimes_ns([f.path for f in files])
+      for f, (size, mtime_ns) in zip(files, stats):
         digest.update(
-            f'{split}\0{f.relative_path}\0{stat.st_size}\0{stat.st_mtime_ns}\n'
-            .encode())
+            f'{split}\0{f.relative_path}\0{size}\0{mtime_ns}\n'.encode())
     for path, reason in self.skipped:
       digest.update(f'skipped\0{path}\0{reason}\n'.encode())
     return digest.hexdigest()
@@ -82,11 +83,11 @@ class DataPlan:
 
 def span_numbers(data_root: str) -> List[int]:
   """The spans present under data_root, ascending."""
-  if not os.path.isdir(data_root):
+  if not storage.isdir(data_root):
     return []
   return sorted(
       int(m.group(1))
-      for m in (_SPAN_DIR.match(e.name) for e in os.scandir(data_root))
+      for m in (_SPAN_DIR.match(e.name) for e in storage.scandir(data_root))
       if m)
 
 
@@ -96,19 +97,19 @@ def span_dir(data_root: str, span: int) -> str:
 
 def resolve(data_root: str, span_window: int = 1) -> DataPlan:
   """Resolves the layout of data_root into the files of each split."""
-  if not os.path.isdir(data_root):
+  if not storage.isdir(data_root):
     raise UserError(f'{data_root}: no such data directory')
   spans = span_numbers(data_root)
   if spans:
     train_spans = [
         s for s in spans
-        if os.path.isdir(os.path.join(span_dir(data_root, s), TRAIN))
+        if storage.isdir(os.path.join(span_dir(data_root, s), TRAIN))
     ][-max(1, span_window):]
     if not train_spans:
       raise UserError(f'{data_root}: no span-<N>/{TRAIN} folder')
     test_spans = [
         s for s in spans
-        if os.path.isdir(os.path.join(span_dir(data_root, s), TEST))
+        if storage.isdir(os.path.join(span_dir(data_root, s), TEST))
     ]
     test_span = test_spans[-1] if test_spans else None
     train_dirs = [os.path.join(span_dir(data_root, s), TRAIN)
@@ -119,11 +120,11 @@ def resolve(data_root: str, span_window: int = 1) -> DataPlan:
     train_spans, test_span = [], None
     train_dirs = [os.path.join(data_root, TRAIN)]
     test_dir = os.path.join(data_root, TEST)
-    if not os.path.isdir(train_dirs[0]):
+    if not storage.isdir(train_dirs[0]):
       raise UserError(
           f'{data_root}: expected {TRAIN}/<class>/<images> (and optionally '
           f'{TEST}/<class>/<images>), or span-<N>/{TRAIN}/<class>/<images>')
-    if not os.path.isdir(test_dir):
+    if not storage.isdir(test_dir):
       test_dir = None
 
   split_dirs = {TRAIN: train_dirs, TEST: [test_dir] if test_dir else []}

@@ -1,0 +1,116 @@
+"""Paths on a disk or in a bucket (gs://), behind the calls the project makes.
+
+A local path goes through os, as before: links, FIFOs and names that are not
+UTF-8 are seen for what they are. A path with a scheme goes through
+TensorFlow's file layer (tf.io.gfile), which opens gs:// itself, so the data
+root, the serving directory and the models can live in Cloud Storage. A
+bucket has no links or special files, and its names are UTF-8.
+
+TensorFlow loads only when a path with a scheme is touched: the console
+commands that read local files stay quick to start.
+"""
+from concurrent import futures
+import dataclasses
+import os
+from typing import Iterator, List, Sequence, Tuple
+
+_SCHEME = '://'
+# Requests in flight to a bucket at once, where each object is a round trip:
+# its latency, not its bandwidth, bounds a reader of many small objects.
+CONCURRENT_REQUESTS = 16
+
+
+def is_remote(path: str) -> bool:
+  return _SCHEME in path
+
+
+def absolute(path: str) -> str:
+  """os.path.abspath for a local path; a URL as given, less a trailing /."""
+  return path.rstrip('/') if is_remote(path) else os.path.abspath(path)
+
+
+def _gfile():
+  import tensorflow as tf  # only for paths with a scheme
+  return tf.io.gfile
+
+
+def isdir(path: str) -> bool:
+  return _gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+
+
+def exists(path: str) -> bool:
+  return _gfile().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketEntry:
+  """An entry of a bucket's folder, with os.DirEntry's calls."""
+  name: str
+  path: str
+  folder: bool
+
+  def is_dir(self, follow_symlinks: bool = True) -> bool:
+    del follow_symlinks  # a bucket has no links
+    return self.folder
+
+  def is_file(self, follow_symlinks: bool = True) -> bool:
+    del follow_symlinks
+    return not self.folder
+
+  def is_symlink(self) -> bool:
+    return False
+
+
+def scandir(path: str) -> List:
+  """The entries of a folder: os.DirEntry, or BucketEntry in a bucket (one
+  listing call, as os.scandir is one)."""
+  if not is_remote(path):
+    with os.scandir(path) as entries:
+      return list(entries)
+  entries = []
+  for name in _gfile().listdir(path):
+    folder = name.endswith('/')
+    name = name.rstrip('/')
+    entries.append(BucketEntry(name, f'{path.rstrip("/")}/{name}', folder))
+  return entries
+
+
+def walk(path: str, onerror=None) -> Iterator[Tuple[str, List[str],
+                                                     List[str]]]:
+  if not is_remote(path):
+    yield from os.walk(path, onerror=onerror)
+    return
+  def on_error(error):  # TF's OpError, as os.walk's OSError
+    onerror(OSError(None, error.message.splitlines()[0], path))
+  for parent, folders, files in _gfile().walk(
+      path, onerror=on_error if onerror else None):
+    yield parent.rstrip('/'), [f.rstrip('/') for f in folders], files
+
+
+def read_bytes(path: str) -> bytes:
+  """A file's bytes; OSError (with strerror) if it cannot be read."""
+  if not is_remote(path):
+    with open(path, 'rb') as f:
+      return f.read()
+  import tensorflow as tf
+  try:
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      return f.read()
+  except tf.errors.OpError as e:
+    raise OSError(None, e.message.splitlines()[0], path) from None
+
+
+def size_and_mtime_ns(path: str) -> Tuple[int, int]:
+  if not is_remote(path):
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+  stat = _gfile().stat(path)
+  return stat.length, stat.mtime_nsec
+
+
+def sizes_and_mtimes_ns(paths: Sequence[str]) -> List[Tuple[int, int]]:
+  """size_and_mtime_ns of each path, in order; in a bucket, concurrently."""
+  if not any(map(is_remote, paths)):
+    return [size_and_mtime_ns(p) for p in paths]
+  with futures.ThreadPoolExecutor(CONCURRENT_REQUESTS) as pool:
+    return list(pool.map(size_and_mtime_ns, paths))
