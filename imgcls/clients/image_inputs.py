@@ -73,7 +73,7 @@ def signature_inputs(name: str, signature: SignatureInfo,
                     f'take DT_STRING (encoded) or float pixels')
   shape = fixed_pixel_shape(info)
   pixels = (preprocessing.client_pixels(images, shape) if shape else
-            np.stack([class_folders.decode_rgb(image) for image in images]))
+            np.stack([preprocessing.client_rgb(image) for image in images]))
   return {input_name: pixels.astype(dtype.as_numpy_dtype)}
 
 

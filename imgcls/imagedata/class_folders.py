@@ -43,8 +43,9 @@ class SplitListing:
 
 
 def decode_rgb(encoded: bytes) -> np.ndarray:
-  """(height, width, 3) uint8 pixels of any mode (GIF: its first frame), as a
-  client would decode them before sending pixels to serving_default."""
+  """(height, width, 3) uint8 pixels of any mode (GIF: its first frame), for
+  the report's pictures. Pixels sent to a model are decoded as the model
+  decodes them (preprocessing.client_rgb)."""
   with Image.open(io.BytesIO(encoded)) as image:
     return np.asarray(image.convert('RGB'))
 

@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from imgcls.contract import names
 from imgcls.imagedata import image_header
-from imgcls.imagedata.class_folders import decode_rgb
 
 # The longest fixed-offset header read by declared_pixels (BMP's height).
 _HEADER_BYTES = 26
@@ -54,9 +53,9 @@ def resize_pixels(images: tf.Tensor, image_shape) -> tf.Tensor:
   return tf.image.resize(images, [height, width])
 
 
-def decode_image(image_bytes: tf.Tensor, image_shape,
-                 max_pixels: int = names.MAX_IMAGE_PIXELS) -> tf.Tensor:
-  """One encoded PNG/JPEG/BMP/GIF (GIF: first frame) -> (H, W, C) float32.
+def decode_rgb(image_bytes: tf.Tensor,
+               max_pixels: int = names.MAX_IMAGE_PIXELS) -> tf.Tensor:
+  """One encoded PNG/JPEG/BMP/GIF (GIF: first frame) -> (h, w, 3) uint8.
 
   The size the header declares is checked before decoding, because decoding
   allocates it: a 196-byte PNG may declare 30000x30000 pixels. Such an image
@@ -72,7 +71,14 @@ def decode_image(image_bytes: tf.Tensor, image_shape,
     image = tf.io.decode_image(image_bytes, channels=3,
                                expand_animations=False)
   image.set_shape([None, None, 3])
-  return resize_pixels(image[tf.newaxis], image_shape)[0]
+  return image
+
+
+def decode_image(image_bytes: tf.Tensor, image_shape,
+                 max_pixels: int = names.MAX_IMAGE_PIXELS) -> tf.Tensor:
+  """One encoded image -> (H, W, C) float32 at the model's input size."""
+  return resize_pixels(decode_rgb(image_bytes, max_pixels)[tf.newaxis],
+                       image_shape)[0]
 
 
 def declared_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -123,13 +129,19 @@ def decode_images(image_bytes: tf.Tensor, image_shape) -> tf.Tensor:
       fn_output_signature=tf.TensorSpec(image_shape, tf.float32))
 
 
-def client_pixels(encoded: Sequence[bytes], image_shape) -> np.ndarray:
-  """Encoded images -> the (b, H, W, C) float batch serving_default takes.
+def client_rgb(encoded: bytes) -> np.ndarray:
+  """(h, w, 3) uint8 pixels, decoded as serving_bytes decodes them.
 
-  What a client with its own decoder does: decode to RGB, then resize with
-  the model's own resize, so the answers match serving_bytes'.
+  Not with Pillow: for a JPEG, TensorFlow's decoder runs libjpeg's fast
+  integer DCT and Pillow's the accurate one, and their pixels differ by a
+  few levels (docs/serving.md, "Pixels a client sends"), enough to turn a
+  near-tie between two classes.
   """
-  return np.stack([
-      resize_pixels(decode_rgb(e)[np.newaxis], image_shape)[0].numpy()
-      for e in encoded
-  ])
+  return decode_rgb(tf.constant(encoded)).numpy()
+
+
+def client_pixels(encoded: Sequence[bytes], image_shape) -> np.ndarray:
+  """Encoded images -> the (b, H, W, C) float batch serving_default takes:
+  decoded and resized as serving_bytes does, so the answers match."""
+  return np.stack(
+      [decode_image(tf.constant(e), image_shape).numpy() for e in encoded])
