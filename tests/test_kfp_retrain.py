@@ -86,7 +86,8 @@ def test_a_failed_run_is_retried_on_the_next_tick_up_to_max_tries(
   assert _tick(kfp_root, kfp_server, '--max-tries', '2') == 1
   out = capsys.readouterr().out
   assert 'span-1: gave_up' in out and 'OOMKilled' in out
-  assert _tick(kfp_root, kfp_server, '--max-tries', '2') == 0  # handled
+  # Handled: no new run; and it waits for a person, so the exit stays 1.
+  assert _tick(kfp_root, kfp_server, '--max-tries', '2') == 1
   assert len(kfp_server.runs) == 1
 
 
@@ -102,7 +103,7 @@ def test_a_run_failed_by_the_data_gate_is_refused_data_not_retried(
   (attempt,) = _history(kfp_root)
   assert attempt['outcome'] == 'refused'
   assert 'data validation gate' in attempt['detail']
-  assert _tick(kfp_root, kfp_server) == 0  # handled: no retry, no new run
+  assert _tick(kfp_root, kfp_server) == 1  # waits: no retry, no new run
   assert len(kfp_server.runs) == 1 and kfp_server.runs[0]['state'] == 'FAILED'
 
 

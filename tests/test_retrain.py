@@ -151,7 +151,8 @@ def test_a_span_with_a_new_class_is_refused_and_named(root, capsys):
   out = capsys.readouterr().out
   assert 'refused' in out and "new classes ['c']" in out
   assert _versions(root) == [1, 2, 3]
-  assert cli.main(_cli(root)) == 0  # handled: not refused again every tick
+  # Handled: not refused again every tick; it waits, so the exit stays 1.
+  assert cli.main(_cli(root)) == 1
 
 
 @pytest.mark.e2e
@@ -182,7 +183,7 @@ def test_a_skewed_span_is_refused_and_waits_for_a_person(root, capsys):
   refused = state_lib.load(str(root / 'pipeline')).current()
   assert (refused.data_key, refused.refused_for) == ('span-6', 'anomalies')
   assert len(refused.schema_digest) == 64
-  assert cli.main(_cli(root, *_ANSWER_FLAGS)) == 0  # waits: not refused again
+  assert cli.main(_cli(root, *_ANSWER_FLAGS)) == 1  # waits: not refused again
   assert 'span-6 waits for a person' in capsys.readouterr().out
   assert _versions(root) == [1, 2, 3]
 

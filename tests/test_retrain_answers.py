@@ -13,7 +13,7 @@ from imgcls.contract import names
 from imgcls.pipeline.config import PipelineConfig
 from imgcls.retrain import person, watcher
 from imgcls.retrain import state as state_lib
-from tests import kfp_fake_server
+from tests import images, kfp_fake_server
 
 
 def _args(kfp_root, server, *extra):
@@ -66,7 +66,7 @@ def test_refused_data_is_trained_after_accept_anomalies(
   assert 'span-1 waits for a person: refused' in out
   answer = ' '.join(_args(kfp_root, kfp_server)[1:]) + ' --accept-anomalies'
   assert answer in out
-  assert _tick(kfp_root, kfp_server) == 0  # waits: nothing submitted
+  assert _tick(kfp_root, kfp_server) == 1  # waits: nothing submitted
   assert len(kfp_server.runs) == 1
 
   assert _tick(kfp_root, kfp_server, '--accept-anomalies') == 0
@@ -124,7 +124,7 @@ def test_a_run_given_up_on_runs_again_only_with_retry(kfp_root, kfp_server,
   out = capsys.readouterr().out
   assert (' '.join(_args(kfp_root, kfp_server, '--max-tries', '1')[1:]) +
           ' --retry') in out
-  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 0  # never automatic
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 1  # never automatic
   assert len(kfp_server.runs) == 1
   assert _tick(kfp_root, kfp_server, '--max-tries', '1', '--retry') == 0
   assert len(kfp_server.runs) == 2
@@ -192,7 +192,56 @@ def test_a_refusal_recorded_without_a_schema_digest_waits_for_a_flag(
   state = json.loads(state_file.read_text())
   del state['history'][-1]['schema_digest']  # as an older watcher wrote it
   state_file.write_text(json.dumps(state))
-  assert _tick(kfp_root, kfp_server) == 0
+  assert _tick(kfp_root, kfp_server) == 1  # still waits
   assert len(kfp_server.runs) == 1  # not taken for an edited schema
   assert _tick(kfp_root, kfp_server, '--accept-anomalies') == 0
+  assert len(kfp_server.runs) == 2
+
+
+def _given_up(kfp_root, server):
+  """span-1 submitted, failed, given up on (--max-tries 1)."""
+  assert _tick(kfp_root, server, '--max-tries', '1') == 0
+  server.set_state(server.runs[0]['run_id'], 'FAILED', 'OOMKilled')
+  assert _tick(kfp_root, server, '--max-tries', '1') == 1
+
+
+def test_every_tick_exits_1_for_as_long_as_something_waits(
+    kfp_root, kfp_server, capsys):
+  _given_up(kfp_root, kfp_server)
+  capsys.readouterr()
+  for _ in range(3):  # cron's later ticks: each tells cron a person is needed
+    assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 1
+    assert 'span-1 waits for a person: gave_up' in capsys.readouterr().out
+  assert len(kfp_server.runs) == 1
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1', '--retry') == 0
+
+
+def test_files_added_to_a_span_given_up_on_are_new_data(
+    kfp_root, kfp_server, capsys):
+  _given_up(kfp_root, kfp_server)
+  images.write_class_folders(str(kfp_root / 'data' / 'span-1' / 'train'),
+                             {'a': 12, 'b': 12}, seed=1)
+  capsys.readouterr()
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 0
+  assert 'no retraining' not in capsys.readouterr().out
+  assert len(kfp_server.runs) == 2
+  assert [(h['data_key'], h['outcome'], h['new_images'])
+          for h in _history(kfp_root)] == [('span-1', 'gave_up', 6),
+                                           ('span-1', 'submitted', 24)]
+
+
+def test_files_added_to_a_span_a_run_no_longer_reads_are_not_new_data(
+    kfp_root, kfp_server, capsys):
+  _given_up(kfp_root, kfp_server)
+  images.write_class_folders(str(kfp_root / 'data' / 'span-2' / 'train'),
+                             {'a': 3, 'b': 3}, seed=2)
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 0
+  kfp_server.set_state(kfp_server.runs[-1]['run_id'], 'SUCCEEDED')
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 0  # closed
+  # --window 1 reads span-2 alone: files added to span-1 change no run.
+  images.write_class_folders(str(kfp_root / 'data' / 'span-1' / 'train'),
+                             {'a': 12, 'b': 12}, seed=1)
+  capsys.readouterr()
+  assert _tick(kfp_root, kfp_server, '--max-tries', '1') == 0
+  assert 'no retraining' in capsys.readouterr().out
   assert len(kfp_server.runs) == 2

@@ -1,6 +1,6 @@
 """Which files a pipeline run reads: the data root's layout, resolved.
 
-Two layouts are accepted:
+Two layouts are accepted, one per data root (span_numbers refuses a mix):
   data_root/train/<class>/*  [data_root/test/<class>/*]
   data_root/span-<N>/train/<class>/*  [data_root/span-<N>/test/<class>/*]
 
@@ -26,7 +26,11 @@ from imgcls.imagedata import class_folders
 TRAIN = 'train'
 TEST = 'test'
 SPLITS = (TRAIN, TEST)
-_SPAN_DIR = re.compile(r'^span-(\d+)$')
+# Any digits after `span-` name a span; only the plain form is accepted, so
+# that each span has one folder name, which every reader rebuilds from its
+# number (span_dir). Unicode digits are refused too.
+_SPAN_LIKE = re.compile(r'span-\d+')
+_SPAN_DIR = re.compile(r'span-([1-9][0-9]*)')
 # Without a test folder, paths hashing below this share of 100 go to test.
 HASH_TEST_PERCENT = 20
 
@@ -82,13 +86,30 @@ class DataPlan:
 
 
 def span_numbers(data_root: str) -> List[int]:
-  """The spans present under data_root, ascending."""
+  """The spans present under data_root, ascending.
+
+  A span folder named otherwise than `span-<N>` (N from 1, no leading
+  zeros), and a root that holds spans beside a plain `train/` or `test/`,
+  are refused by name: read either way, part of the data would go unseen.
+  """
   if not storage.isdir(data_root):
     return []
-  return sorted(
-      int(m.group(1))
-      for m in (_SPAN_DIR.match(e.name) for e in storage.scandir(data_root))
-      if m)
+  names = sorted(e.name for e in storage.scandir(data_root))
+  odd = [n for n in names if _SPAN_LIKE.fullmatch(n) and
+         not _SPAN_DIR.fullmatch(n)]
+  if odd:
+    raise UserError(f'{os.path.join(data_root, odd[0])}: not a span name; '
+                    'spans are named span-<N>, N from 1 without leading '
+                    'zeros (span-1, span-2, ...): rename it')
+  spans = sorted(int(m.group(1))
+                 for m in map(_SPAN_DIR.fullmatch, names) if m)
+  plain = [n for n in SPLITS if n in names]
+  if spans and plain:
+    raise UserError(
+        f'{data_root}: holds both {plain[0]}/ (the plain layout) and '
+        f'span-{spans[0]}/ (the span layout); use one: move {plain[0]}/ into '
+        'a span, or the spans out of this folder')
+  return spans
 
 
 def span_dir(data_root: str, span: int) -> str:

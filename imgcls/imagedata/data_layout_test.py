@@ -138,3 +138,29 @@ def test_entries_that_cannot_be_examples_are_listed_and_fingerprinted(
                            'broken symbolic link to /nowhere')]
   assert len(plan.files['test']) == 6
   assert plan.fingerprint() != first.fingerprint()
+
+
+@pytest.mark.parametrize('name', ['span-01', 'span-0', 'span-007', 'span-٣'])
+def test_a_span_named_otherwise_than_span_n_is_refused_by_name(tmp_path, name):
+  root = _tree(str(tmp_path), spans=[1, 2])
+  os.rename(os.path.join(root, 'span-2'), os.path.join(root, name))
+  with pytest.raises(UserError, match=f'^{os.path.join(root, name)}: not a '
+                     'span name; spans are named span-<N>, N from 1 without '
+                     'leading zeros'):
+    data_layout.resolve(root)
+
+
+def test_names_that_are_no_span_at_all_are_passed_over(tmp_path):
+  root = _tree(str(tmp_path), spans=[1])
+  for name in ('span-x', 'span-', 'span-2.old', 'spans', 'notes'):
+    os.makedirs(os.path.join(root, name))
+  assert data_layout.span_numbers(root) == [1]
+
+
+@pytest.mark.parametrize('plain', ['train', 'test'])
+def test_a_root_that_mixes_the_layouts_is_refused_naming_both(tmp_path, plain):
+  root = _tree(str(tmp_path), spans=[1])
+  images.write_class_folders(os.path.join(root, plain), {'a': 1, 'b': 1})
+  with pytest.raises(UserError, match=f'^{root}: holds both {plain}/ \\(the '
+                     'plain layout\\) and span-1/ \\(the span layout\\)'):
+    data_layout.resolve(root)

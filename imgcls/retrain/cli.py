@@ -101,13 +101,16 @@ def _retrain(args: argparse.Namespace) -> int:
   with state.exclusive(options.pipeline.pipeline_root), run_console(
       options.pipeline.pipeline_root, 'retrain', args.verbose):
     attempt = watcher.tick(options)
-  _report(options, attempt, args.argv)
-  # Failures, giving up and refusals need a person: a non-zero exit tells cron.
-  return 1 if attempt and attempt.outcome in state.NEEDS_A_PERSON else 0
+  waits = _report(options, attempt, args.argv)
+  # A failed run, and for as long as it waits, what needs a person: a
+  # non-zero exit tells cron and fails the CronJob's Job.
+  failed = attempt is not None and attempt.outcome in state.NEEDS_A_PERSON
+  return 1 if failed or waits else 0
 
 
-def _report(options, attempt, argv) -> None:
-  """A tick's outcome, and what waits for a person, on stdout."""
+def _report(options, attempt, argv) -> bool:
+  """A tick's outcome, and what waits for a person, on stdout; whether
+  anything waits."""
   from imgcls.retrain import person, state
   if attempt is None:
     print('no retraining: no new data, or fewer new images than '
@@ -121,6 +124,7 @@ def _report(options, attempt, argv) -> None:
                            options.pipeline)
   if pending:
     print('\n'.join(person.describe(pending, argv)), flush=True)
+  return pending is not None
 
 
 def _status(config, argv) -> int:

@@ -1,7 +1,10 @@
 """Retraining when new data lands: detect, decide, trigger, remember.
 
-New data is a span newer than the last one handled (`data_root/span-N/`), or,
-without spans, image files added or changed since the last handled scan.
+New data is a span newer than the last one handled (`data_root/span-N/`),
+and image files added or changed since the last handled scan: without spans
+any, with spans those that a run reads (its window of spans, its test span),
+so that a span handled once (pushed, refused, given up on) and then topped
+up is retrained.
 A run is triggered only for at least `min_new_images` new images, locally
 with LocalDagRunner or on Kubeflow Pipelines.
 
@@ -25,7 +28,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import data_layout
@@ -73,15 +76,16 @@ def scan(data_root: str) -> Dict[str, str]:
   return manifest
 
 
-def detect(data_root: str, state: state_lib.RetrainState) -> NewData:
+def detect(data_root: str, state: state_lib.RetrainState,
+           span_window: int = 1) -> NewData:
   if not os.path.isdir(data_root):
     raise UserError(f'{data_root}: no such data directory')
   manifest = scan(data_root)
   spans = data_layout.span_numbers(data_root)
   if spans:
-    newer = [f'span-{s}{os.sep}' for s in spans if s > state.last_span]
-    new_images = sum(1 for p in manifest if p.startswith(tuple(newer))
-                    ) if newer else 0
+    newer = tuple(f'span-{s}{os.sep}' for s in spans if s > state.last_span)
+    new_images = sum(1 for p in manifest if p.startswith(newer))
+    new_images += _topped_up(data_root, span_window, state, manifest, newer)
     return NewData(f'span-{spans[-1]}', new_images, manifest, spans[-1])
   new_images = sum(1 for p, sig in manifest.items()
                    if state.manifest.get(p) != sig)
@@ -90,6 +94,26 @@ def detect(data_root: str, state: state_lib.RetrainState) -> NewData:
   # The ExampleGen's own fingerprint of the files a run reads.
   fingerprint = data_layout.resolve(data_root).fingerprint()
   return NewData(f'files-{fingerprint[:16]}', new_images, manifest, 0)
+
+
+def _topped_up(data_root: str, span_window: int,
+               state: state_lib.RetrainState, manifest: Dict[str, str],
+               newer: Tuple[str, ...]) -> int:
+  """Files added to or changed in spans already handled (pushed, refused,
+  given up on) that a run reads: new data too. Those of spans outside the
+  window are not, and the log says so."""
+  changed = {p for p, sig in manifest.items()
+             if not p.startswith(newer) and state.manifest.get(p) != sig}
+  if not changed:
+    return 0
+  plan = data_layout.resolve(data_root, span_window)
+  read = changed & {f.relative_path for split in plan.files.values()
+                    for f in split}
+  if len(read) < len(changed):
+    _log.warning('%d files added or changed in spans that a run with '
+                 '--span-window %d does not read: not new data',
+                 len(changed) - len(read), span_window)
+  return len(read)
 
 
 def served_class_names(config: PipelineConfig) -> Optional[List[str]]:
@@ -127,7 +151,7 @@ def tick(options: RetrainOptions,
   idle."""
   config = options.pipeline
   state = state_lib.load(config.pipeline_root)
-  new = detect(config.data_root, state)
+  new = detect(config.data_root, state, config.example_gen.span_window)
   current = state.current()
   if current and current.outcome == Outcome.SUBMITTED:
     current = _follow(options, state, current, new)
