@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help='show on the terminal too what TensorFlow, TFX and '
                       'Beam log (every command writes it to its log file: '
                       '<pipeline root>/imgcls.log for run and retrain, '
-                      '$TMPDIR/imgcls-<command>.log for the others)')
+                      '$TMPDIR/imgcls-<uid>/<command>.log for the others)')
   subparsers = parser.add_subparsers(dest='command', required=True,
                                      metavar='COMMAND')
   for module_name in _COMMAND_MODULES:

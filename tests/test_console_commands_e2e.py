@@ -158,7 +158,8 @@ def test_submit(work):
 
 
 def test_what_the_libraries_print_is_in_the_commands_log(work):
-  # The commands' TMPDIR: each writes $TMPDIR/imgcls-<command>.log.
-  with open(work / 'tmp' / 'imgcls-train.log', encoding='utf-8') as f:
+  # The commands' TMPDIR: each writes $TMPDIR/imgcls-<uid>/<command>.log.
+  with open(work / 'tmp' / f'imgcls-{os.geteuid()}' / 'train.log',
+            encoding='utf-8') as f:
     log = f.read()
   assert 'epoch' in log.lower()  # Keras' and the trainer's lines

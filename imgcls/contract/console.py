@@ -12,9 +12,11 @@ its time and key result (`describe`); what the steps `progress.report`
 server's); and what the command prints to sys.stdout, its own output. `-v`
 shows the log too.
 """
+import errno
 import logging
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -65,11 +67,42 @@ class ComponentLines(logging.Handler):
 
 def log_path(directory: Optional[str], command: str) -> str:
   """`<directory>/imgcls.log` for commands that work in a directory of their
-  own (a pipeline root), else `imgcls-<command>.log` in the temp folder: a
-  command that refuses its input must leave no new directory behind."""
+  own (a pipeline root), else `<command>.log` in this user's own folder of
+  the temp folder, `imgcls-<uid>`: a command that refuses its input must
+  leave no new directory behind, and users who share a machine (or uids that
+  share an image) must not share, or be able to plant, each other's log."""
   if directory:
     return os.path.join(directory, LOG_FILE)
-  return os.path.join(tempfile.gettempdir(), f'imgcls-{command}.log')
+  return os.path.join(tempfile.gettempdir(), f'imgcls-{os.geteuid()}',
+                      f'{command}.log')
+
+
+def _open_log(path: str) -> TextIO:
+  """The log, opened for appending: never through a symlink (O_NOFOLLOW),
+  and in the temp folder only inside a folder that is this user's alone."""
+  directory = os.path.dirname(os.path.abspath(path))
+  if directory.startswith(tempfile.gettempdir() + os.sep + 'imgcls-'):
+    _private_directory(directory)
+  else:
+    os.makedirs(directory, exist_ok=True)
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW |
+               os.O_CLOEXEC, 0o600)
+  return os.fdopen(fd, 'a', buffering=1, encoding='utf-8',
+                   errors='backslashreplace')
+
+
+def _private_directory(path: str) -> None:
+  """Made 0700 if missing; refused unless a real directory of this user's
+  that no one else may write (another user could have made it first)."""
+  try:
+    os.mkdir(path, 0o700)
+  except FileExistsError:
+    pass
+  info = os.lstat(path)
+  if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or
+      info.st_mode & 0o022):
+    raise PermissionError(errno.EPERM, 'not a directory of this user alone',
+                          path)
 
 
 def _safely(describe, node: str) -> str:
@@ -104,13 +137,19 @@ class Console:
     self._terminal = ()  # streams this console opened on the terminal
 
   def __enter__(self) -> 'Console':
-    os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
-    self._log = open(self.log_path, 'a', buffering=1, encoding='utf-8',
-                     errors='backslashreplace')
     self._outer = _entered[-1] if _entered else None
     terminal_out = sys.stdout
     self.terminal_err = (self._outer.terminal_err if self._outer else
                          sys.stderr)
+    try:
+      self._log = _open_log(self.log_path)
+    except OSError as e:
+      # The command still runs, and without a log nothing of it is hidden.
+      print(f'imgcls: cannot write the log {self.log_path} ({e.strerror or e}'
+            '); its lines are shown here instead', file=self.terminal_err,
+            flush=True)
+      self._log = open(os.devnull, 'w', encoding='utf-8')
+      self._verbose = True
     if not self._verbose:
       terminal_out, self.terminal_err = self._redirect_to_log()
     progress.set_console(self.terminal_err)
