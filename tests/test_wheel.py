@@ -73,6 +73,8 @@ def test_imgcls_is_the_only_top_level_package(wheel):
   for part in ('pipeline', 'components', 'trainer', 'params'):
     assert any(n.startswith(f'imgcls/{part}/') for n in names), part
   assert 'imgcls/params/params.env' in names
+  # The unit tests beside the code import tests/, which is not shipped.
+  assert not [n for n in names if n.endswith('_test.py')]
 
 
 def test_the_installed_package_runs_every_step(venv, tmp_path):
