@@ -250,7 +250,10 @@ def _roll_back(model_base_path: str, version: int, problem: str) -> PushVerdict:
     return PushVerdict(version, problem,
                        not_rolled_back='it is the first version; nothing to '
                        'roll back to')
-  new, _ = history.rollback(model_base_path, earlier[-1])
+  try:
+    new, _ = history.rollback(model_base_path, earlier[-1])
+  except UserError as e:  # e.g. the version before holds no SavedModel
+    return PushVerdict(version, problem, not_rolled_back=str(e))
   return PushVerdict(version, problem, rolled_back_as=new)
 
 

@@ -93,6 +93,20 @@ def test_the_first_version_has_nothing_to_roll_back_to(tmp_path, models):
   assert versions.versions(base) == [1]
 
 
+def test_a_version_before_with_no_saved_model_is_not_rolled_back_to(
+    tmp_path, models):
+  base = str(tmp_path / NAME)
+  os.makedirs(os.path.join(base, '1'))  # made by hand, empty
+  testing.push_version(models[0], base, 2)
+  unreachable = ServingCheck('127.0.0.1', testing.free_port(),
+                             testing.free_port(), 0.5)
+  verdict = verify.verify_push(unreachable, base, 2, models[2])
+  assert verdict.rolled_back_as is None
+  assert (f'version 1 of {base} cannot be served again, nothing was '
+          'published') in verdict.summary()
+  assert versions.versions(base) == [1, 2]
+
+
 class _PushingRun:
   """Stands in for local.run: publishes model b as the next version."""
 
