@@ -9,14 +9,13 @@ artifact. With nothing published yet, the artifact says so (`has_model` 0)
 and the Evaluator judges the candidate by the value threshold alone.
 """
 import os
-import shutil
 
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
 from tfx.utils import path_utils
 
-from imgcls.contract import names
+from imgcls.contract import names, storage
 from imgcls.serving_dir import versions as model_versions
 
 
@@ -46,7 +45,7 @@ def ServingBaseline(  # TFX component naming
   del published_hint
   source = model_versions.latest_version_dir(model_base_path)
   if source is not None:
-    shutil.copytree(source, path_utils.serving_model_dir(baseline.uri))
+    storage.copytree(source, path_utils.serving_model_dir(baseline.uri))
   for artifact in (baseline, served_version):
     artifact.set_int_custom_property(names.PROP_HAS_MODEL,
                                      int(source is not None))

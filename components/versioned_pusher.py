@@ -30,7 +30,6 @@ facts: the Examples (spans, test images), the Evaluator's evaluation
 import json
 import logging
 import os
-import shutil
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -47,7 +46,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import proto_utils
 
 from imgcls.components import gated_evaluator, serving_baseline
-from imgcls.contract import names
+from imgcls.contract import names, storage
 from imgcls.imagedata import preprocessing, tf_examples
 from imgcls.serving_dir import provenance as provenance_lib
 from imgcls.serving_dir import versions as model_versions
@@ -100,7 +99,7 @@ class Executor(pusher_executor.Executor):
                                 _test_images(input_dict))
 
     def write(tmp_dir: str) -> None:
-      shutil.copytree(source, tmp_dir)
+      storage.copytree(source, tmp_dir)
       provenance_lib.write_into(tmp_dir, provenance)
       if requests:
         warmup.write_requests(tmp_dir, requests)

@@ -3,8 +3,7 @@ import json
 import os
 from typing import Any, Union
 
-# Paths with a scheme (gs://, s3://) go through TensorFlow's file layer.
-_SCHEME = '://'
+from imgcls.contract import storage
 
 
 def replace_file(path: str, data: Union[str, bytes]) -> None:
@@ -13,7 +12,7 @@ def replace_file(path: str, data: Union[str, bytes]) -> None:
   state, provenance, the kept schema, the Trainer's backup records)."""
   tmp = f'{path}.tmp-{os.getpid()}'
   mode = 'wb' if isinstance(data, bytes) else 'w'
-  if _SCHEME in path:
+  if storage.is_remote(path):  # through TensorFlow's file layer
     import tensorflow as tf  # stays light
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(tmp, mode) as f:

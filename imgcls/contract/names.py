@@ -137,6 +137,15 @@ MAX_WARMUP_RECORDS = 1000
 # Beside the versions, hidden from TF Serving (not an integer): the provenance
 # of every pruned version, so `imgcls versions` and `rollback` still know it.
 PRUNED_VERSIONS_DIR = '.imgcls-pruned'
+# A serving directory in a bucket (serving_dir/bucket.py), where a directory
+# rename is a copy. Written last into a version, once all of it is there:
+# only versions holding it are published.
+PUBLISHED_MARKER = ASSETS_EXTRA + '/imgcls_published'
+# TF Serving's --model_config_file for such a directory, at its top: each
+# model's entry names the one version to serve (the `specific` policy), so
+# the server loads no version before it is complete. One object, rewritten
+# whole: TF Serving re-reads it every --model_config_file_poll_wait_seconds.
+MODEL_CONFIG_FILE = 'models.config'
 
 # --- TF Serving's ports (tensorflow_model_server's defaults in our manifests)
 REST_PORT = 8501

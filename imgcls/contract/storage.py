@@ -12,6 +12,7 @@ commands that read local files stay quick to start.
 from concurrent import futures
 import dataclasses
 import os
+import shutil
 from typing import Iterator, List, Sequence, Tuple
 
 _SCHEME = '://'
@@ -40,6 +41,70 @@ def isdir(path: str) -> bool:
 
 def exists(path: str) -> bool:
   return _gfile().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def isfile(path: str) -> bool:
+  if not is_remote(path):
+    return os.path.isfile(path)
+  return _gfile().exists(path) and not _gfile().isdir(path)
+
+
+def listdir(path: str) -> List[str]:
+  """Entry names; FileNotFoundError when there is no such folder."""
+  if not is_remote(path):
+    return os.listdir(path)
+  if not _gfile().isdir(path):
+    raise FileNotFoundError(None, 'no such folder', path)
+  return [name.rstrip('/') for name in _gfile().listdir(path)]
+
+
+def makedirs(path: str) -> None:
+  if is_remote(path):
+    _gfile().makedirs(path)
+  else:
+    os.makedirs(path, exist_ok=True)
+
+
+def copytree(source: str, destination: str) -> None:
+  """shutil.copytree, where either side may be in a bucket (each file one
+  copy, CONCURRENT_REQUESTS at a time)."""
+  if not is_remote(source) and not is_remote(destination):
+    shutil.copytree(source, destination)
+    return
+  pairs = []
+  for parent, _, files in walk(source):
+    relative = os.path.relpath(parent, source)
+    target = (destination if relative == '.' else
+              os.path.join(destination, relative))
+    makedirs(target)
+    pairs += [(os.path.join(parent, f), os.path.join(target, f))
+              for f in files]
+  gfile = _gfile()
+  with futures.ThreadPoolExecutor(CONCURRENT_REQUESTS) as pool:
+    list(pool.map(lambda pair: gfile.copy(*pair, overwrite=True), pairs))
+
+
+def rmtree(path: str) -> None:
+  """shutil.rmtree, ignoring errors (what is already gone)."""
+  if not is_remote(path):
+    shutil.rmtree(path, ignore_errors=True)
+    return
+  import tensorflow as tf
+  try:
+    _gfile().rmtree(path)
+  except tf.errors.OpError:
+    pass
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """One object in a bucket (GCS makes it visible whole or not at all); a
+  plain write on disk."""
+  if is_remote(path):
+    with _gfile().GFile(path, 'wb') as f:
+      f.write(data)
+    return
+  with open(path, 'wb') as f:
+    f.write(data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +162,9 @@ def read_bytes(path: str) -> bytes:
     with tf.io.gfile.GFile(path, 'rb') as f:
       return f.read()
   except tf.errors.OpError as e:
-    raise OSError(None, e.message.splitlines()[0], path) from None
+    error = (FileNotFoundError if isinstance(e, tf.errors.NotFoundError)
+             else OSError)
+    raise error(None, e.message.splitlines()[0], path) from None
 
 
 def size_and_mtime_ns(path: str) -> Tuple[int, int]:

@@ -3,9 +3,9 @@ where each version came from, and going back to an earlier one."""
 import argparse
 import dataclasses
 import json
-import os
 import sys
 
+from imgcls.contract import storage
 from imgcls.contract.errors import UserError
 from imgcls.serving_dir import history as history_lib
 
@@ -41,7 +41,7 @@ def _add_base_path(parser: argparse.ArgumentParser) -> None:
 
 
 def _existing_base_path(args: argparse.Namespace) -> str:
-  if not os.path.isdir(args.model_base_path):
+  if not storage.isdir(args.model_base_path):
     raise UserError(f'--model-base-path {args.model_base_path}: no such '
                     'directory')
   return args.model_base_path

@@ -10,6 +10,7 @@ import dataclasses
 import shutil
 from typing import Dict, List, Optional, Tuple
 
+from imgcls.contract import storage
 from imgcls.contract.errors import UserError
 from imgcls.serving_dir import provenance as provenance_lib
 from imgcls.serving_dir import versions as versions_lib
@@ -67,7 +68,7 @@ def rollback(base_dir: str, to: Optional[int] = None) -> Tuple[int, int]:
                                     pushed_at=provenance_lib.utc_now())
 
   def write(tmp_dir: str) -> None:
-    shutil.copytree(source, tmp_dir)
+    storage.copytree(source, tmp_dir)
     provenance_lib.write_into(tmp_dir, rolled_back)
 
   try:

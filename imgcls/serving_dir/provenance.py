@@ -13,7 +13,7 @@ import json
 import os
 from typing import Dict, List, Optional
 
-from imgcls.contract import files, names, records
+from imgcls.contract import files, names, records, storage
 
 PUSH, ROLLBACK = 'push', 'rollback'
 
@@ -72,7 +72,7 @@ def pruned(base_dir: str) -> Dict[int, Provenance]:
   skipped (they describe versions that are gone anyway)."""
   directory = os.path.join(base_dir, names.PRUNED_VERSIONS_DIR)
   try:
-    entries = os.listdir(directory)
+    entries = storage.listdir(directory)
   except FileNotFoundError:
     return {}
   found = {}
@@ -88,8 +88,7 @@ def pruned(base_dir: str) -> Dict[int, Provenance]:
 
 def _read(path: str) -> Provenance:
   try:
-    with open(path, 'rb') as f:
-      raw = json.loads(f.read().decode('utf-8'))
+    raw = json.loads(storage.read_bytes(path).decode('utf-8'))
   except FileNotFoundError:
     return Provenance()
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

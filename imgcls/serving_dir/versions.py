@@ -4,6 +4,8 @@ TF Serving loads any all-digit child of the model base path the moment it
 appears, with no completeness check (tensorflow/serving#572, #1086). So a
 version is written under a hidden temporary name on the same filesystem and
 renamed into place: the server sees nothing, or a complete SavedModel.
+In a bucket, where a rename is a copy, serving_dir.bucket's protocol gives
+the same guarantee.
 """
 import logging
 import os
@@ -12,10 +14,10 @@ import shutil
 from typing import Callable, Dict, List, Optional, Set
 import uuid
 
-from imgcls.contract import progress
+from imgcls.contract import progress, storage
 from imgcls.contract.errors import UserError
+from imgcls.serving_dir import bucket, temporaries
 from imgcls.serving_dir import provenance as provenance_lib
-from imgcls.serving_dir import temporaries
 
 # TF Serving takes ASCII digits only ('٣'.isdigit() is true in Python).
 _VERSION_NAME = re.compile('[0-9]+')
@@ -30,7 +32,11 @@ _reported: Set[str] = set()
 
 def version_dirs(base_dir: str) -> Dict[int, str]:
   """{version: path} of the directories TF Serving would take for versions:
-  all-digit names within int64 (file_system_storage_path_source.cc)."""
+  all-digit names within int64 (file_system_storage_path_source.cc); in a
+  bucket, those published (serving_dir.bucket)."""
+  if bucket.is_bucket(base_dir):
+    return {v: path for v, path in bucket.numbered_dirs(base_dir).items()
+            if v <= MAX_VERSION and bucket.is_published(path)}
   try:
     entries = list(os.scandir(base_dir))
   except (FileNotFoundError, NotADirectoryError):
@@ -58,12 +64,12 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 def saved_model_problem(path: str) -> Optional[str]:
   """Why `path` is not a SavedModel directory, or None when it may be one."""
-  if os.path.isfile(path):
+  if storage.isfile(path):
     return ('not a SavedModel directory: a file (name the directory that '
             'holds saved_model.pb)')
-  if not os.path.isdir(path):
+  if not storage.isdir(path):
     return 'not a SavedModel directory: no such directory'
-  if not any(os.path.isfile(os.path.join(path, name))
+  if not any(storage.isfile(os.path.join(path, name))
              for name in SAVED_MODEL_FILES):
     return 'not a SavedModel directory: no saved_model.pb in it'
   return None
@@ -97,15 +103,13 @@ def publish(base_dir: str, write: Callable[[str], None],
   dies, a hidden temporary directory is, which TF Serving ignores and the
   next publish removes (serving_dir.temporaries).
   """
+  if bucket.is_bucket(base_dir):
+    return _publish_in_bucket(base_dir, write, min_version)
   os.makedirs(base_dir, exist_ok=True)
   temporaries.remove_abandoned(base_dir)
   with temporaries.temporary_dir(base_dir) as tmp_dir:
     write(tmp_dir)
-    # TF Serving would take it as the newest version and serve nothing.
-    problem = saved_model_problem(tmp_dir)
-    if problem:
-      raise UserError(f'nothing published under {base_dir}: what was written '
-                      f'is {problem}')
+    _check_written(base_dir, tmp_dir)
     while True:
       version = max([min_version - 1, *versions(base_dir)]) + 1
       target = os.path.join(base_dir, str(version))
@@ -115,6 +119,31 @@ def publish(base_dir: str, write: Callable[[str], None],
       except OSError:
         if not os.path.exists(target):
           raise
+
+
+def _check_written(base_dir: str, written: str) -> None:
+  # TF Serving would take it as the newest version and serve nothing.
+  problem = saved_model_problem(written)
+  if problem:
+    raise UserError(f'nothing published under {base_dir}: what was written '
+                    f'is {problem}')
+
+
+def _publish_in_bucket(base_dir: str, write: Callable[[str], None],
+                       min_version: int) -> int:
+  """publish, by serving_dir.bucket's protocol: written under its number,
+  complete, then marked, then named in the model config."""
+  version = max([min_version - 1, *bucket.numbered_dirs(base_dir)]) + 1
+  target = os.path.join(base_dir, str(version))
+  try:
+    write(target)
+    _check_written(base_dir, target)
+  except BaseException:
+    storage.rmtree(target)
+    raise
+  bucket.mark_published(target)
+  bucket.serve(base_dir, version)
+  return version
 
 
 def prune(base_dir: str, keep: int) -> List[int]:
@@ -135,10 +164,17 @@ def prune(base_dir: str, keep: int) -> List[int]:
       logging.warning('%s; pruned without it', e)
       provenance = provenance_lib.Provenance()
     provenance_lib.record_pruned(base_dir, version, provenance, when)
-    doomed = os.path.join(base_dir, f'{temporaries.TMP_PREFIX}pruned-'
-                          f'{version}-{uuid.uuid4().hex}')
-    os.rename(path, doomed)
-    # A clean-up may be deleting it too: what one leaves, the other removes.
-    shutil.rmtree(doomed, ignore_errors=True)
+    if bucket.is_bucket(base_dir):
+      bucket.unpublish(path)
+    else:
+      _remove_at_once(base_dir, version, path)
     logging.info('removed old version %s/%d', base_dir, version)
   return old
+
+
+def _remove_at_once(base_dir: str, version: int, path: str) -> None:
+  doomed = os.path.join(base_dir, f'{temporaries.TMP_PREFIX}pruned-'
+                        f'{version}-{uuid.uuid4().hex}')
+  os.rename(path, doomed)
+  # A clean-up may be deleting it too: what one leaves, the other removes.
+  shutil.rmtree(doomed, ignore_errors=True)

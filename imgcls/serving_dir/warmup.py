@@ -17,7 +17,7 @@ from typing import List, Sequence
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from imgcls.contract import names
+from imgcls.contract import names, storage
 
 
 def path_in(version_dir: str) -> str:
@@ -30,7 +30,7 @@ def write_requests(version_dir: str,
   if len(requests) > names.MAX_WARMUP_RECORDS:
     raise ValueError(f'{len(requests)} warm-up requests; TF Serving refuses '
                      f'more than {names.MAX_WARMUP_RECORDS}')
-  os.makedirs(os.path.dirname(path_in(version_dir)), exist_ok=True)
+  storage.makedirs(os.path.dirname(path_in(version_dir)))
   with tf.io.TFRecordWriter(path_in(version_dir)) as writer:
     for request in requests:
       writer.write(prediction_log_pb2.PredictionLog(
@@ -43,7 +43,7 @@ def images_in(version_dir: str) -> List[bytes]:
   request: test images the Pusher picked, kept in the version itself, for a
   check that has no Examples at hand (`imgcls verify-push`). [] without a
   warm-up file."""
-  if not os.path.exists(path_in(version_dir)):
+  if not storage.exists(path_in(version_dir)):
     return []
   found, records = [], tf.data.TFRecordDataset(path_in(version_dir))
   for record in records.as_numpy_iterator():
