@@ -37,13 +37,14 @@ _KUBERNETES = _REPO / 'kubernetes'
 # (1.27) and CronJob time zones (1.27).
 _KUBERNETES_VERSION = '1.32'
 _SERVING = ('base', 'overlays/gpu', 'overlays/hpa', 'overlays/local')
-_ALL = _SERVING + ('retrain', 'storage')
+_ALL = _SERVING + ('retrain', 'storage', 'admin')
+# What a profile's owner applies (docs/kubeflow.md); `admin` is the rest.
+_OWNERS = _SERVING + ('retrain', 'storage')
 _PARAMS = deployment.params(str(_KUBERNETES / 'params' / 'params.env'))
 _GRPC_PORT = 8500
 _HTTP_PORT = 8501
 _RESTRICTED = {
     'runAsNonRoot': True,
-    'runAsUser': 1000,
     'readOnlyRootFilesystem': True,
     'allowPrivilegeEscalation': False,
     'capabilities': {'drop': ['ALL']},
@@ -237,15 +238,39 @@ def _claims(pod_spec) -> dict:
 # --- Schemas ---------------------------------------------------------------
 
 
+def _validate(obj) -> None:
+  """Against the API server's schema: Kubernetes' own, or the CRD's."""
+  if obj['kind'] == 'AuthorizationPolicy':
+    _validate_authorization_policy(obj)
+    return
+  try:
+    kubernetes_validate.validate(obj, _KUBERNETES_VERSION, strict=True)
+  except kubernetes_validate.ValidationError as e:
+    pytest.fail(f'{obj["kind"]}/{obj["metadata"]["name"]}: {e}')
+
+
+def _validate_authorization_policy(policy) -> None:
+  """Against the CRD's own schema, as the API server would (Istio 1.29.1's
+  CRD as kubeflow/manifests installs it: tests/schemas/)."""
+  import jsonschema
+  schemas = json.loads(
+      (_REPO / 'tests' / 'schemas' / 'istio-authorizationpolicy.json')
+      .read_text())['versions']
+  group, version = policy['apiVersion'].split('/')
+  assert group == 'security.istio.io'
+  jsonschema.validate(policy, {**schemas[version], 'additionalProperties':
+                               True})
+  # Structural schemas prune unknown fields: check none would be lost.
+  spec_schema = schemas[version]['properties']['spec']['properties']
+  assert set(policy['spec']) <= set(spec_schema)
+
+
 @pytest.mark.parametrize('name', _ALL)
 def test_every_object_is_valid_for_kubernetes(name):
   objects = _rendered(name)
   assert objects
   for obj in objects:
-    try:
-      kubernetes_validate.validate(obj, _KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as e:
-      pytest.fail(f'{name}: {obj["kind"]}/{obj["metadata"]["name"]}: {e}')
+    _validate(obj)
 
 
 # --- One params file --------------------------------------------------------
@@ -313,6 +338,7 @@ _CHANGED = {
     'GPU_NODE_LABEL': 'cloud.google.com/gke-accelerator',
     'GPU_NODE_LABEL_VALUE': 'nvidia-l4',
     'KFP_HOST': 'http://kfp.example.com:8888',
+    'IMAGE_PULL_SECRET': 'private-registry',
     'TRAINER_GPUS': '0',
     'TRAINER_CPU': '8',
     'TRAINER_MEMORY': '32Gi',
@@ -338,8 +364,9 @@ def test_no_manifest_keeps_a_value_of_its_own_for_a_param(changed):
   for name, objects in changed.items():
     text = _without_comments(yaml.safe_dump_all(objects))
     for key, value in _PARAMS.items():
-      if key in ('TRAINER_GPUS', 'TRAINER_CPU', 'GPU_NODE_LABEL_VALUE'):
-        continue  # '1', '4', 'true': too common to search for
+      if not value or key in ('TRAINER_GPUS', 'TRAINER_CPU',
+                              'GPU_NODE_LABEL_VALUE'):
+        continue  # '', '1', '4', 'true': too common to search for
       assert value not in text, f'{name} still has {key}={value}'
 
 
@@ -656,10 +683,12 @@ def test_model_volume_is_the_serving_pvc_mounted_read_only(name):
   assert volume['persistentVolumeClaim']['claimName'] == _PARAMS['SERVING_PVC']
 
 
-def test_volume_setup_job_makes_both_roots_writable_for_uid_1000(tmp_path):
+def test_volume_setup_job_makes_both_roots_writable_for_any_uid_of_gid_0(
+    tmp_path):
   """Root-owned 0755 volume roots, as many provisioners create them, become
-  1000:1000 0775 (the writers' uid: KFP sets no fsGroup), and a second run
-  changes nothing. The Job's own script, run here on two directories."""
+  1000:0 0775: the image's uid and any uid of group 0 (OpenShift's) may
+  write them (KFP sets no fsGroup), and a second run changes nothing. The
+  Job's own script, run here on two directories."""
   job = _one('storage', 'Job', 'imgcls-volume-setup')
   pod_spec = job['spec']['template']['spec']
   container = _container(pod_spec)
@@ -691,11 +720,17 @@ def test_volume_setup_job_makes_both_roots_writable_for_uid_1000(tmp_path):
     assert result.returncode == 0, result.stderr
     for path in dirs.values():
       info = path.stat()
-      assert (info.st_uid, info.st_gid) == (1000, 1000)
+      assert (info.st_uid, info.st_gid) == (1000, 0)
       assert stat.S_IMODE(info.st_mode) == 0o775
   assert result.stdout.split() == [
-      str(dirs['DATA_MOUNT']), '1000:1000', '775',
-      str(dirs['SERVING_MOUNT']), '1000:1000', '775']
+      str(dirs['DATA_MOUNT']), '1000:0', '775',
+      str(dirs['SERVING_MOUNT']), '1000:0', '775']
+  for parent in (tmp_path, *tmp_path.parents):
+    parent.chmod(parent.stat().st_mode | 0o055)
+  for user, group in ((1000, 1000), (12345, 0)):
+    for path in dirs.values():
+      subprocess.run(['touch', str(path / f'by-{user}')], user=user,
+                     group=group, check=True, timeout=30)
 
 
 # --- Availability and security ---------------------------------------------
@@ -846,11 +881,6 @@ def test_retrain_cronjob_mounts_data_and_serving_volumes():
                                _PARAMS['SERVING_MOUNT']: _PARAMS['SERVING_PVC']}
   # Only the Pusher writes models.
   assert mounts[_PARAMS['SERVING_MOUNT']]['readOnly'] is True
-  # It writes its state to the data volume as uid 1000: group-writable where
-  # the volume honours fsGroup, else storage's setup Job has made it 1000's.
-  security = pod_spec['securityContext']
-  assert security['fsGroup'] == 1000
-  assert security['fsGroupChangePolicy'] == 'OnRootMismatch'
 
 
 # --- The retrain CronJob on multi-user Kubeflow -----------------------------
@@ -986,7 +1016,78 @@ def test_the_cronjobs_own_command_renews_its_token_and_fits_its_memory(
   assert peak * 1.5 <= limit
 
 
-# --- Components for a Kubeflow profile namespace -----------------------------
+# --- A Kubeflow profile namespace: who applies what ------------------------
+
+_ROLES = _REPO / 'tests' / 'schemas' / 'kubeflow-roles.yaml'
+# The API group and resource of each kind the kustomizations hold.
+_RESOURCES = {
+    'ConfigMap': ('', 'configmaps'),
+    'CronJob': ('batch', 'cronjobs'),
+    'Deployment': ('apps', 'deployments'),
+    'HorizontalPodAutoscaler': ('autoscaling', 'horizontalpodautoscalers'),
+    'Job': ('batch', 'jobs'),
+    'LimitRange': ('', 'limitranges'),
+    'NetworkPolicy': ('networking.k8s.io', 'networkpolicies'),
+    'PersistentVolumeClaim': ('', 'persistentvolumeclaims'),
+    'PodDisruptionBudget': ('policy', 'poddisruptionbudgets'),
+    'RoleBinding': ('rbac.authorization.k8s.io', 'rolebindings'),
+    'Service': ('', 'services'),
+    'ServiceAccount': ('', 'serviceaccounts'),
+    'AuthorizationPolicy': ('security.istio.io', 'authorizationpolicies'),
+}
+
+
+def _rules_of(role_name: str) -> list:
+  """A ClusterRole's rules with those its aggregationRule selects, as the
+  API server's aggregation controller fills them in."""
+  roles = {r['metadata']['name']: r
+           for r in yaml.safe_load_all(_ROLES.read_text()) if r}
+  role = roles[role_name]
+  rules = list(role.get('rules') or [])
+  for selector in (role.get('aggregationRule') or {}).get(
+      'clusterRoleSelectors', []):
+    for name, other in roles.items():
+      labels = other['metadata'].get('labels', {})
+      if selector['matchLabels'].items() <= labels.items():
+        rules += _rules_of(name)
+  return rules
+
+
+def _may_create(rules: list, obj) -> bool:
+  group, resource = _RESOURCES[obj['kind']]
+  return any(group in rule.get('apiGroups', []) and
+             {resource, '*'} & set(rule.get('resources', [])) and
+             'create' in rule.get('verbs', [])
+             for rule in rules)
+
+
+def test_the_owner_may_apply_everything_but_the_admins_part():
+  """A profile's owner holds kubeflow-admin in the namespace: it creates
+  every object of the owner's kustomizations (the network-policy component
+  too), and none of kubernetes/admin's, which a cluster admin applies.
+  Binding kubeflow-pipelines-edit also needs the owner to hold its rights,
+  which kubeflow-edit gives (rbac.yaml)."""
+  owner = _rules_of('kubeflow-admin')
+  assert owner, 'no rules aggregated'
+  for name in _OWNERS:
+    for obj in _rendered(name):
+      assert _may_create(owner, obj), (name, obj['kind'])
+  for obj in _all_of(_with_component_of('overlays/gpu', 'network-policy'),
+                     'NetworkPolicy'):
+    assert _may_create(owner, obj)
+  admin = _rendered('admin')
+  assert {o['kind'] for o in admin} == {'LimitRange', 'AuthorizationPolicy'}
+  for obj in admin:
+    assert not _may_create(owner, obj), obj['kind']
+
+
+@functools.lru_cache(maxsize=None)
+def _with_component_of(base, component) -> tuple:
+  """`base` rendered with a component added, as `kustomize edit add
+  component` does."""
+  import tempfile
+  with tempfile.TemporaryDirectory() as tmp:
+    return tuple(_with_component(pathlib.Path(tmp), base, component))
 
 
 def _with_component(tmp_path, base, component) -> list:
@@ -999,48 +1100,191 @@ def _with_component(tmp_path, base, component) -> list:
   return _kustomize(tmp_path)
 
 
-def _validate_authorization_policy(policy) -> None:
-  """Against the CRD's own schema, as the API server would (Istio 1.29.1's
-  CRD as kubeflow/manifests installs it: tests/schemas/)."""
-  import jsonschema
-  schemas = json.loads(
-      (_REPO / 'tests' / 'schemas' / 'istio-authorizationpolicy.json')
-      .read_text())['versions']
-  group, version = policy['apiVersion'].split('/')
-  assert group == 'security.istio.io'
-  jsonschema.validate(policy, {**schemas[version], 'additionalProperties':
-                               True})
-  # Structural schemas prune unknown fields: check none would be lost.
-  spec_schema = schemas[version]['properties']['spec']['properties']
-  assert set(policy['spec']) <= set(spec_schema)
+# --- TF Serving's ports in a shared cluster ---------------------------------
+
+
+def _path_matches(pattern: str, path: str) -> bool:
+  """Istio's string match for paths: exact, `prefix*`, `*suffix` or `*`
+  (Istio's AuthorizationPolicy reference, Operation)."""
+  if pattern == '*':
+    return bool(path)
+  if pattern.endswith('*'):
+    return path.startswith(pattern[:-1])
+  if pattern.startswith('*'):
+    return path.endswith(pattern[1:])
+  return path == pattern
+
+
+def _allowed(policy, port: int, path: str, method: str) -> bool:
+  """Whether an ALLOW policy admits a request: some rule whose `to` has an
+  operation every field of which matches (fields AND, list items OR); a
+  sidecar-less client matches no `from` and no `when`."""
+  assert policy['spec']['action'] == 'ALLOW'
+  for rule in policy['spec']['rules']:
+    if 'from' in rule or 'when' in rule:
+      continue
+    for to in rule['to']:
+      operation = to['operation']
+      if (str(port) in operation.get('ports', [str(port)]) and
+          method in operation.get('methods', [method]) and
+          any(_path_matches(p, path)
+              for p in operation.get('paths', ['*']))):
+        return True
+  return False
+
+
+def _rpc(stub_class, method: str) -> str:
+  """A gRPC call's HTTP/2 path, as tensorflow-serving-api's own stub
+  sends it."""
+
+  class Channel:
+
+    def unary_unary(self, path, *args, **kwargs):
+      del args, kwargs
+      return path
+  return getattr(stub_class(Channel()), method)
+
+
+def test_only_predictions_and_model_status_reach_tf_serving():
+  """From pods without a sidecar, as the pipeline's: Predict and the
+  status calls that clients and VerifyServing make pass on 8500 and 8501;
+  ModelService's reload, which unloads the models a new config leaves out,
+  and anything else are refused."""
+  from tensorflow_serving.apis import (
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+  )
+  models = model_service_pb2_grpc.ModelServiceStub
+  predictions = prediction_service_pb2_grpc.PredictionServiceStub
+  policy = _one('admin', 'AuthorizationPolicy')
+  template = _one('base', 'Deployment', 'tfserving')['spec']['template']
+  assert policy['spec']['selector']['matchLabels'].items() <= (
+      template['metadata']['labels'].items())
+  model = _PARAMS['MODEL_NAME']
+  admitted = [
+      (_GRPC_PORT, _rpc(predictions, 'Predict'), 'POST'),
+      (_GRPC_PORT, _rpc(predictions, 'GetModelMetadata'), 'POST'),
+      (_GRPC_PORT, _rpc(models, 'GetModelStatus'), 'POST'),
+      (_HTTP_PORT, f'/v1/models/{model}', 'GET'),
+      (_HTTP_PORT, f'/v1/models/{model}/versions/3:predict', 'POST'),
+  ]
+  refused = [
+      (_GRPC_PORT, _rpc(models, 'HandleReloadConfigRequest'), 'POST'),
+      (_HTTP_PORT, '/monitoring/prometheus/metrics', 'GET'),
+      (_HTTP_PORT, f'/v1/models/{model}', 'DELETE'),
+      (9000, '/', 'GET'),
+  ]
+  for call in admitted:
+    assert _allowed(policy, *call), call
+  for call in refused:
+    assert not _allowed(policy, *call), call
+  # Every rule names its port: no call of another port rides on a path.
+  for rule in policy['spec']['rules']:
+    for to in rule['to']:
+      assert to['operation']['ports']
 
 
 @pytest.mark.parametrize('name', _SERVING)
-def test_mesh_authz_admits_the_sidecarless_pipeline_steps_to_tf_serving(
-    name, tmp_path):
-  objects = _with_component(tmp_path, name, 'mesh-authz')
-  (policy,) = _all_of(objects, 'AuthorizationPolicy')
-  _validate_authorization_policy(policy)
-  spec = policy['spec']
-  assert spec['action'] == 'ALLOW'
+def test_only_the_namespaces_own_pods_may_connect_to_tf_serving(name):
+  objects = _with_component_of(name, 'network-policy')
+  (policy,) = _all_of(objects, 'NetworkPolicy')
+  _validate(policy)
   template = _one(objects, 'Deployment', 'tfserving')['spec']['template']
-  assert spec['selector']['matchLabels'].items() <= (
+  spec = policy['spec']
+  assert spec['podSelector']['matchLabels'].items() <= (
       template['metadata']['labels'].items())
-  (rule,) = spec['rules']
-  # KFP's pods have no sidecar (v2_template.go disables the injection), so
-  # no mTLS identity: a `from` naming principals or namespaces would never
-  # match them.
-  assert 'from' not in rule and 'when' not in rule
-  (to,) = rule['to']
-  ports = {str(p['containerPort'])
-           for p in _container(template['spec'])['ports']}
-  assert set(to['operation']['ports']) == ports == {str(_GRPC_PORT),
-                                                    str(_HTTP_PORT)}
-  for obj in objects:
-    if obj['kind'] != 'AuthorizationPolicy':
-      kubernetes_validate.validate(obj, _KUBERNETES_VERSION, strict=True)
-  # Optional: only where Istio is.
-  assert not _all_of(name, 'AuthorizationPolicy')
+  assert spec['policyTypes'] == ['Ingress']
+  (rule,) = spec['ingress']
+  # A podSelector without a namespaceSelector: this namespace's pods only.
+  assert rule['from'] == [{'podSelector': {}}]
+  ports = {p['containerPort'] for p in _container(template['spec'])['ports']}
+  assert {p['port'] for p in rule['ports']} == ports == {_GRPC_PORT,
+                                                         _HTTP_PORT}
+  # Optional: where other tenants share the cluster.
+  assert not _all_of(name, 'NetworkPolicy')
+
+
+# --- The namespace's quota --------------------------------------------------
+
+# Istio 1.29.1's sidecar, as kubeflow/manifests installs it
+# (common/istio/istio-install/base/install.yaml, global.proxy.resources).
+_SIDECAR = {'requests': {'cpu': '100m', 'memory': '128Mi'},
+            'limits': {'cpu': '2', 'memory': '1Gi'}}
+_QUOTA_KEYS = ('requests.cpu', 'requests.memory', 'limits.cpu',
+               'limits.memory')
+
+
+def _pod_totals(*containers) -> dict:
+  """{quota key: amount} of a pod's containers."""
+  return {f'{kind}.{resource}': sum(
+      _quantity(c.get(kind, {}).get(resource, 0)) for c in containers)
+          for kind in ('requests', 'limits') for resource in ('cpu', 'memory')}
+
+
+def _widest(spec) -> int:
+  """The most tasks of the compiled pipeline that may run at once: the
+  largest set of which none depends on another, directly or not."""
+  import itertools
+  tasks = spec['root']['dag']['tasks']
+  after = {name: set(t.get('dependentTasks', [])) for name, t in tasks.items()}
+
+  def ancestors(name):
+    found = set(after[name])
+    for parent in after[name]:
+      found |= ancestors(parent)
+    return found
+  before = {name: ancestors(name) for name in tasks}
+  for size in range(len(tasks), 0, -1):
+    for group in itertools.combinations(tasks, size):
+      if not any(a in before[b] for a in group for b in group):
+        return size
+  return 0
+
+
+@pytest.mark.slow
+def test_the_quota_holds_the_projects_peak(tmp_path):
+  """admin/resourcequota.yaml against the peak it states: the serving
+  pods of a rollout, the CronJob, and a pipeline run at its widest, the
+  Trainer's pod among them, every pod with its sidecar or Argo's `wait`."""
+  (quota,) = list(yaml.safe_load_all(
+      (_KUBERNETES / 'admin' / 'resourcequota.yaml').read_text()))
+  _validate(quota)
+  hard = {k: _quantity(v) for k, v in quota['spec']['hard'].items()}
+  from imgcls import cli
+  package = tmp_path / 'p.yaml'
+  assert cli.main(['compile', '--output', str(package)]) == 0
+  spec = next(yaml.safe_load_all(package.read_text()))
+  resources = {label: e['container']['resources']
+               for label, e in spec['deploymentSpec']['executors'].items()}
+
+  def as_container(r):
+    return {'requests': {'cpu': r['resourceCpuRequest'],
+                         'memory': r['resourceMemoryRequest']},
+            'limits': {'cpu': r['resourceCpuLimit'],
+                       'memory': r['resourceMemoryLimit']}}
+  wait = _admitted({}, _one('admin', 'LimitRange'))
+  trainer = resources.pop('Trainer_executor')
+  step = max((as_container(r) for r in resources.values()),
+             key=lambda c: _quantity(c['limits']['memory']))
+  deployment_ = _one('base', 'Deployment', 'tfserving')
+  serving_pods = (deployment_['spec']['replicas'] +
+                  deployment_['spec']['strategy']['rollingUpdate']['maxSurge'])
+  _, cron_pod = _cronjob_pod()
+  pods = ([_pod_totals(_container(_pod_spec('base')), _SIDECAR)] *
+          serving_pods + [_pod_totals(_container(cron_pod))] +
+          [_pod_totals(as_container(trainer), wait)] +
+          [_pod_totals(step, wait)] * (_widest(spec) - 1))
+  for key in _QUOTA_KEYS:
+    needed = sum(p[key] for p in pods)
+    assert hard[key] >= needed, (key, needed)
+  assert hard['requests.nvidia.com/gpu'] >= int(
+      trainer['accelerator']['resourceCount'])
+  claims = _all_of('storage', 'PersistentVolumeClaim')
+  assert hard['persistentvolumeclaims'] >= len(claims)
+  assert hard['requests.storage'] >= sum(
+      _quantity(c['spec']['resources']['requests']['storage'])
+      for c in claims)
+  assert _widest(spec) == 3  # what resourcequota.yaml's comment says
 
 
 # KFP 2.16.1's own containers of a step's pod and of a driver's pod, with
@@ -1082,11 +1326,8 @@ def _step_pod(limit_range) -> dict:
           (('main', step), ('kfp-launcher', _LAUNCHER), ('wait', {}))}
 
 
-def test_limit_range_lets_a_quota_admit_every_kfp_container(tmp_path):
-  objects = _with_component(tmp_path, 'storage', 'limit-range')
-  for obj in objects:
-    kubernetes_validate.validate(obj, _KUBERNETES_VERSION, strict=True)
-  limit_range = _one(objects, 'LimitRange')
+def test_limit_range_lets_a_quota_admit_every_kfp_container():
+  limit_range = _one('admin', 'LimitRange')
   driver_pod = {name: _admitted(resources, limit_range)
                 for name, resources in (('main', _DRIVER), ('wait', {}))}
   # A ResourceQuota on any of these rejects a pod with a container that
@@ -1100,18 +1341,17 @@ def test_limit_range_lets_a_quota_admit_every_kfp_container(tmp_path):
   wait = _step_pod(limit_range)['wait']
   assert _quantity(wait['limits']['cpu']) >= 0.5
   assert _quantity(wait['limits']['memory']) >= 512 * 2**20
-  # Only where a quota is: no kustomization brings it by itself.
-  for name in _ALL:
+  # It reaches every container of the namespace: only the admin's part,
+  # applied knowingly, brings it.
+  for name in _OWNERS:
     assert not _all_of(name, 'LimitRange')
 
 
-def test_limit_range_asks_for_little_disk_and_lets_a_step_stage_its_data(
-    tmp_path):
+def test_limit_range_asks_for_little_disk_and_lets_a_step_stage_its_data():
   """The kubelet compares a pod's emptyDirs (the launcher's /minio, /s3,
   /gcs staging) with the sum of its containers' limits: the step may stage
   up to main's + wait's, while the scheduler is asked for little."""
-  limit_range = _one(_with_component(tmp_path, 'storage', 'limit-range'),
-                     'LimitRange')
+  limit_range = _one('admin', 'LimitRange')
   pod = _step_pod(limit_range)
   requested = sum(_quantity(r['requests']['ephemeral-storage'])
                   for r in pod.values())

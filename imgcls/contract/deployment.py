@@ -135,3 +135,8 @@ def trainer_cpu() -> str:
 
 def trainer_memory() -> str:
   return get('TRAINER_MEMORY')
+
+
+def image_pull_secret() -> str:
+  """The Secret that pulls the images, '' for none."""
+  return get('IMAGE_PULL_SECRET')
