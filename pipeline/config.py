@@ -1,15 +1,16 @@
-"""Pipeline settings, in one place; the CLI builds its flags from these
-defaults."""
+"""Pipeline settings, in one place: each is declared once
+(imgcls/contract/settings.py), and the CLI builds its flags from the
+declarations."""
 import argparse
 import dataclasses
 import os
 from typing import Optional, Tuple
 
+from imgcls.components.data_validation import options as validation_options
 from imgcls.components.data_validation.options import DataValidationOptions
 from imgcls.components.image_example_gen.options import ExampleGenOptions
-from imgcls.contract import names, storage
+from imgcls.contract import names, settings, storage
 from imgcls.contract.errors import UserError
-from imgcls.trainer import config as training_config
 from imgcls.trainer.config import TrainingConfig
 
 # Beam's DirectRunner in one process: a component starts in under 2 s, against
@@ -31,9 +32,6 @@ from imgcls.trainer.config import TrainingConfig
 # Beam component, and 59 MB left in /tmp each time.
 DEFAULT_BEAM_ARGS = ('--runner=FnApiRunner', '--direct_running_mode=in_memory',
                      '--sdk_container_image=none:workers-run-in-process')
-# Under the data root, beside train/, test/ or span-<N>/, which the layout
-# reads; nothing else there is read as data.
-DEFAULT_SCHEMA_DIR = 'schema'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,42 +45,50 @@ class ServingCheck:
   timeout_s: float = 120.0
 
 
-@dataclasses.dataclass(frozen=True)
+@settings.settings_class
 class PipelineConfig:
   data_root: str
   serving_dir: str
   pipeline_root: str
-  pipeline_name: str = 'imgcls'
-  training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-  example_gen: ExampleGenOptions = ExampleGenOptions()
-  data_validation: DataValidationOptions = DataValidationOptions()
+  pipeline_name: str = settings.setting('imgcls')
+  training: TrainingConfig = settings.group(TrainingConfig)
+  example_gen: ExampleGenOptions = settings.group(ExampleGenOptions)
+  data_validation: DataValidationOptions = settings.group(
+      DataValidationOptions)
   # The Evaluator's gate: accuracy on the test split must reach min_accuracy
   # and may not fall more than max_accuracy_drop below the served model's.
-  min_accuracy: float = 0.9
-  max_accuracy_drop: float = 0.01
+  min_accuracy: float = settings.setting(
+      0.9, 'blessing needs this test accuracy')
+  max_accuracy_drop: float = settings.setting(
+      0.01, 'and no larger drop against the served model')
   # Off only to publish a new label set on purpose: the served model's
   # accuracy is no yardstick for a model with other classes.
-  compare_with_baseline: bool = True
-  # Versions the Pusher keeps in the serving directory (its declared
-  # execution parameter); the newest is never pruned.
-  keep_versions: int = 5
-  # None: a push is not checked against a server (clients.verify.verify_push).
-  serving_check: Optional[ServingCheck] = None
+  compare_with_baseline: bool = settings.setting(
+      True, 'judge by --min-accuracy alone, not against the served model '
+      '(for a new label set)', flag='--no-baseline')
   # TFX's Tuner before the Trainer: a KerasTuner random search of this many
   # trials over the model class's search_space(), each trained as the
   # Trainer trains; the Trainer then uses the best values.
-  tune: bool = False
-  tune_trials: int = 10
-  contract_sample_size: int = 32
-  beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
-  enable_cache: bool = True
-
-  def __post_init__(self):
-    """The checks of the settings that have them, wherever a config is
-    made (flags, retrain, tests)."""
-    if self.keep_versions < 1:
-      raise UserError(f'--keep-versions {self.keep_versions}: at least 1 '
-                      'version is kept (the newest is never pruned)')
+  tune: bool = settings.setting(
+      False, "search the model class's hyperparameters with TFX's Tuner "
+      '(KerasTuner) first; the Trainer uses the best')
+  tune_trials: int = settings.setting(10, 'trials of --tune')
+  # The Pusher's declared execution parameter.
+  keep_versions: int = settings.setting(
+      5, 'versions kept in the serving directory',
+      check=settings.in_range(1, why='the newest is never pruned'))
+  # None: a push is not checked against a server (clients.verify.verify_push).
+  serving_check: Optional[ServingCheck] = None
+  contract_sample_size: int = settings.setting(
+      32, 'test images the contract check compares the signatures on',
+      flag=None)
+  beam_args: Tuple[str, ...] = settings.setting(
+      DEFAULT_BEAM_ARGS, 'a Beam pipeline argument (repeatable), replacing '
+      'the default; e.g. --beam-arg=--runner=FlinkRunner', flag='--beam-arg',
+      metavar='ARG', repeated=True, convert=tuple,
+      shown_default=' '.join(DEFAULT_BEAM_ARGS))
+  enable_cache: bool = settings.setting(
+      True, "TFX's cache of unchanged steps", flag=None)
 
   @property
   def model_name(self) -> str:
@@ -98,7 +104,8 @@ class PipelineConfig:
     """The data's schema lives with the data: on Kubeflow too, where the
     data PVC is mounted and the pipeline root is an object store."""
     return (self.data_validation.schema_dir or
-            os.path.join(self.data_root, DEFAULT_SCHEMA_DIR))
+            os.path.join(self.data_root,
+                         validation_options.DEFAULT_SCHEMA_DIR))
 
   @property
   def metadata_path(self) -> str:
@@ -107,8 +114,8 @@ class PipelineConfig:
 
 def add_pipeline_args(parser: argparse.ArgumentParser,
                       paths_required: bool = True) -> None:
-  """The PipelineConfig flags (and TrainingConfig's), with their defaults."""
-  d = PipelineConfig('', '', '', training=TrainingConfig(model_type=''))
+  """The PipelineConfig flags (and those of its groups), with their
+  defaults."""
   parser.add_argument('--data-root', required=paths_required,
                       help='<root>/train/<class>/*, <root>/test/<class>/*, '
                       'or <root>/span-<N>/...')
@@ -118,61 +125,7 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
                       help='pipeline outputs and the MLMD store, a local '
                       'folder (default: <data-root>/../pipeline, needed with '
                       'a gs:// data root)')
-  parser.add_argument('--pipeline-name', default=d.pipeline_name)
-  training_config.add_training_args(parser)
-  parser.add_argument('--span-window', '--window', type=int,
-                      default=d.example_gen.span_window,
-                      help='train on the newest N spans; default '
-                      f'{d.example_gen.span_window}')
-  parser.add_argument('--max-bad-fraction', type=float,
-                      default=d.example_gen.max_bad_fraction,
-                      help='fail when more than this share of the files is '
-                      f'unreadable; default {d.example_gen.max_bad_fraction}')
-  parser.add_argument('--max-image-pixels', type=int,
-                      default=d.example_gen.max_image_pixels,
-                      help='skip and list images whose header declares more '
-                      'pixels (width x height); at most, and by default, '
-                      f'{d.example_gen.max_image_pixels:,}, the most the '
-                      'model decodes')
-  dv = d.data_validation
-  parser.add_argument('--schema-dir', default=dv.schema_dir,
-                      help='the kept schema (schema.pbtxt, inferred on the '
-                      'first run, then edited by you) and the statistics of '
-                      'the data last accepted; default <data-root>/'
-                      f'{DEFAULT_SCHEMA_DIR}')
-  parser.add_argument('--accept-anomalies', action='store_true',
-                      help='train even when the data has anomalies (drift, '
-                      'skew, or against the schema); they are still listed')
-  parser.add_argument('--max-category-distance', type=float,
-                      default=dv.max_category_distance,
-                      help='L-infinity drift/skew threshold of label_name and '
-                      'image_format, for a newly inferred schema; default '
-                      f'{dv.max_category_distance}')
-  parser.add_argument('--max-numeric-divergence', type=float,
-                      default=dv.max_numeric_divergence,
-                      help='Jensen-Shannon drift/skew threshold of the image '
-                      'sizes, channels and file sizes, for a newly inferred '
-                      f'schema; default {dv.max_numeric_divergence}')
-  parser.add_argument('--min-accuracy', type=float, default=d.min_accuracy,
-                      help='blessing needs this test accuracy; default '
-                      f'{d.min_accuracy}')
-  parser.add_argument('--max-accuracy-drop', type=float,
-                      default=d.max_accuracy_drop,
-                      help='and no larger drop against the served model; '
-                      f'default {d.max_accuracy_drop}')
-  parser.add_argument('--no-baseline', dest='compare_with_baseline',
-                      action='store_false',
-                      help='judge by --min-accuracy alone, not against the '
-                      'served model (for a new label set)')
-  parser.add_argument('--tune', action='store_true',
-                      help="search the model class's hyperparameters with "
-                      "TFX's Tuner (KerasTuner) first; the Trainer uses the "
-                      'best')
-  parser.add_argument('--tune-trials', type=int, default=d.tune_trials,
-                      help=f'trials of --tune; default {d.tune_trials}')
-  parser.add_argument('--keep-versions', type=int, default=d.keep_versions,
-                      help=f'versions kept in the serving directory; default '
-                      f'{d.keep_versions}')
+  settings.add_flags(parser, PipelineConfig)
   check = ServingCheck('')
   parser.add_argument('--verify-serving', metavar='HOST',
                       help='after a push, wait until the model server at HOST '
@@ -188,40 +141,16 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
                       metavar='S',
                       help='with --verify-serving: seconds to wait for the '
                       f'version to be AVAILABLE; default {check.timeout_s:g}')
-  parser.add_argument('--beam-arg', action='append', dest='beam_args',
-                      metavar='ARG',
-                      help='a Beam pipeline argument (repeatable), replacing '
-                      f'the default {" ".join(DEFAULT_BEAM_ARGS)}; e.g. '
-                      '--beam-arg=--runner=FlinkRunner')
 
 
 def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
   data_root = storage.absolute(args.data_root)
   pipeline_root = os.path.abspath(
       _local_pipeline_root(args.pipeline_root, data_root))
-  return PipelineConfig(
-      data_root=data_root,
+  return settings.from_args(
+      PipelineConfig, args, data_root=data_root,
       serving_dir=storage.absolute(args.serving_dir),
-      pipeline_root=pipeline_root,
-      pipeline_name=args.pipeline_name,
-      training=training_config.training_config_from_args(args),
-      example_gen=ExampleGenOptions(span_window=args.span_window,
-                                    max_bad_fraction=args.max_bad_fraction,
-                                    max_image_pixels=args.max_image_pixels),
-      data_validation=DataValidationOptions(
-          schema_dir=os.path.abspath(args.schema_dir) if args.schema_dir
-          else '',
-          accept_anomalies=args.accept_anomalies,
-          max_category_distance=args.max_category_distance,
-          max_numeric_divergence=args.max_numeric_divergence),
-      min_accuracy=args.min_accuracy,
-      max_accuracy_drop=args.max_accuracy_drop,
-      compare_with_baseline=args.compare_with_baseline,
-      keep_versions=args.keep_versions,
-      serving_check=_serving_check(args),
-      tune=args.tune,
-      tune_trials=args.tune_trials,
-      beam_args=tuple(args.beam_args or DEFAULT_BEAM_ARGS))
+      pipeline_root=pipeline_root, serving_check=_serving_check(args))
 
 
 def _local_pipeline_root(pipeline_root: Optional[str], data_root: str) -> str:

@@ -86,23 +86,18 @@ def _data_validation(config: PipelineConfig, example_gen) -> list:
   """StatisticsGen -> CuratedSchemaGen -> DataValidator -> DataGate, on
   both splits; the schema directory stands in for a Resolver (see
   components/data_validation)."""
-  options = config.data_validation
+  options = dataclasses.replace(config.data_validation,
+                                schema_dir=config.schema_dir).to_parameter()
   hint = validation_store.state_hint(config.schema_dir)
   statistics = StatisticsGen(
       examples=example_gen.outputs['examples'],
       stats_options=validation_schema.statistics_options())
   schema = data_validation.CuratedSchemaGen(
-      statistics=statistics.outputs['statistics'],
-      schema_dir=config.schema_dir,
-      max_category_distance=options.max_category_distance,
-      max_numeric_divergence=options.max_numeric_divergence,
+      statistics=statistics.outputs['statistics'], options=options,
       state_hint=hint)
   validator = data_validation.DataValidator(
       statistics=statistics.outputs['statistics'],
-      schema=schema.outputs['schema'],
-      schema_dir=config.schema_dir,
-      accept_anomalies=int(options.accept_anomalies),
-      state_hint=hint)
+      schema=schema.outputs['schema'], options=options, state_hint=hint)
   gate = data_validation.DataGate(
       anomalies=validator.outputs['anomalies']).with_id(names.DATA_GATE_NODE)
   return [statistics, schema, validator, gate]

@@ -135,8 +135,8 @@ def test_max_image_pixels_above_what_the_model_decodes_is_refused(
   assert cli.main(['run', '--data-root', str(tmp_path), '--serving-dir',
                    str(tmp_path / 'serving'), '--max-image-pixels',
                    str(2 * names.MAX_IMAGE_PIXELS)]) == 2
-  assert 'max_image_pixels must be between 1 and 100,000,000' in (
-      capsys.readouterr().err)
+  assert ('--max-image-pixels 200,000,000: must be at least 1 and at most '
+          '100,000,000 (the most the model decodes)') in capsys.readouterr().err
 
 
 _SERVE_BOMBS = textwrap.dedent('''

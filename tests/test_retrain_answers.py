@@ -9,6 +9,7 @@ import functools
 import json
 
 from imgcls import cli
+from imgcls.components.data_validation.options import DataValidationOptions
 from imgcls.contract import names
 from imgcls.pipeline.config import PipelineConfig
 from imgcls.retrain import person, watcher
@@ -48,14 +49,14 @@ def _refused(kfp_root, server):
   return server.runs[-1]
 
 
-def _accepts_anomalies(server) -> int:
+def _accepts_anomalies(server) -> bool:
   """The DataValidator's accept_anomalies in the last uploaded pipeline."""
   (pipeline,) = server.pipelines
   package = server.uploaded(pipeline['pipeline_id'])[-1]
   task = kfp_fake_server.check_package(package)['root']['dag']['tasks'][
       'DataValidator']
-  return int(task['inputs']['parameters']['accept_anomalies'][
-      'runtimeValue']['constant'])
+  return DataValidationOptions.from_parameter(task['inputs']['parameters'][
+      'options']['runtimeValue']['constant']).accept_anomalies
 
 
 def test_refused_data_is_trained_after_accept_anomalies(

@@ -2,8 +2,9 @@
 import argparse
 import os
 
+from imgcls.contract import settings
 from imgcls.contract.errors import UserError
-from imgcls.trainer import config as training_config
+from imgcls.trainer.config import TrainingConfig
 
 
 def register(subparsers) -> None:
@@ -14,7 +15,7 @@ def register(subparsers) -> None:
   train.add_argument('--train-dir', required=True)
   train.add_argument('--test-dir', required=True)
   train.add_argument('--model-dir', required=True)
-  training_config.add_training_args(train)
+  settings.add_flags(train, TrainingConfig)
   train.set_defaults(handler=_train)
 
   evaluate = subparsers.add_parser(
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-  config = training_config.training_config_from_args(args)
+  config = settings.from_args(TrainingConfig, args)
   # TensorFlow loads inside the command's console (imgcls/cli.py), where
   # what it prints is logged.
   from imgcls.trainer import standalone, startup

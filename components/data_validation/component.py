@@ -77,22 +77,21 @@ def recorded_anomalies(artifact) -> List[Dict[str, str]]:
 def CuratedSchemaGen(  # TFX component naming
     statistics: InputArtifact[ExampleStatistics],
     schema: OutputArtifact[Schema],
-    schema_dir: Parameter[str],
-    max_category_distance: Parameter[float],
-    max_numeric_divergence: Parameter[float],
+    options: Parameter[str],
     state_hint: Parameter[str]) -> None:
   """The kept schema, or a new one inferred, curated and kept.
 
+  `options`: DataValidationOptions.to_parameter(), its schema_dir resolved.
   `state_hint` (store.state_hint) only changes the cache key.
   """
   del state_hint
+  validation = DataValidationOptions.from_parameter(options)
+  schema_dir = validation.schema_dir
   kept = store.read_schema(schema_dir)
   inferred = kept is None
   if inferred:
     kept = schema_lib.infer_schema(
-        schema_lib.load_split(statistics, names.TRAIN_SPLIT),
-        DataValidationOptions(max_category_distance=max_category_distance,
-                              max_numeric_divergence=max_numeric_divergence))
+        schema_lib.load_split(statistics, names.TRAIN_SPLIT), validation)
     store.write_schema(schema_dir, kept)
     progress.warn('inferred a schema from this run\'s data: %s (edit it to '
                   'change what later data must look like)',
@@ -108,14 +107,17 @@ def DataValidator(  # TFX component naming
     statistics: InputArtifact[ExampleStatistics],
     schema: InputArtifact[Schema],
     anomalies: OutputArtifact[ExampleAnomalies],
-    schema_dir: Parameter[str],
-    accept_anomalies: Parameter[int],
+    options: Parameter[str],
     state_hint: Parameter[str]) -> None:
   """Schema, drift and skew anomalies; `blessed` 1 when the data may train.
 
-  `state_hint` (store.state_hint) only changes the cache key.
+  `options` as CuratedSchemaGen's; `state_hint` (store.state_hint) only
+  changes the cache key.
   """
   del state_hint
+  validation = DataValidationOptions.from_parameter(options)
+  schema_dir = validation.schema_dir
+  accept_anomalies = validation.accept_anomalies
   train = schema_lib.load_split(statistics, names.TRAIN_SPLIT)
   test = schema_lib.load_split(statistics, names.TEST_SPLIT)
   previous = store.read_accepted(schema_dir)

@@ -16,6 +16,7 @@ from tfx.utils import proto_utils
 
 from imgcls.components.data_validation import component, store
 from imgcls.components.data_validation import schema as schema_lib
+from imgcls.components.data_validation.options import DataValidationOptions
 from imgcls.components.image_example_gen import executor as example_gen_executor
 from imgcls.components.image_example_gen.options import ExampleGenOptions
 from imgcls.contract import names
@@ -48,8 +49,8 @@ def _schema(statistics, schema_dir, out) -> standard_artifacts.Schema:
   os.makedirs(schema.uri, exist_ok=True)
   component.CuratedSchemaGen.EXECUTOR_SPEC.executor_class().Do(
       {'statistics': [statistics]}, {'schema': [schema]},
-      {'schema_dir': schema_dir, 'max_category_distance': 0.1,
-       'max_numeric_divergence': 0.1, 'state_hint': ''})
+      {'options': DataValidationOptions(schema_dir=schema_dir).to_parameter(),
+       'state_hint': ''})
   return schema
 
 
@@ -63,7 +64,8 @@ def _validate(statistics, schema_dir, out, accept=False
   component.DataValidator.EXECUTOR_SPEC.executor_class().Do(
       {'statistics': [statistics], 'schema': [schema]},
       {'anomalies': [anomalies]},
-      {'schema_dir': schema_dir, 'accept_anomalies': int(accept),
+      {'options': DataValidationOptions(
+          schema_dir=schema_dir, accept_anomalies=accept).to_parameter(),
        'state_hint': ''})
   return anomalies
 

@@ -8,37 +8,33 @@ compiles for Kubeflow like any other execution property.
 TFX is imported inside the methods: the CLI builds its flags from these
 defaults, and `imgcls --help` should not wait for TFX to load.
 """
-import dataclasses
 import json
 from typing import Any, Dict, Tuple
 
-from imgcls.contract import names
-from imgcls.contract.errors import UserError
+from imgcls.contract import names, settings
 
 
-@dataclasses.dataclass(frozen=True)
+@settings.settings_class
 class ExampleGenOptions:
-  # Train on the newest N spans (span layout only).
-  span_window: int = 1
-  # Fail when more than this share of the files is unreadable.
-  max_bad_fraction: float = 0.05
-  # Skip (and list) images whose header declares more pixels than this. The
-  # model's own decode refuses more than names.MAX_IMAGE_PIXELS, so this may
-  # only lower it.
-  max_image_pixels: int = names.MAX_IMAGE_PIXELS
-
-  def __post_init__(self):
-    if not 0 < self.max_image_pixels <= names.MAX_IMAGE_PIXELS:
-      raise UserError(
-          f'max_image_pixels must be between 1 and {names.MAX_IMAGE_PIXELS:,} '
-          f'(the most the model decodes), got {self.max_image_pixels:,}')
+  span_window: int = settings.setting(
+      1, 'train on the newest N spans (span layout only)',
+      aliases=('--window',))
+  max_bad_fraction: float = settings.setting(
+      0.05, 'fail when more than this share of the files is unreadable')
+  # The model's own decode refuses more than names.MAX_IMAGE_PIXELS, so this
+  # may only lower it.
+  max_image_pixels: int = settings.setting(
+      names.MAX_IMAGE_PIXELS, 'skip and list images whose header declares '
+      'more pixels (width x height); at most the default, the most the '
+      'model decodes', check=settings.in_range(
+          1, names.MAX_IMAGE_PIXELS, why='the most the model decodes'))
 
   def to_custom_config(self):
     """An example_gen_pb2.CustomConfig holding these options."""
     from google.protobuf import struct_pb2
     from tfx.proto import example_gen_pb2
     struct = struct_pb2.Struct()
-    struct.update(dataclasses.asdict(self))
+    struct.update(settings.to_json(self))
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(struct)
     return config
@@ -57,12 +53,8 @@ class ExampleGenOptions:
     proto_utils.json_to_proto(text, config)
     struct = struct_pb2.Struct()
     config.custom_config.Unpack(struct)
-    values = json.loads(json_format.MessageToJson(struct))
-    return cls(span_window=int(values.get('span_window', cls.span_window)),
-               max_bad_fraction=float(
-                   values.get('max_bad_fraction', cls.max_bad_fraction)),
-               max_image_pixels=int(
-                   values.get('max_image_pixels', cls.max_image_pixels)))
+    return settings.from_json(
+        cls, json.loads(json_format.MessageToJson(struct)))
 
 
 def resolve_layout(exec_properties: Dict[str, Any]

@@ -118,6 +118,17 @@ def groups(cls: type) -> Iterator[Tuple[dataclasses.Field, type]]:
       yield field, field.metadata[_GROUP]
 
 
+def every_setting(
+    cls: type, path: Tuple[str, ...] = ()
+) -> Iterator[Tuple[Tuple[str, ...], dataclasses.Field, Setting]]:
+  """Every setting of the class and of its groups, with its path of field
+  names (('training', 'epochs'))."""
+  for field, declared in fields(cls):
+    yield (*path, field.name), field, declared
+  for field, group_cls in groups(cls):
+    yield from every_setting(group_cls, (*path, field.name))
+
+
 def flag(field: dataclasses.Field, declared: Setting) -> Optional[str]:
   """The setting's flag, or None where it has none."""
   if declared.flag is None:
@@ -142,58 +153,48 @@ def check(config: Any) -> None:
 def add_flags(parser: argparse.ArgumentParser, cls: type, *,
               names: Optional[Sequence[str]] = None, prefix: str = '',
               help_prefix: str = '') -> None:
-  """The flags of the class's settings and of its groups'.
+  """The flags of the class's settings and of its groups', in declaration
+  order.
 
   `names`: only these settings (none of the groups'). `prefix`: flags
   `--<prefix>-<name>`, read back with the same prefix, for a command that
   takes one class's settings for two uses (retrain's --kfp-image).
   """
   hints = typing.get_type_hints(cls)
-  for field, declared in fields(cls):
-    option = flag(field, declared)
-    if option is None or (names is not None and field.name not in names):
+  for field in dataclasses.fields(cls):
+    if _GROUP in field.metadata and names is None:
+      add_flags(parser, field.metadata[_GROUP])
+    declared = field.metadata.get(_SETTING)
+    if declared is None or (names is not None and field.name not in names):
       continue
-    if prefix:
-      option = f'--{prefix}-{option[2:]}'
-    kwargs = dict(dest=_dest(field, prefix), metavar=declared.metavar,
-                  help=(help_prefix + _help(field, declared)).replace(
-                      '%', '%%'))
-    default = _default(field)
-    if hints[field.name] is bool:
-      kwargs['action'] = 'store_false' if default else 'store_true'
-      kwargs.pop('metavar')
-    else:
-      kwargs.update(
-          type=declared.parse or _parse(hints[field.name]),
-          choices=declared.choices,
-          default=(None if declared.shown_default is not None or
-                   declared.repeated else default))
-      if declared.repeated:
-        kwargs['action'] = 'append'
-    parser.add_argument(option, *declared.aliases, **kwargs)
-  for _, group_cls in (groups(cls) if names is None else ()):
-    add_flags(parser, group_cls)
+    option = flag(field, declared)
+    if option is not None:
+      parser.add_argument(
+          f'--{prefix}-{option[2:]}' if prefix else option, *declared.aliases,
+          dest=_dest(field, prefix),
+          help=(help_prefix + _help(field, declared)).replace('%', '%%'),
+          **_argparse_kwargs(field, declared, hints[field.name]))
 
 
-def from_args(cls: type, args: argparse.Namespace, *, prefix: str = '',
+def from_args(cls: type, args: argparse.Namespace, *,
+              names: Optional[Sequence[str]] = None, prefix: str = '',
               **given: Any) -> Any:
-  """The config the parsed flags give; `given`: the values of the fields
-  that have no flag of this form, or that the caller works out.
-
-  A flag left at None (one whose default is shown in words, or a repeated
-  one never given) leaves the field at its own default.
-  """
+  """The config the parsed flags give (those `add_flags` added with the
+  same `names` and `prefix`); `given`: the values of the fields that have no
+  flag of this form, or that the caller works out."""
   values = {}
   for field, declared in fields(cls):
     dest = _dest(field, prefix)
-    if field.name in given or not hasattr(args, dest):
+    if (field.name in given or not hasattr(args, dest) or
+        (names is not None and field.name not in names)):
       continue
     value = getattr(args, dest)
-    if value is not None:
-      values[field.name] = (declared.convert(value) if declared.convert
-                            else value)
+    if value is None and _absent_is_none(declared):
+      continue  # the field keeps its own default
+    values[field.name] = (declared.convert(value) if declared.convert
+                          else value)
   for field, group_cls in groups(cls):
-    if field.name not in given:
+    if field.name not in given and names is None:
       values[field.name] = from_args(group_cls, args)
   return cls(**values, **given)
 
@@ -220,6 +221,24 @@ def _dest(field: dataclasses.Field, prefix: str) -> str:
 def _parse(hint: Any) -> Callable[[str], Any]:
   """argparse's `type` of a field (of each value, where repeated)."""
   return hint if hint in (int, float) else str
+
+
+def _absent_is_none(declared: Setting) -> bool:
+  """Whether the flag's value is None when it is not given: a default shown
+  in words is worked out when a config is made, and a repeated flag's list
+  starts empty."""
+  return declared.shown_default is not None or declared.repeated
+
+
+def _argparse_kwargs(field: dataclasses.Field, declared: Setting,
+                     hint: Any) -> Dict[str, Any]:
+  if hint is bool:
+    return dict(action='store_false' if field.default else 'store_true')
+  return dict(
+      action='append' if declared.repeated else 'store',
+      type=declared.parse or _parse(hint), choices=declared.choices,
+      metavar=declared.metavar,
+      default=None if _absent_is_none(declared) else _default(field))
 
 
 def _default(field: dataclasses.Field) -> Any:

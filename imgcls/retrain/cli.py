@@ -1,10 +1,26 @@
 """`imgcls retrain`: watch the data root and retrain on new data."""
 import argparse
 
+from imgcls.contract import settings
 from imgcls.contract.errors import UserError
 from imgcls.pipeline import config as pipeline_config
 from imgcls.pipeline import kubeflow_config
 from imgcls.pipeline.console import run_console
+
+
+@settings.settings_class
+class RoundSettings:
+  """When a round runs the pipeline, and when it stops trying."""
+  interval: float = settings.setting(
+      300.0, 'seconds between rounds with --watch',
+      check=settings.in_range(above=0))
+  min_new_images: int = settings.setting(
+      1, 'trigger only from this many new images', check=settings.in_range(1))
+  max_tries: int = settings.setting(
+      3, 'runs for the same data before giving up', check=settings.in_range(1))
+  kfp_timeout: float = settings.setting(
+      24.0, 'with --kfp-host: hours after which a run still active is '
+      'stopped and counted as a failed try', check=settings.in_range(above=0))
 
 
 def register(subparsers) -> None:
@@ -29,25 +45,14 @@ def register(subparsers) -> None:
   parser.add_argument('--retry', action='store_true',
                       help='run again on data given up on (gave_up) or whose '
                       'push was rolled back (rolled_back); never automatic')
-  parser.add_argument('--interval', type=float, default=300,
-                      help='seconds between rounds with --watch; default 300')
-  parser.add_argument('--min-new-images', type=int, default=1,
-                      help='trigger only from this many new images; default 1')
-  parser.add_argument('--max-tries', type=int, default=3,
-                      help='runs for the same data before giving up; default 3')
+  settings.add_flags(parser, RoundSettings)
   parser.add_argument('--kfp-host',
                       help='submit the run to this Kubeflow Pipelines host '
                       'instead of running it here; later rounds follow it to '
                       'its end')
-  kfp_defaults = kubeflow_config.KubeflowOptions()
-  parser.add_argument('--kfp-image', default=kfp_defaults.image,
-                      help='with --kfp-host: the project image for the '
-                      f'steps; default {kfp_defaults.image}')
-  parser.add_argument('--kfp-pipeline-root',
-                      default=kfp_defaults.pipeline_root,
-                      help='with --kfp-host: the artifacts\' object store; '
-                      'default: the namespace\'s own (its kfp-launcher '
-                      'ConfigMap\'s defaultPipelineRoot)')
+  settings.add_flags(parser, kubeflow_config.KubeflowOptions,
+                     names=('image', 'pipeline_root'), prefix='kfp',
+                     help_prefix='with --kfp-host: ')
   parser.add_argument('--kfp-namespace',
                       help='with --kfp-host: the user\'s profile namespace, '
                       'where the runs live (multi-user installs; a '
@@ -62,10 +67,6 @@ def register(subparsers) -> None:
                       'kubelet renews); default $KF_PIPELINES_SA_TOKEN_PATH, '
                       'else /var/run/secrets/kubeflow/pipelines/token when '
                       'it exists')
-  parser.add_argument('--kfp-timeout', type=float, default=24,
-                      help='with --kfp-host: hours after which a run still '
-                      'active is stopped and counted as a failed try; '
-                      'default 24')
   # The same resource flags as `imgcls compile`, which the CronJob passes.
   kubeflow_config.add_resource_args(parser)
   parser.set_defaults(handler=_retrain)
@@ -74,10 +75,7 @@ def register(subparsers) -> None:
 def _retrain(args: argparse.Namespace) -> int:
   # TFX loads inside the console
   from imgcls.retrain import state, watcher
-  if (args.min_new_images < 1 or args.max_tries < 1 or args.interval <= 0 or
-      args.kfp_timeout <= 0):
-    raise UserError('--min-new-images, --max-tries, --interval and '
-                    '--kfp-timeout must be positive')
+  rounds = settings.from_args(RoundSettings, args)
   config = pipeline_config.pipeline_config_from_args(args)
   if args.status:
     return _status(config, args.argv)
@@ -86,15 +84,15 @@ def _retrain(args: argparse.Namespace) -> int:
   options = watcher.RetrainOptions(
       pipeline=pipeline_config.checked_at_start(config, args,
                                                 local=not args.kfp_host),
-      min_new_images=args.min_new_images,
-      max_tries=args.max_tries,
-      kfp=_kfp_target(args) if args.kfp_host else None,
+      min_new_images=rounds.min_new_images,
+      max_tries=rounds.max_tries,
+      kfp=_kfp_target(args, rounds) if args.kfp_host else None,
       retry=args.retry)
   if args.watch:
     if args.retry:
       raise UserError('--retry answers once: use it with --once')
     with run_console(options.pipeline.pipeline_root, 'retrain', args.verbose):
-      watcher.watch(options, args.interval,
+      watcher.watch(options, rounds.interval,
                     on_tick=lambda attempt: _report(options, attempt,
                                                     args.argv))
     return 0
@@ -151,15 +149,17 @@ def _status(config, argv) -> int:
   return 0
 
 
-def _kfp_target(args: argparse.Namespace):
+def _kfp_target(args: argparse.Namespace, rounds: RoundSettings):
   from imgcls.retrain import kfp_runs
+  kfp = settings.from_args(kubeflow_config.KubeflowOptions, args, prefix='kfp')
   return kfp_runs.KfpTarget(
       host=args.kfp_host,
-      options=kubeflow_config.KubeflowOptions(
-          image=args.kfp_image, pipeline_root=args.kfp_pipeline_root,
-          gpus=args.gpus, trainer_cpu=args.trainer_cpu,
-          trainer_memory=args.trainer_memory),
+      # The Trainer's resources as `imgcls compile` takes them.
+      options=settings.from_args(
+          kubeflow_config.KubeflowOptions, args,
+          names=kubeflow_config.RESOURCES, image=kfp.image,
+          pipeline_root=kfp.pipeline_root),
       namespace=args.kfp_namespace,
       token=args.kfp_token,
       token_file=args.kfp_token_file,
-      timeout_s=args.kfp_timeout * 3600)
+      timeout_s=rounds.kfp_timeout * 3600)
