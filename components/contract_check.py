@@ -25,8 +25,9 @@ from imgcls.contract import names, saved_model
 from imgcls.contract import outputs as outputs_lib
 from imgcls.imagedata import dataset_facts, preprocessing, tf_examples
 
-# serving_default gets pixels decoded by a client library, not by TF; lossy
-# formats may round differently, so a rare disagreement is tolerated there.
+# serving_default is sent the pixels serving_bytes decodes
+# (preprocessing.client_pixels), so the shipped classes agree on every image;
+# the margin is for a model class whose two signatures compute differently.
 _MIN_PIXEL_AGREEMENT = 0.95
 
 

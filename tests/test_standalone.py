@@ -37,6 +37,9 @@ def test_train_saves_numbered_versions_then_evaluate_and_predict(
   out = capsys.readouterr().out
   assert '18 test images' in out
   assert 'serving_bytes: accuracy' in out and 'serving_default: accuracy' in out
+  # Exact for any model, trained or not: serving_default is sent the pixels
+  # serving_bytes decodes from these JPEGs (TensorFlow's decoder, not
+  # Pillow's), so both compute the same logits bit for bit.
   assert 'agree on 100.00%' in out
 
   assert cli.main(['predict', '--model-base-path', str(base),
