@@ -752,13 +752,22 @@ def _kfp_errors(host: Optional[str]) -> Iterator[None]:
       yield
   except kfp_server_api.ApiException as e:
     message = _api_message(e)
+    if e.status in (401, 403) and host is None:
+      raise UserError(f'Kubeflow Pipelines through the kube context refused '
+                      f'the request (HTTP {e.status}): {message}; a kube '
+                      'context reaches single-user KFP only, since the '
+                      'Kubernetes API server drops the Authorization header '
+                      'before it proxies the request, and multi-user KFP '
+                      'then sees no caller: pass --host (e.g. '
+                      'http://localhost:8080 after `kubectl port-forward -n '
+                      'kubeflow svc/ml-pipeline-ui 8080:80`) and a token'
+                      ) from e
     if e.status in (401, 403):
       raise UserError(f'Kubeflow Pipelines at {where} refused the credentials '
                       f'(HTTP {e.status}): {message}; pass a valid token '
                       '(--token, or --token-file with a ServiceAccount token '
                       'of audience pipelines.kubeflow.org whose account may '
-                      'edit pipelines in the namespace) or use a kube '
-                      'context that may reach it') from e
+                      'edit pipelines in the namespace)') from e
     if e.status == 0:
       raise UserError(f'cannot reach Kubeflow Pipelines at {where}: '
                       f'{e.reason}') from e

@@ -33,8 +33,9 @@ def register(subparsers) -> None:
                       help='KFP\'s API, e.g. http://localhost:8080 after '
                       '`kubectl port-forward -n kubeflow svc/ml-pipeline-ui '
                       '8080:80`; without it, KFP is reached through the kube '
-                      'context\'s API server (with a token: its in-cluster '
-                      'address, inside a pod)')
+                      'context\'s API server, which works for single-user '
+                      'KFP only (with a token: its in-cluster address, '
+                      'inside a pod)')
   submit.add_argument('--token',
                       help='bearer token for KFP\'s API (multi-user '
                       'installs), e.g. $(kubectl create token SA -n NS '
@@ -47,7 +48,9 @@ def register(subparsers) -> None:
                       '/var/run/secrets/kubeflow/pipelines/token when it '
                       'exists')
   submit.add_argument('--kube-context',
-                      help='kubeconfig context to use when there is no --host')
+                      help='kubeconfig context to use when there is no '
+                      '--host; single-user KFP only: the Kubernetes API '
+                      'server drops the token a multi-user KFP needs')
   submit.add_argument('--namespace',
                       help='your profile namespace, where the pipeline, '
                       'experiment and run are created (multi-user installs); '

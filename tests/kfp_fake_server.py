@@ -36,7 +36,11 @@ expired one would be. Every request's Authorization header is recorded.
 It also answers as the Kubernetes API server's service proxy in front of KFP
 (/api/v1/namespaces/<ns>/services/ml-pipeline:http/proxy/..., the path
 kfp.Client takes without a host, sdk/python/kfp/client/client.py,
-_KUBE_PROXY_PATH), recording the namespace each proxied call went to.
+_KUBE_PROXY_PATH), recording the namespace each proxied call went to. As
+the API server does, it drops the Authorization header once it has
+authenticated the caller (kubernetes staging/src/k8s.io/apiserver/pkg/
+endpoints/filters/authentication.go, WithAuthentication), so KFP behind it
+sees no token.
 
 It is a protocol-level check of the client side, not a KFP backend: nothing
 is scheduled or run.
@@ -202,10 +206,11 @@ class FakeKfp:
         if proxied:
           fake.proxied_to.append(proxied.group(1))
           path = '/' + proxied.group(2)
+        authorization = None if proxied else self.headers.get(
+            'Authorization')
         fake.calls.append(f'{method} {path}')
-        fake.authorizations.append(self.headers.get('Authorization'))
-        if fake.token and self.headers.get(
-            'Authorization') != f'Bearer {fake.token}':
+        fake.authorizations.append(authorization)
+        if fake.token and authorization != f'Bearer {fake.token}':
           return self._send(401, {'code': 16, 'message': 'Unauthenticated: '
                                   'request is not authenticated'})
         body = self.rfile.read(int(self.headers.get('Content-Length') or 0))

@@ -103,15 +103,8 @@ def test_a_token_without_a_host_goes_to_kfps_in_cluster_address(monkeypatch):
   assert api.namespace == 'team-a'
 
 
-def test_submit_into_a_namespace_never_calls_ml_pipeline_there(
-    tmp_path, monkeypatch, package):
-  """Without --host, kfp.Client goes through the kube API server's service
-  proxy to ml-pipeline in the namespace it is given (client.py,
-  _load_config): that must be KFP's own, whatever the user's namespace. The
-  kube context's user
-  has a token, whose refresh hook would drop the proxy path
-  (kubernetes kube_config.py, _set_config) if imgcls did not keep it."""
-  server = kfp_fake_server.FakeKfp(namespace_required=True)
+def _kube_context(tmp_path, monkeypatch, server) -> None:
+  """A kubeconfig whose one context is the stand-in's API server."""
   kubeconfig = tmp_path / 'kubeconfig'
   kubeconfig.write_text(yaml.safe_dump({
       'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'test',
@@ -123,6 +116,34 @@ def test_submit_into_a_namespace_never_calls_ml_pipeline_there(
   from kubernetes.config import kube_config
   monkeypatch.setattr(kube_config, 'KUBE_CONFIG_DEFAULT_LOCATION',
                       str(kubeconfig))
+
+
+def test_a_kube_context_cannot_reach_multi_user_kfp_and_says_so(
+    tmp_path, monkeypatch, package, server, capsys):
+  """The API server's proxy drops the Authorization header, so multi-user
+  KFP sees no caller: the message says a kube context is for single-user
+  KFP and names the way that works, not the context."""
+  _kube_context(tmp_path, monkeypatch, server)
+  assert cli.main(['submit', '--package', package,
+                   '--namespace', 'team-a']) == 2
+  assert set(server.authorizations) == {None}
+  err = capsys.readouterr().err
+  assert 'through the kube context refused the request (HTTP 401)' in err
+  assert 'single-user KFP only' in err and 'pass --host' in err
+  assert 'kube context that may reach it' not in err
+  assert not server.pipelines
+
+
+def test_submit_into_a_namespace_never_calls_ml_pipeline_there(
+    tmp_path, monkeypatch, package):
+  """Without --host, kfp.Client goes through the kube API server's service
+  proxy to ml-pipeline in the namespace it is given (client.py,
+  _load_config): that must be KFP's own, whatever the user's namespace. The
+  kube context's user
+  has a token, whose refresh hook would drop the proxy path
+  (kubernetes kube_config.py, _set_config) if imgcls did not keep it."""
+  server = kfp_fake_server.FakeKfp(namespace_required=True)
+  _kube_context(tmp_path, monkeypatch, server)
   try:
     assert cli.main(['submit', '--package', package,
                      '--namespace', 'team-a']) == 0
