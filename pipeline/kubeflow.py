@@ -128,7 +128,7 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
   for node in tfx_pipeline.components:
     _set_executor_config(platform, executor_label(spec, node.id),
                          _executor_config(mounts.get(type(node), []),
-                                          options if node is trainer else None))
+                                          options, gpus=node is trainer))
   if config.serving_check:
     (pusher,) = [node.id for node in tfx_pipeline.components
                  if isinstance(node, VersionedPusher)]
@@ -271,17 +271,24 @@ def _set_executor_config(platform: pipeline_spec_pb2.PlatformSpec, label: str,
 
 
 def _executor_config(pvc_mounts: List[Tuple[str, str]],
-                     gpu_options: Optional[KubeflowOptions]
+                     options: KubeflowOptions, gpus: bool = False
                     ) -> k8s_pb2.KubernetesExecutorConfig:
-  """PVC mounts, and GPU node placement for the Trainer (as kfp.kubernetes's
-  mount_pvc, add_node_selector and add_toleration write them)."""
+  """PVC mounts, the image pull secret, and with `gpus` the GPU node
+  placement (as kfp.kubernetes's mount_pvc, set_image_pull_secrets,
+  add_node_selector and add_toleration write them). KFP's driver puts the
+  pull secret into the step's pod (backend/src/v2/driver/k8s.go)."""
   config = k8s_pb2.KubernetesExecutorConfig()
   for pvc, mount_path in pvc_mounts:
     mount = config.pvc_mount.add(mount_path=mount_path, constant=pvc)
     mount.pvc_name_parameter.runtime_value.constant.string_value = pvc
-  if gpu_options and gpu_options.gpus:
-    if gpu_options.gpu_node_selector:
-      label, value = gpu_options.gpu_node_selector
+  if options.image_pull_secret:
+    secret = config.image_pull_secret.add(
+        secret_name=options.image_pull_secret)
+    secret.secret_name_parameter.runtime_value.constant.string_value = (
+        options.image_pull_secret)
+  if gpus and options.gpus:
+    if options.gpu_node_selector:
+      label, value = options.gpu_node_selector
       config.node_selector.labels[label] = value
     # GPU node pools are commonly tainted so that only GPU pods land there.
     config.tolerations.add(key=GPU_RESOURCE, operator='Exists',
@@ -334,7 +341,7 @@ def _add_serving_check(spec: pipeline_spec_pb2.PipelineSpec,
       _resources(options.step_cpu, options.step_memory))
   _store_deployment(spec, deployment)
   _set_executor_config(platform, label, _executor_config(
-      [(options.serving_pvc, SERVING_MOUNT)], None))
+      [(options.serving_pvc, SERVING_MOUNT)], options))
 
 
 def verify_push_args(config: PipelineConfig, run_id: str) -> List[str]:

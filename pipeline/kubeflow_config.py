@@ -92,7 +92,7 @@ class KubeflowOptions:
   trainer_memory: str = settings.setting(
       FromParams('TRAINER_MEMORY', deployment.trainer_memory),
       'memory request and limit of the Trainer')
-  # A namespace with a ResourceQuota needs kubernetes/components/limit-range
+  # A namespace with a ResourceQuota needs kubernetes/admin's LimitRange
   # too: Argo's `wait` container in every pod gets none from KFP.
   step_cpu: str = settings.setting(
       '1', 'CPU request and limit of every other step')
@@ -111,6 +111,15 @@ class KubeflowOptions:
   serving_pvc: str = settings.setting(
       FromParams('SERVING_PVC', deployment.serving_pvc),
       "PVC of the serving directory, mounted at params.env's SERVING_MOUNT")
+
+  # A Secret of type kubernetes.io/dockerconfigjson in the namespace. KFP's
+  # driver puts it into every step's pod (kubernetes_platform's
+  # ImagePullSecret; kubeflow/pipelines: backend/src/v2/driver/k8s.go), as
+  # params.env puts it into the manifests' pods.
+  image_pull_secret: str = settings.setting(
+      FromParams('IMAGE_PULL_SECRET', deployment.image_pull_secret),
+      'the Secret that pulls the image of every step from a private '
+      'registry, "" for none')
 
   def resolved(self) -> 'KubeflowOptions':
     """With every FromParams value read from the params file (UserError

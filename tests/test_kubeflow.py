@@ -292,6 +292,26 @@ def test_resources_are_encoded_in_the_fields_kfp_reads_from_2_4(package):
   assert kubeflow.MIN_SERVER_VERSION == (2, 4, 0)
 
 
+def test_every_step_pulls_with_the_image_pull_secret(compiled, tmp_path):
+  """KFP's own field for it (kubernetes_platform ImagePullSecret, as
+  kfp.kubernetes.set_image_pull_secrets writes it), which the driver puts
+  into the step's pod (backend/src/v2/driver/k8s.go); none by default."""
+  spec, _, platform = compiled
+  for label in kubeflow.deployment_config(spec).executors:
+    assert not (_k8s(platform, label) or k8s_pb2.KubernetesExecutorConfig()
+               ).image_pull_secret, label
+  package = _compile(tmp_path / 'secret.yaml', '--image-pull-secret',
+                     'regcred', '--verify-serving')
+  kfp_fake_server.check_package(package.read_bytes())
+  spec, platform = _load(package)
+  labels = list(kubeflow.deployment_config(spec).executors)
+  assert kubeflow.executor_label(spec, kubeflow.VERIFY_TASK) in labels
+  for label in labels:
+    (secret,) = _k8s(platform, label).image_pull_secret
+    constant = secret.secret_name_parameter.runtime_value.constant
+    assert secret.secret_name == constant.string_value == 'regcred', label
+
+
 def test_gpus_0_trains_on_cpu_nodes(tmp_path):
   spec, platform = _load(_compile(tmp_path / 'cpu.yaml', '--gpus', '0'))
   trainer = kubeflow.executor_label(spec, 'Trainer')

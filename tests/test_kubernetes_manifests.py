@@ -865,6 +865,63 @@ def test_retrain_cronjob_passes_the_trainer_resources_of_a_local_run():
   assert args.trainer_memory == _PARAMS['TRAINER_MEMORY']
 
 
+def _pod_specs(objects) -> list:
+  """(kind, pod spec) of every object that makes pods."""
+  found = []
+  for obj in objects:
+    spec = obj.get('spec', {})
+    if obj['kind'] == 'CronJob':
+      spec = spec['jobTemplate']['spec']
+    if 'template' in spec:
+      found.append((obj['kind'], spec['template']['spec']))
+  return found
+
+
+_PINS = ('runAsUser', 'runAsGroup', 'fsGroup')
+
+
+@pytest.mark.parametrize('name', _OWNERS)
+def test_no_uid_is_pinned_where_the_platform_assigns_one(name):
+  """Two forms, rendered. Plain: TF Serving's image would run as root, so
+  its pods pin uid 1000; the CronJob runs as its image's user; the volume
+  setup Job as root. With components/arbitrary-uid (OpenShift's restricted
+  SCC assigns a uid with gid 0 and refuses a pod that pins another): no pod
+  pins a uid, a gid or an fsGroup, and the root Job is gone."""
+  plain = _pod_specs(_rendered(name))
+  assert plain
+  for kind, pod_spec in plain:
+    pinned = {c.get('securityContext', {}).get('runAsUser')
+              for c in pod_spec['containers']}
+    pinned.add(pod_spec.get('securityContext', {}).get('runAsUser'))
+    assert pinned - {None} == {
+        'Deployment': {1000}, 'CronJob': set(), 'Job': {0}}[kind], kind
+  arbitrary = _with_component_of(name, 'arbitrary-uid')
+  for obj in arbitrary:
+    _validate(obj)
+  for kind, pod_spec in _pod_specs(arbitrary):
+    assert kind != 'Job'
+    for context in [pod_spec.get('securityContext', {})] + [
+        c.get('securityContext', {}) for c in pod_spec['containers']]:
+      assert not set(_PINS) & set(context), (kind, context)
+    assert pod_spec['securityContext']['runAsNonRoot'] is True
+  assert len(_pod_specs(arbitrary)) == len(
+      [k for k, _ in plain if k != 'Job'])
+
+
+@pytest.mark.parametrize('name', _OWNERS)
+def test_every_pod_pulls_with_the_params_pull_secret(name, changed):
+  """The image pull secret of params.env on every pod the manifests make,
+  and on the steps of the runs the CronJob submits; by default none (an
+  empty name, which the kubelet skips)."""
+  for objects, secret in ((_rendered(name), ''),
+                          (changed[name], _CHANGED['IMAGE_PULL_SECRET'])):
+    for kind, pod_spec in _pod_specs(objects):
+      assert pod_spec['imagePullSecrets'] == [{'name': secret}], kind
+      if kind == 'CronJob':
+        args = _retrain_args(_container(pod_spec))
+        assert args.kfp_image_pull_secret == secret
+
+
 def test_retrain_pods_opt_out_of_istio_sidecars():
   """A sidecar never exits, so in a Kubeflow profile namespace the Job would
   never complete."""

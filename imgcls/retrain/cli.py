@@ -51,7 +51,8 @@ def register(subparsers) -> None:
                       'instead of running it here; later rounds follow it to '
                       'its end')
   settings.add_flags(parser, kubeflow_config.KubeflowOptions,
-                     names=('image', 'pipeline_root'), prefix='kfp',
+                     names=('image', 'pipeline_root', 'image_pull_secret'),
+                     prefix='kfp',
                      help_prefix='with --kfp-host: ')
   parser.add_argument('--kfp-namespace',
                       help='with --kfp-host: the user\'s profile namespace, '
@@ -158,7 +159,8 @@ def _kfp_target(args: argparse.Namespace, rounds: RoundSettings):
       options=settings.from_args(
           kubeflow_config.KubeflowOptions, args,
           names=kubeflow_config.RESOURCES, image=kfp.image,
-          pipeline_root=kfp.pipeline_root),
+          pipeline_root=kfp.pipeline_root,
+          image_pull_secret=kfp.image_pull_secret),
       namespace=args.kfp_namespace,
       token=args.kfp_token,
       token_file=args.kfp_token_file,
