@@ -73,7 +73,8 @@ RUN pip install --no-deps --no-build-isolation --use-pep517 /tmp/imgcls && rm -r
 COPY kubernetes/params/params.env /etc/imgcls/params.env
 ENV IMGCLS_PARAMS_FILE=/etc/imgcls/params.env
 
-# uid 1000 (the CronJob's runAsUser), and any other uid with gid 0: what it
+# uid 1000 (the image's user, as the CronJob runs it), and any other uid
+# with gid 0 (OpenShift's restricted SCC): what it
 # writes is owned by 1000 and group 0, with the group's permissions equal to
 # the owner's. KFP's v2 launcher stores input artifacts under /gcs, /minio
 # and /s3 (kubeflow/pipelines#5673); backends that mount emptyDirs there do

@@ -220,20 +220,26 @@ def test_the_gpu_variants_install_step_resolves(container, tmp_path):
   assert not re.search(r'Downloading \S+\.whl \(', done.stdout + done.stderr)
 
 
-@pytest.mark.parametrize('user', ['1000:1000', '12345:0'])
-def test_imgcls_run_on_the_sample_data_as(container, user):
-  """uid 1000 (the CronJob's), and any uid with gid 0 (OpenShift), in the
-  image's WORKDIR, its HOME."""
+def test_two_users_run_the_sample_data_one_after_the_other(container):
+  """uid 1000 (the image's user), then uid 12345 with gid 0 (OpenShift's
+  arbitrary uid) in the same container, as on a shared machine: each in a
+  folder of its own in the WORKDIR, both logging into the one /tmp, where
+  each command's log is in a folder of its user's alone."""
   c = container()
-  c.run(['imgcls', 'sample-data', '--out', 'data'], user=user)
-  done = c.run(['sh', '-c', 'imgcls --verbose run --data-root data '
-                '--serving-dir serving --pipeline-root pipeline '
-                f'{" ".join(_SAMPLE)}; rc=$?; cat pipeline/imgcls.log; '
-                'exit $rc'], user=user)
-  assert c.run(['ls', 'serving/LenetModel'], user=user).stdout.split() == ['1']
-  assert 'saved_model.pb' in c.run(['ls', 'serving/LenetModel/1'],
-                                   user=user).stdout
-  assert done.returncode == 0
+  for user in ('1000:1000', '12345:0'):
+    uid = user.split(':')[0]
+    work = f'by-{uid}'
+    c.run(['imgcls', 'sample-data', '--out', f'{work}/data'], user=user)
+    done = c.run(['sh', '-c', f'imgcls --verbose run --data-root {work}/data '
+                  f'--serving-dir {work}/serving --pipeline-root '
+                  f'{work}/pipeline {" ".join(_SAMPLE)}; rc=$?; '
+                  f'cat {work}/pipeline/imgcls.log; exit $rc'], user=user)
+    assert done.returncode == 0
+    assert c.run(['ls', f'{work}/serving/LenetModel'],
+                 user=user).stdout.split() == ['1']
+    assert c.run(['stat', '-c', '%u %a', f'/tmp/imgcls-{uid}',
+                  f'/tmp/imgcls-{uid}/sample-data.log'],
+                 user=user).stdout.split() == [uid, '700', uid, '600']
   _assert_nothing_fetched(c.logs)
 
 
