@@ -463,10 +463,9 @@ class ResnetModel(ImageClassifierModel):
       f'every Trainer pod ({pretrained_weights.RESNET50V2_NOTOP.megabytes} '
       'MB, and a cluster that cannot reach the URL fails at the Trainer): '
       'copy the file onto the data PVC and pass --model-option '
-      'weights=/data/weights/'
-      f'{pretrained_weights.RESNET50V2_NOTOP.file_name} (docs/kubeflow.md, '
-      '"Pretrained weights"), or train from a random start with '
-      '--model-option weights=none')
+      'weights=/data/weights/resnet50v2_notop.h5 (docs/models.md, "The '
+      'ImageNet weights, without downloads in the Trainer"), or train from '
+      'a random start with --model-option weights=none')
 
   @classmethod
   def resolve_options(cls, model_options, local):
@@ -484,6 +483,7 @@ class ResnetModel(ImageClassifierModel):
   def create_model_io(self, input_shape, num_classes, weights='imagenet'):
     layers = tf.keras.layers
     height, width, channels = input_shape
+    given_file = weights not in (None, 'imagenet')
     if weights == 'imagenet':
       # A file for Keras: its own download could hang (pretrained.py).
       weights = pretrained_weights.ensure(pretrained_weights.RESNET50V2_NOTOP,
@@ -492,8 +492,10 @@ class ResnetModel(ImageClassifierModel):
     x = layers.Concatenate()([inputs] * 3) if channels == 1 else inputs
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)  # resnet_v2 preprocessing
     backbone = tf.keras.applications.ResNet50V2(
-        include_top=False, weights=weights, input_shape=(height, width, 3),
-        pooling='avg')
+        include_top=False, weights=None if given_file else weights,
+        input_shape=(height, width, 3), pooling='avg')
+    if given_file:  # what Keras does with it, once checked (a Trainer pod's)
+      backbone.load_weights(_checked_weights_file(weights, backbone))
     backbone._name = self._BACKBONE
     if weights is None:
       for layer in backbone.layers:
@@ -537,18 +539,34 @@ class ResnetModel(ImageClassifierModel):
 
 
 def _weights_path(weights: str, local: bool) -> str:
-  """A local file must exist now; the Trainer pod's is checked there."""
+  """A local file is checked now; the Trainer pod's is checked there."""
   if not local:
     if not os.path.isabs(weights):
       raise UserError(f'--model-option weights={weights}: on Kubeflow, give '
                       "the absolute path of the file in the Trainer's "
                       'volumes, e.g. /data/weights/resnet50v2_notop.h5')
     return weights
-  if not os.path.isfile(weights):
-    raise UserError(f'--model-option weights={weights}: no such file; '
-                    "give a weights file of ResNet50V2 without its top, "
+  return _checked_weights_file(os.path.abspath(weights))
+
+
+def _checked_weights_file(path: str, backbone=None) -> str:
+  """`path`, when Keras can load it into ResNet50V2 without its top, else a
+  UserError naming it and what is wrong with it."""
+
+  def expected():
+    # The shapes of its weights do not depend on the input's size.
+    network = backbone if backbone is not None else (
+        tf.keras.applications.ResNet50V2(
+            include_top=False, weights=None,
+            input_shape=(*ResnetModel.min_input_size, 3)))
+    return pretrained_weights.layers_with_weights(network)
+
+  problem = pretrained_weights.file_problem(path, expected)
+  if problem:
+    raise UserError(f'--model-option weights={path}: {problem}; give a '
+                    'weights file of ResNet50V2 without its top, '
                     "'imagenet' or 'none'")
-  return os.path.abspath(weights)
+  return path
 
 
 def model_class(model_type: str) -> type:
