@@ -174,19 +174,36 @@ def test_unknown_options_are_refused_with_the_known_ones():
 
 def test_a_local_weights_file_must_exist_here_and_be_absolute_on_kubeflow(
     tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
   config = TrainingConfig(model_type='ResnetModel',
                           model_options={'weights': 'missing.h5'})
-  with pytest.raises(UserError, match='weights=missing.h5: no such file'):
+  with pytest.raises(UserError, match=f'weights={tmp_path}/missing.h5: no '
+                     'such file; give a weights file of ResNet50V2'):
     startup.check(config, _args(), local=True)
   with pytest.raises(UserError, match="absolute path .* Trainer's volumes"):
     startup.check(config, _args(), local=False)
-  weights = tmp_path / 'w.h5'
-  weights.write_bytes(b'')
-  monkeypatch.chdir(tmp_path)
+
+
+# Issue 36, cases 9 and 10: each found when the command starts, where the
+# Trainer would have died in Keras, after the data steps, not naming it.
+_BAD_WEIGHTS = {
+    'not HDF5': (lambda p: p.write_text('<html>Not Found</html>'),
+                 'not an HDF5 file'),
+    'empty': (lambda p: p.write_bytes(b''), 'an empty file'),
+    'directory': (lambda p: p.mkdir(), 'a directory, not a weights file'),
+}
+
+
+@pytest.mark.parametrize('kind', sorted(_BAD_WEIGHTS))
+def test_a_weights_file_keras_cannot_read_is_named_with_its_problem(
+    tmp_path, kind):
+  make, problem = _BAD_WEIGHTS[kind]
+  path = tmp_path / 'resnet50v2_notop.h5'
+  make(path)
   config = TrainingConfig(model_type='ResnetModel',
-                          model_options={'weights': 'w.h5'})
-  assert startup.check(config, _args(), local=True).model_options == {
-      'weights': str(weights)}
+                          model_options={'weights': str(path)})
+  with pytest.raises(UserError, match=f'weights={path}: {problem}'):
+    startup.check(config, _args(), local=True)
 
 
 def test_imagenet_weights_that_cannot_be_fetched_stop_the_command(
@@ -270,6 +287,37 @@ def _stages_trained(model, tmp_path, caplog) -> list:
 
 
 @pytest.mark.slow
+def test_a_weights_file_is_taken_as_the_trainer_will_read_it(
+    weights_file, monkeypatch):
+  monkeypatch.chdir(os.path.dirname(weights_file))
+  config = TrainingConfig(model_type='ResnetModel', model_options={
+      'weights': os.path.basename(weights_file)})
+  assert startup.check(config, _args(), local=True).model_options == {
+      'weights': weights_file}
+
+
+@pytest.mark.slow
+def test_weights_of_another_network_are_refused_naming_the_layers(tmp_path):
+  inputs = tf.keras.Input(shape=(4,))
+  other = tf.keras.Model(inputs, tf.keras.layers.Dense(2, name='dense')(inputs))
+  path = str(tmp_path / 'dense.h5')
+  other.save_weights(path)
+  config = TrainingConfig(model_type='ResnetModel',
+                          model_options={'weights': path})
+  with pytest.raises(UserError, match=re.escape(
+      f"weights={path}: its layers are not the network's: missing "
+      'conv1_conv, conv2_block1_preact_bn, conv2_block1_1_conv, '
+      'conv2_block1_1_bn, conv2_block1_2_conv and 97 more; not in the network '
+      'dense')):
+    startup.check(config, _args(), local=True)
+  # A Trainer pod, whose file could not be checked when compiling, says the
+  # same before Keras reads it.
+  with pytest.raises(UserError, match=re.escape(
+      f"weights={path}: its layers are not the network's")):
+    models.build_model('ResnetModel', (32, 32, 1), CLASSES, weights=path)
+
+
+@pytest.mark.slow
 def test_the_staged_recipe_runs_only_with_pretrained_weights(
     weights_file, tmp_path, caplog):
   digits = [str(d) for d in range(10)]
@@ -317,6 +365,40 @@ def test_without_imagenet_weights_stops_before_any_component(home, tmp_path,
           'https://storage.googleapis.com') in done.stderr
   for way in WAYS_OUT:
     assert way in done.stderr
+  assert not os.path.exists(tmp_path / 'root')
+  assert not os.path.exists(tmp_path / 'serving')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('command, kind', (
+    (['run'], 'not HDF5'),
+    (['retrain', '--once'], 'empty'),
+    (['train'], 'directory'),
+))
+def test_a_bad_weights_file_stops_the_command_before_any_component(
+    home, tmp_path, command, kind):
+  """Retrain included: bad input, not a failed try it would repeat."""
+  data = tmp_path / 'data'
+  sample_data.write_class_folders(
+      itertools.islice(sample_data.digits_images(), 60), str(data))
+  make, problem = _BAD_WEIGHTS[kind]
+  weights = tmp_path / 'resnet50v2_notop.h5'
+  make(weights)
+  places = (['--train-dir', str(data / 'train'), '--test-dir',
+             str(data / 'test'), '--model-dir', str(tmp_path / 'serving')]
+            if command == ['train'] else
+            ['--data-root', str(data), '--serving-dir',
+             str(tmp_path / 'serving'), '--pipeline-root',
+             str(tmp_path / 'root')])
+  done = subprocess.run(
+      [sys.executable, '-m', 'imgcls.cli', *command, '--model-type',
+       'ResnetModel', '--model-option', f'weights={weights}', *places],
+      capture_output=True, text=True, timeout=120, check=False,
+      env=_offline_env(home))
+  assert done.returncode == 2, done.stderr
+  assert (f'imgcls {command[0]}: error: --model-option weights={weights}: '
+          f'{problem}') in done.stderr
+  assert 'Traceback' not in done.stderr
   assert not os.path.exists(tmp_path / 'root')
   assert not os.path.exists(tmp_path / 'serving')
 

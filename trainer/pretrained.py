@@ -1,5 +1,6 @@
-"""Pretrained weights that Keras would download: found in its cache, or
-fetched once when the command starts, within a deadline, never on a hang.
+"""Pretrained weights: those Keras would download, found in its cache or
+fetched once when the command starts, within a deadline, never on a hang;
+and a weights file given instead, checked when the command starts.
 
 Keras' own download (tf_keras/src/utils/data_utils.py's get_file, called by
 tf_keras/src/applications/resnet.py's ResNet) has no timeout: in an air-gapped
@@ -11,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 import threading
+from typing import Callable, List, Optional, Sequence, Tuple
 import urllib.request
 
 from imgcls.contract import progress
@@ -71,6 +73,100 @@ def ensure(weights: WeightsFile, ways_out: str,
   except (OSError, ValueError) as e:
     raise UserError(f'cannot fetch {weights.url} ({e}); {ways_out}') from None
   return path
+
+
+# (layer name, the shapes of its weights): a layer of a network as Keras'
+# HDF5 weights loader matches it.
+LayerWeights = Tuple[str, Tuple[Tuple[int, ...], ...]]
+# Layer names shown of a longer list that differs.
+_NAMES_SHOWN = 5
+
+
+def layers_with_weights(model) -> List[LayerWeights]:
+  """The layers that Keras loads weights into, in its order
+  (tf_keras/src/saving/legacy/hdf5_format.py, load_weights_from_hdf5_group:
+  the layers without weights are passed over)."""
+  return [(layer.name, tuple(tuple(w.shape) for w in layer.weights))
+          for layer in model.layers if layer.weights]
+
+
+def file_problem(path: str, expected: Callable[[], Sequence[LayerWeights]]
+                ) -> Optional[str]:
+  """What stops Keras' load_weights from reading `path` into a network whose
+  layers with weights `expected()` gives, or None when nothing does.
+
+  Keras would read the file only when the network is built, after the data
+  has been read, and its errors never name the file. `expected` is called
+  only for a file of Keras weights: building a network takes seconds.
+  """
+  if not os.path.lexists(path):
+    return 'no such file'
+  if os.path.isdir(path):
+    return 'a directory, not a weights file'
+  try:
+    with open(path, 'rb') as f:
+      if not f.read(1):
+        return 'an empty file'
+  except OSError as e:
+    return f'cannot read it: {e.strerror}'
+  import h5py  # only for a file given
+  if not h5py.is_hdf5(path):
+    return ('not an HDF5 file (Keras\' .h5 weights, as save_weights writes '
+            'them)')
+  try:
+    with h5py.File(path, 'r') as f:
+      return _layers_problem(f, expected)
+  except (OSError, KeyError, ValueError) as e:
+    return f'not a readable HDF5 weights file ({e})'
+
+
+def _layers_problem(f, expected: Callable[[], Sequence[LayerWeights]]
+                   ) -> Optional[str]:
+  """The HDF5 layout of tf_keras/src/saving/legacy/hdf5_format.py
+  (save_weights_to_hdf5_group): the root's, or a whole saved model's
+  model_weights group's, `layer_names` attribute, and for each layer a
+  group whose `weight_names` attribute names its datasets."""
+  if 'layer_names' not in f.attrs and 'model_weights' in f:
+    f = f['model_weights']  # as tf_keras' legacy load_weights does
+  if 'layer_names' not in f.attrs:
+    return 'an HDF5 file without Keras weights (no layer_names attribute)'
+  found = []
+  for name in map(_text, f.attrs['layer_names']):
+    weight_names = [_text(n) for n in f[name].attrs.get('weight_names', [])]
+    if weight_names:
+      found.append((name, tuple(f[name][w].shape for w in weight_names)))
+  return _mismatch(found, list(expected()))
+
+
+def _mismatch(found: List[LayerWeights], expected: List[LayerWeights]
+             ) -> Optional[str]:
+  found_names = [name for name, _ in found]
+  expected_names = [name for name, _ in expected]
+  missing = [n for n in expected_names if n not in found_names]
+  unexpected = [n for n in found_names if n not in expected_names]
+  if missing or unexpected:
+    return ('its layers are not the network\'s: ' + '; '.join(
+        f'{what} {_some(names)}' for what, names in (
+            ('missing', missing), ('not in the network', unexpected))
+        if names))
+  if found_names != expected_names:
+    return 'its layers are the network\'s, in another order'
+  for (name, shapes), (_, wanted) in zip(found, expected):
+    if shapes != wanted:
+      return (f'layer {name} holds weights of shapes {list(shapes)}, the '
+              f'network\'s are {list(wanted)}')
+  return None
+
+
+def _some(names: List[str]) -> str:
+  shown = ', '.join(names[:_NAMES_SHOWN])
+  more = len(names) - _NAMES_SHOWN
+  return f'{shown} and {more} more' if more > 0 else shown
+
+
+def _text(value) -> str:
+  """h5py gives attribute strings as bytes or str, by how they were saved."""
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
 def _open_within(url: str, deadline_s: float):
