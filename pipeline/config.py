@@ -34,15 +34,27 @@ DEFAULT_BEAM_ARGS = ('--runner=FnApiRunner', '--direct_running_mode=in_memory',
                      '--sdk_container_image=none:workers-run-in-process')
 
 
+_PORT = settings.in_range(1, 65535)
+
+
 @dataclasses.dataclass(frozen=True)
 class ServingCheck:
   """`--verify-serving`: after a push, the server at `host` must load the new
   version within `timeout_s` and answer real test images over REST and gRPC
-  as the SavedModel does in-process; otherwise the push is rolled back."""
+  as the SavedModel does in-process; otherwise the push is rolled back.
+
+  Its settings are checked where the flags are read (_serving_check), not on
+  every instance: the check of an address that never resolved is made with
+  no wait (clients.verify.verify_push_at_every_address)."""
   host: str
-  rest_port: int = names.REST_PORT
-  grpc_port: int = names.GRPC_PORT
-  timeout_s: float = 120.0
+  rest_port: int = settings.setting(names.REST_PORT, 'with --verify-serving',
+                                    check=_PORT)
+  grpc_port: int = settings.setting(names.GRPC_PORT, 'with --verify-serving',
+                                    check=_PORT)
+  timeout_s: float = settings.setting(
+      120.0, 'with --verify-serving: seconds to wait for the version to be '
+      'AVAILABLE', flag='--verify-timeout', metavar='S',
+      check=settings.in_range(above=0))
 
 
 @settings.settings_class
@@ -126,21 +138,13 @@ def add_pipeline_args(parser: argparse.ArgumentParser,
                       'folder (default: <data-root>/../pipeline, needed with '
                       'a gs:// data root)')
   settings.add_flags(parser, PipelineConfig)
-  check = ServingCheck('')
   parser.add_argument('--verify-serving', metavar='HOST',
                       help='after a push, wait until the model server at HOST '
                       'has the new version AVAILABLE and check its answers '
                       'to test images over REST and gRPC against the model '
                       'in-process; roll the push back and exit non-zero if '
                       'they differ or it never loads')
-  parser.add_argument('--rest-port', type=int, default=check.rest_port,
-                      help=f'with --verify-serving; default {check.rest_port}')
-  parser.add_argument('--grpc-port', type=int, default=check.grpc_port,
-                      help=f'with --verify-serving; default {check.grpc_port}')
-  parser.add_argument('--verify-timeout', type=float, default=check.timeout_s,
-                      metavar='S',
-                      help='with --verify-serving: seconds to wait for the '
-                      f'version to be AVAILABLE; default {check.timeout_s:g}')
+  settings.add_flags(parser, ServingCheck)
 
 
 def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -186,12 +190,6 @@ def checked_at_start(config: PipelineConfig, args: argparse.Namespace,
 def _serving_check(args: argparse.Namespace) -> Optional[ServingCheck]:
   if not args.verify_serving:
     return None
-  for flag, port in (('--rest-port', args.rest_port),
-                     ('--grpc-port', args.grpc_port)):
-    if not 0 < port <= 65535:
-      raise UserError(f'{flag} {port} is not a port (1..65535)')
-  if not args.verify_timeout > 0:
-    raise UserError(f'--verify-timeout {args.verify_timeout:g} must be '
-                    'positive')
-  return ServingCheck(args.verify_serving, args.rest_port, args.grpc_port,
-                      args.verify_timeout)
+  check = settings.from_args(ServingCheck, args, host=args.verify_serving)
+  settings.check(check)
+  return check

@@ -63,7 +63,7 @@ def test_run_without_a_model_type_names_the_missing_params_file(
 def test_options_read_the_params_file_only_when_resolved(no_params_file):
   options = kubeflow_config.KubeflowOptions(
       image='i', data_pvc='d', serving_pvc='s', gpu_node_selector=None,
-      gpus=0, trainer_cpu='1', trainer_memory='1Gi')
+      gpus=0, trainer_cpu='1', trainer_memory='1Gi', image_pull_secret='')
   assert options.resolved() == options  # nothing left to read
   with pytest.raises(UserError, match=_MISSING):
     kubeflow_config.KubeflowOptions().resolved()
