@@ -67,8 +67,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-  from imgcls.contract import saved_model
+  from imgcls.contract import saved_model, storage
   from imgcls.serving_dir import versions as model_versions
+  storage.check_reachable(*((args.model_path, '--model-path')
+                            if args.model_path else
+                            (args.model_base_path, '--model-base-path')))
   path = args.model_path or model_versions.latest_version_dir(
       args.model_base_path)
   if not path:

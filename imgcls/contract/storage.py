@@ -15,7 +15,13 @@ import os
 import shutil
 from typing import Iterator, List, Sequence, Tuple
 
+from imgcls.contract.errors import UserError
+
 _SCHEME = '://'
+# The schemes TensorFlow 2.21's own file layer opens (and TF Serving's):
+# tf.io.gfile.get_registered_schemes() less the local ones. S3 left TF for
+# tensorflow-io, which has no build for TF 2.21.
+OPENED_BY_TF = ('gs',)
 # Requests in flight to a bucket at once, where each object is a round trip:
 # its latency, not its bandwidth, bounds a reader of many small objects.
 CONCURRENT_REQUESTS = 16
@@ -28,6 +34,47 @@ def is_remote(path: str) -> bool:
 def absolute(path: str) -> str:
   """os.path.abspath for a local path; a URL as given, less a trailing /."""
   return path.rstrip('/') if is_remote(path) else os.path.abspath(path)
+
+
+def scheme_of(path: str) -> str:
+  return path.split(_SCHEME, 1)[0] if is_remote(path) else ''
+
+
+def check_scheme(path: str, flag: str) -> str:
+  """`path`, if TensorFlow can open it; else a UserError naming the flag,
+  the scheme and the way out, before anything runs (TF's own error would
+  be a misleading "not found" or "not implemented")."""
+  scheme = scheme_of(path)
+  if scheme and scheme not in OPENED_BY_TF:
+    raise UserError(
+        f'{flag} {path}: TensorFlow cannot open {scheme}:// paths (TF 2.21 '
+        'and TF Serving have no S3 file system); use a local folder or a '
+        'mounted volume (a PVC), or a gs:// bucket')
+  return path
+
+
+def check_reachable(path: str, flag: str) -> str:
+  """`path`, once its bucket answers (nothing to do for a local path); else
+  a UserError saying whether the bucket is missing or the credentials were
+  refused. A 403 (no right to read the bucket's own metadata) passes: the
+  objects may still be readable."""
+  check_scheme(path, flag)
+  if not is_remote(path):
+    return path
+  import tensorflow as tf
+  bucket = f'{scheme_of(path)}://{path.split(_SCHEME, 1)[1].split("/")[0]}'
+  try:
+    _gfile().stat(bucket)
+  except tf.errors.NotFoundError:
+    raise UserError(f'{flag} {path}: no such bucket {bucket}') from None
+  except tf.errors.OpError as e:
+    reason = e.message.splitlines()[0]
+    if 'response code 403' not in reason:
+      raise UserError(
+          f'{flag} {path}: {bucket} cannot be reached: {reason} (the '
+          'credentials: GOOGLE_APPLICATION_CREDENTIALS, gcloud auth '
+          'application-default login, or Workload Identity on GKE)') from None
+  return path
 
 
 def _gfile():

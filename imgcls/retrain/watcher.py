@@ -30,6 +30,7 @@ import os
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+from imgcls.contract import storage
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import data_layout
 from imgcls.pipeline.config import PipelineConfig
@@ -64,21 +65,20 @@ def scan(data_root: str) -> Dict[str, str]:
   """Every image file of the layout: relative path -> 'size:mtime_ns'."""
   roots = ([data_layout.span_dir(data_root, s)
             for s in data_layout.span_numbers(data_root)] or [data_root])
-  manifest = {}
+  files = []
   for root in roots:
     for split in data_layout.SPLITS:
       split_dir = os.path.join(root, split)
-      if not os.path.isdir(split_dir):
-        continue
-      for f in data_layout.files_of_split(data_root, split_dir):
-        stat = os.stat(f.path)
-        manifest[f.relative_path] = f'{stat.st_size}:{stat.st_mtime_ns}'
-  return manifest
+      if storage.isdir(split_dir):
+        files += data_layout.files_of_split(data_root, split_dir)
+  stats = storage.sizes_and_mtimes_ns([f.path for f in files])
+  return {f.relative_path: f'{size}:{mtime_ns}'
+          for f, (size, mtime_ns) in zip(files, stats)}
 
 
 def detect(data_root: str, state: state_lib.RetrainState,
            span_window: int = 1) -> NewData:
-  if not os.path.isdir(data_root):
+  if not storage.isdir(data_root):
     raise UserError(f'{data_root}: no such data directory')
   manifest = scan(data_root)
   spans = data_layout.span_numbers(data_root)

@@ -41,6 +41,7 @@ def _add_base_path(parser: argparse.ArgumentParser) -> None:
 
 
 def _existing_base_path(args: argparse.Namespace) -> str:
+  storage.check_reachable(args.model_base_path, '--model-base-path')
   if not storage.isdir(args.model_base_path):
     raise UserError(f'--model-base-path {args.model_base_path}: no such '
                     'directory')
