@@ -125,3 +125,9 @@ def test_json_numbers_as_floats_come_back_as_declared():
                                       'unknown': 1})
   assert (read.count, read.shape) == (2, (4, 5))
   assert isinstance(read.count, int)
+
+
+def test_every_setting_includes_the_groups_by_path():
+  paths = [path for path, _, _ in settings.every_setting(Example)]
+  assert paths[-1] == ('inner', 'depth') and ('count',) in paths
+  assert ('plain',) not in paths and ('inner',) not in paths
