@@ -1,13 +1,22 @@
 """The kustomize trees under kubernetes/, rendered offline by kubectl.
 
 Nothing here reaches a cluster. Every rendered object is validated against the
-Kubernetes API schemas that kubernetes-validate ships, and the properties that
-serving relies on are asserted on what kubectl would apply, overlays included:
-one params file feeding every shared name, probes that reflect model
-availability, a shared read-only model volume that outlives the server,
-batching that cannot fail good requests, availability through drains and
-rollouts, the restricted security context, and GPU or autoscaling only where
-asked for.
+Kubernetes API schemas that kubernetes-validate ships (Istio's objects against
+Istio 1.29.1's CRD schema), and the properties that serving relies on are
+asserted on what kubectl would apply, overlays and components included: one
+params file feeding every shared name, the pull secret included; probes that
+reflect model availability; a shared read-only model volume that outlives the
+server; batching that cannot fail good requests; availability through drains
+and rollouts; the restricted security context, with no uid pinned where the
+platform assigns one; GPU or autoscaling only where asked for.
+
+On multi-user Kubeflow: who may apply what, against kubeflow/manifests'
+roles as the API server aggregates them; which calls reach TF Serving, by
+Istio's match rules over tensorflow-serving-api's own gRPC paths, and from
+where; the LimitRange as the LimitRanger admission plugin applies it to the
+containers KFP 2.16.1's compiler writes; the quota against the project's
+peak; the CronJob's own command against the KFP API stand-in. What none of
+this proves: that Istio, a network plugin or an API server enforce them so.
 """
 import functools
 import http.server
