@@ -20,7 +20,10 @@ spec is adjusted for KFP's own backend (read against the KFP 2.16.1 sources):
   memory requests and limits; they are set in the compiled spec, because TFX
   drops a FileBasedExampleGen's platform config (tensorflow/tfx#6146). The
   pods' other containers (Argo's `wait`) get none from KFP, so a namespace
-  with a ResourceQuota needs kubernetes/components/limit-range as well;
+  with a ResourceQuota needs kubernetes/admin's LimitRange as well;
+- every step pulls its image with the pull secret, when one is set;
+- no output name of a step begins another's (names.KFP_OUTPUT_NAMES): KFP
+  downloads an input by key prefix;
 - the Trainer's backup (for a retried Trainer to resume) is on the data PVC,
   not in the pipeline root, an object store TensorFlow cannot write;
 - with --verify-serving, a last plain container step, `imgcls verify-push`,
@@ -33,7 +36,8 @@ spec is adjusted for KFP's own backend (read against the KFP 2.16.1 sources):
   field (argocompiler/argo.go reads only the run's root), `submit` passes it
   with every run.
 
-`KfpApi` talks to KFP's v2beta1 API: it uploads a package (a new version when
+`KfpApi` talks to KFP's v2beta1 API: it checks the server's release (2.4.0
+or newer, MIN_SERVER_VERSION), uploads a package (a new version when
 the pipeline exists, into the namespace when there is one) and starts a run or
 a recurring run, and it reads, retries and stops runs, for `imgcls retrain`.
 """
@@ -188,7 +192,7 @@ def _resources(cpu: str, memory: str, gpus: int = 0) -> _ResourceSpec:
   the pod's requests and limits (backend/src/v2/driver/driver.go,
   initPodSpecPatch). The spec has no ephemeral-storage field at all
   (pipeline_spec.proto, ResourceSpec), and the driver sets none:
-  kubernetes/components/limit-range gives one.
+  kubernetes/admin's LimitRange gives one.
   """
   spec = _ResourceSpec(
       resource_cpu_request=cpu, resource_cpu_limit=cpu,
