@@ -73,15 +73,18 @@ def log_path(directory: Optional[str], command: str) -> str:
   share an image) must not share, or be able to plant, each other's log."""
   if directory:
     return os.path.join(directory, LOG_FILE)
-  return os.path.join(tempfile.gettempdir(), f'imgcls-{os.geteuid()}',
-                      f'{command}.log')
+  return os.path.join(_users_temp_folder(), f'{command}.log')
+
+
+def _users_temp_folder() -> str:
+  return os.path.join(tempfile.gettempdir(), f'imgcls-{os.geteuid()}')
 
 
 def _open_log(path: str) -> TextIO:
   """The log, opened for appending: never through a symlink (O_NOFOLLOW),
   and in the temp folder only inside a folder that is this user's alone."""
   directory = os.path.dirname(os.path.abspath(path))
-  if directory.startswith(tempfile.gettempdir() + os.sep + 'imgcls-'):
+  if directory == os.path.abspath(_users_temp_folder()):
     _private_directory(directory)
   else:
     os.makedirs(directory, exist_ok=True)
