@@ -24,23 +24,12 @@ CLASSES = {'a': 16, 'b': 16}
 # Runs one training in a fresh process; with a kill epoch, BackupAndRestore
 # kills the process as soon as it has saved that epoch.
 _RUNNER = textwrap.dedent('''
-    import json, os, signal, sys
-    import tensorflow as tf
+    import json, sys
+    from tests import interrupt
 
     kill_after, mode = int(sys.argv[1]), sys.argv[2]
     args = json.loads(sys.argv[3])
-
-    class KillAfterBackup(tf.keras.callbacks.BackupAndRestore):
-      def on_epoch_begin(self, epoch, logs=None):
-        super().on_epoch_begin(epoch, logs)
-        print(f'started epoch {epoch + 1}', flush=True)
-
-      def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if epoch + 1 == kill_after:
-          os.kill(os.getpid(), signal.SIGKILL)
-
-    tf.keras.callbacks.BackupAndRestore = KillAfterBackup
+    interrupt.kill_after_backup(kill_after)
     if mode == 'run_fn':
       from tests import training_data
       from imgcls.trainer import task

@@ -64,31 +64,38 @@ def _inputs(fn_args, config: TrainingConfig, where: training.Devices):
   facts = dataset_facts.read(examples_uri(fn_args.train_files[0]))
   return facts, dataset.examples_inputs(
       fn_args.train_files, fn_args.eval_files, facts, config,
-      config.batch_size * where.replicas)
+      where.global_batch(config.batch_size), where.shard)
 
 
 def run_fn(fn_args) -> None:
+  """Trains and exports; as one of several replicas (TF_CONFIG), the chief
+  alone keeps the export, the history, the TensorBoard logs and the backup.
+  """
+  where = training.devices()  # first: see training.devices
   config = training_config(fn_args)
-  where = training.devices()
   facts, inputs = _inputs(fn_args, config, where)
   model = training.build_model(config, facts.class_names, where)
-  backup = training.Backup(backup_dir(fn_args, config))
-  history = training.fit(
-      model, config, inputs, backup,
-      [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], where)
-  model.save(fn_args.serving_model_dir)
-  history_path = os.path.join(fn_args.model_run_dir, names.HISTORY_FILE)
-  with tf.io.gfile.GFile(history_path, 'w') as f:
-    json.dump(history, f)
+  chief = where.replica.is_chief
+  backup = training.Backup(backup_dir(fn_args, config), where.replica)
+  board = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+  history = training.fit(model, config, inputs, backup,
+                         board if chief else [], where)
+  training.save_on_every_replica(where.replica, fn_args.serving_model_dir,
+                                 model.save)
+  if chief:
+    history_path = os.path.join(fn_args.model_run_dir, names.HISTORY_FILE)
+    with tf.io.gfile.GFile(history_path, 'w') as f:
+      json.dump(history, f)
   backup.remove()
+  training.after_export(where, fn_args.serving_model_dir)
 
 
 def tuner_fn(fn_args) -> TunerFnResult:
   """A random search over the model class's search_space(), each trial
   trained as run_fn trains (tfx/components/tuner/executor.py calls
   `tuner.search(**fit_kwargs)` and writes the best values)."""
-  config = TrainingConfig.from_custom_config(fn_args.custom_config)
   where = training.devices()
+  config = TrainingConfig.from_custom_config(fn_args.custom_config)
   facts, inputs = _inputs(fn_args, config, where)
   tuner = tuning.ClassifierTuner(
       config, facts.class_names, where,

@@ -17,8 +17,10 @@ from imgcls.imagedata import image_header
 _HEADER_BYTES = 26
 
 # ITU-R 601 luma weights, normalised to sum to 1 so that gray -> RGB -> gray
-# is the identity.
-_LUMA = tf.constant([0.2989, 0.5870, 0.1140]) / 0.9999
+# is the identity. NumPy, not a TensorFlow op: no op may run on import, or a
+# training replica can no longer configure its collective ops.
+_LUMA = (np.array([0.2989, 0.5870, 0.1140], np.float32) /
+         np.float32(0.9999)).tolist()
 
 
 def to_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
