@@ -90,6 +90,15 @@ def test_test_files_sit_where_the_collection_reaches():
         f'{path}: beside the code a test is <module>_test.py')
 
 
+def test_a_unit_test_sits_beside_the_module_it_tests():
+  for path in _test_files():
+    if path.endswith('_test.py'):
+      module = path.removesuffix('_test.py') + '.py'
+      assert os.path.isfile(os.path.join(_REPO, module)), (
+          f'{path}: a unit test is named after its module; what spans '
+          f'modules goes to tests/test_<topic>.py')
+
+
 def test_the_readme_is_short_and_leads_with_the_main_job():
   with open(os.path.join(_REPO, 'README.md'), encoding='utf-8') as f:
     lines = f.read().splitlines()
