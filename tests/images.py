@@ -71,11 +71,14 @@ EVEN_SHAPES = {name: 20 for name in SHAPES}
 SKEWED_SHAPES = {**EVEN_SHAPES, 'circle': 200}
 
 
-def write_shape_splits(root, per_class, size=(28, 28), rgb=True, seed=0):
-  """root/{train,test}/<class>/*.png; test gets half as many per class."""
+def write_shape_splits(root, per_class, size=(28, 28), rgb=True, seed=0,
+                       inverted=False):
+  """root/{train,test}/<class>/*.png; test gets half as many per class.
+  `inverted`: 255 - each pixel, as a scanner set to negatives gives them."""
 
   def pixels(label, n):
     gray = digit_like(label, size=size, seed=seed * 1000 + n)
+    gray = 255 - gray if inverted else gray
     return np.stack([gray] * 3, axis=-1) if rgb else gray
 
   for split, share in (('train', 1), ('test', 2)):

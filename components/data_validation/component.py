@@ -89,13 +89,20 @@ def CuratedSchemaGen(  # TFX component naming
   schema_dir = validation.schema_dir
   kept = store.read_schema(schema_dir)
   inferred = kept is None
+  train = schema_lib.load_split(statistics, names.TRAIN_SPLIT)
   if inferred:
-    kept = schema_lib.infer_schema(
-        schema_lib.load_split(statistics, names.TRAIN_SPLIT), validation)
+    kept = schema_lib.infer_schema(train, validation)
     store.write_schema(schema_dir, kept)
     progress.warn('inferred a schema from this run\'s data: %s (edit it to '
                   'change what later data must look like)',
                   store.schema_path(schema_dir))
+  else:
+    added = schema_lib.added_features(kept, train, validation)
+    if added:
+      store.write_schema(schema_dir, kept)
+      progress.warn('added %s, which this version measures, to the kept '
+                    'schema %s', ', '.join(added),
+                    store.schema_path(schema_dir))
   io_utils.write_pbtxt_file(os.path.join(schema.uri, names.SCHEMA_FILE), kept)
   schema.set_int_custom_property(names.PROP_SCHEMA_INFERRED, int(inferred))
   schema.set_string_custom_property(names.PROP_SCHEMA_FILE,

@@ -95,6 +95,7 @@ def new_data(tmp_path_factory):
       'skewed': dict(per_class=images.SKEWED_SHAPES, seed=2),
       'larger': dict(per_class=images.EVEN_SHAPES, size=(224, 224), seed=3),
       'grayscale': dict(per_class=images.EVEN_SHAPES, rgb=False, seed=4),
+      'inverted': dict(per_class=images.EVEN_SHAPES, inverted=True, seed=5),
   }
 
   def statistics_of(kind):
@@ -144,6 +145,15 @@ def test_first_run_writes_statistics_and_a_curated_schema(baseline):
   file_size = features[names.FILE_SIZE_KEY]
   assert file_size.drift_comparator.jensen_shannon_divergence.threshold == 0.1
   assert not file_size.HasField('skew_comparator')
+  # So are the pixels' statistics, of a sample: a bin of each channel.
+  for name in names.PIXEL_STATISTIC_KEYS:
+    pixels = features[name]
+    assert pixels.drift_comparator.jensen_shannon_divergence.threshold == 0.1
+    assert not pixels.HasField('skew_comparator')
+    assert (pixels.value_count.min, pixels.value_count.max) == (3, 3)
+    assert not pixels.HasField('shape')
+    assert pixels.presence.min_fraction == 0
+    assert len(pixels.string_domain.value) == 48  # every bin, seen or not
   # The schema artifact is the kept file's content, and says it was inferred.
   assert anomalies.get_int_custom_property(names.PROP_BLESSED) == 1
   assert _anomalies_of(anomalies) == []
@@ -178,6 +188,9 @@ def test_data_from_the_same_distribution_passes(schema_dir, new_data,
      'Jensen-Shannon divergence between current and previous is 1'),
     ('grayscale', {names.IMAGE_CHANNELS_KEY},
      'Jensen-Shannon divergence between current and previous is 1'),
+    # Issue 36, case 11: the header's facts are the same, the pixels not.
+    ('inverted', {names.PIXEL_MEAN_KEY},
+     'Jensen-Shannon divergence between current and previous is 1'),
 ])
 def test_changed_data_is_refused_naming_the_feature_and_the_distance(
     kind, features, found, schema_dir, new_data, tmp_path):
@@ -200,7 +213,7 @@ def test_changed_data_is_refused_naming_the_feature_and_the_distance(
                                      'SchemaDiff.pb'))
 
 
-@pytest.mark.parametrize('kind', ['skewed', 'larger', 'grayscale'])
+@pytest.mark.parametrize('kind', ['skewed', 'larger', 'grayscale', 'inverted'])
 def test_accept_anomalies_lets_each_through_and_makes_it_the_baseline(
     kind, schema_dir, new_data, tmp_path):
   accepted = _validate(new_data(kind), schema_dir, str(tmp_path / 'accept'),
@@ -225,6 +238,33 @@ def test_an_edited_schema_lets_a_deliberate_change_through(
   store.write_schema(schema_dir, kept)
   anomalies = _validate(new_data('skewed'), schema_dir, str(tmp_path))
   assert _anomalies_of(anomalies) == []
+
+
+def test_inverted_pixels_are_the_only_anomaly_of_an_inverted_span(
+    schema_dir, new_data, tmp_path):
+  anomalies = _validate(new_data('inverted'), schema_dir, str(tmp_path))
+  assert _features(anomalies) == {names.PIXEL_MEAN_KEY}
+
+
+def test_a_schema_and_baseline_kept_from_before_pixel_statistics_pass(
+    schema_dir, new_data, tmp_path):
+  """They gain the new features, where TFDV would call them new columns."""
+  kept = store.read_schema(schema_dir)
+  pixel_features = [f for f in kept.feature
+                    if f.name in names.PIXEL_STATISTIC_KEYS]
+  for feature in pixel_features:
+    kept.feature.remove(feature)
+  store.write_schema(schema_dir, kept)
+  accepted = store.read_accepted(schema_dir)
+  features = accepted.datasets[0].features
+  for feature in [f for f in features
+                  if f.path.step[0] in names.PIXEL_STATISTIC_KEYS]:
+    features.remove(feature)
+  store.write_accepted(schema_dir, accepted)
+  anomalies = _validate(new_data('same'), schema_dir, str(tmp_path))
+  assert _anomalies_of(anomalies) == []
+  assert [f for f in store.read_schema(schema_dir).feature
+          if f.name in names.PIXEL_STATISTIC_KEYS] == pixel_features
 
 
 def test_a_broken_schema_file_is_named(schema_dir, baseline, tmp_path):

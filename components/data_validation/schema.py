@@ -11,7 +11,11 @@ of its own from the first run on, before any schema has been inferred.
 Drift (against the last accepted data) and skew (train against test) use
 TFDV's own comparators, thresholds in the schema: L-infinity distance for the
 categorical features, Jensen-Shannon divergence for the numeric ones
-(tensorflow_metadata schema.proto, FeatureComparator).
+(tensorflow_metadata schema.proto, FeatureComparator). What the pixels look
+like is compared too, by Jensen-Shannon divergence of the binned pixel
+statistics of a sample (names.PIXEL_STATISTIC_KEYS, computed by the
+ExampleGen): TFDV's own image statistics (opt-in, its ImageStatsGenerator)
+read formats and sizes, never the pixels' values.
 """
 from typing import Dict, List, Optional
 
@@ -25,19 +29,20 @@ from tfx.components.statistics_gen import stats_artifact_utils
 
 from imgcls.components.data_validation.options import DataValidationOptions
 from imgcls.contract import names
-from imgcls.imagedata import image_header
+from imgcls.imagedata import image_header, pixel_statistics
 
 CATEGORICAL = (names.LABEL_NAME_KEY, names.IMAGE_FORMAT_KEY)
 NUMERIC = (names.IMAGE_WIDTH_KEY, names.IMAGE_HEIGHT_KEY,
            names.IMAGE_CHANNELS_KEY, names.FILE_SIZE_KEY)
+PIXELS = names.PIXEL_STATISTIC_KEYS
 # `label` repeats label_name, and `path` is unique per file: neither says
 # anything about the data's distribution.
-STATISTICS_FEATURES = (names.IMAGE_KEY,) + CATEGORICAL + NUMERIC
-# A file's size follows its content and compression, image by image: between
-# the train and test folders of one span it differs by chance, and a small
-# test folder (a few dozen images) exceeds any useful divergence by noise
-# alone. Against the previous span, a new camera or encoder shows in it, so
-# its drift is measured, not its skew.
+STATISTICS_FEATURES = (names.IMAGE_KEY,) + CATEGORICAL + NUMERIC + PIXELS
+# A file's size, and its pixels' statistics, follow its content, image by
+# image: between the train and test folders of one span they differ by
+# chance, and a small test folder (a few dozen images) exceeds any useful
+# divergence by noise alone. Against the previous span, a new camera or
+# encoder shows in them, so their drift is measured, not their skew.
 _DRIFT_ONLY = (names.FILE_SIZE_KEY,)
 # Physical bounds, not the first span's: a deliberate change accepted once
 # must not be refused by a range ever after. Drift catches the ordinary
@@ -47,6 +52,11 @@ _RANGES = {
     names.IMAGE_HEIGHT_KEY: (1, names.MAX_IMAGE_PIXELS),
     names.IMAGE_CHANNELS_KEY: (1, 4),
     names.FILE_SIZE_KEY: (1, None),
+}
+# Every bin each pixel statistic can take.
+_PIXEL_BINS = {
+    names.PIXEL_MEAN_KEY: pixel_statistics.labels(pixel_statistics.MEAN_BIN),
+    names.PIXEL_STD_KEY: pixel_statistics.labels(pixel_statistics.STD_BIN),
 }
 
 Statistics = statistics_pb2.DatasetFeatureStatisticsList
@@ -88,6 +98,11 @@ def infer_schema(train: Statistics,
       domain.min = low
       if high is not None:
         domain.max = high
+  for name in PIXELS:
+    if name in present:
+      _curate_pixel_statistic(present[name])
+      _compare(present[name], 'jensen_shannon_divergence',
+               options.max_numeric_divergence, skew=False)
   for name in CATEGORICAL:
     if name in present:
       _compare(present[name], 'infinity_norm', options.max_category_distance)
@@ -97,6 +112,31 @@ def infer_schema(train: Statistics,
                options.max_numeric_divergence,
                skew=name not in _DRIFT_ONLY)
   return schema
+
+
+def _curate_pixel_statistic(feature: schema_pb2.Feature) -> None:
+  """Every bin in its domain, a bin per channel, in the sampled examples
+  only: what inference makes of a small split, sampled whole, would refuse
+  a larger one; drift says how far the bins' shares moved."""
+  feature.ClearField('shape')
+  feature.value_count.min = feature.value_count.max = len(
+      pixel_statistics.CHANNELS)
+  feature.presence.Clear()
+  feature.presence.min_count = 1
+  feature.string_domain.value[:] = _PIXEL_BINS[feature.name]
+
+
+def added_features(kept: schema_pb2.Schema, train: Statistics,
+                   options: DataValidationOptions) -> List[str]:
+  """Adds to a kept schema, curated as a new one would have them, the
+  features of STATISTICS_FEATURES it lacks and the data has; returns their
+  names. A schema kept from before they were computed would otherwise
+  refuse every later run (TFDV's 'New column')."""
+  known = {f.name for f in kept.feature}
+  new = [f for f in infer_schema(train, options).feature
+         if f.name not in known and f.name in STATISTICS_FEATURES]
+  kept.feature.extend(new)
+  return [f.name for f in new]
 
 
 def _class_names(train: Statistics) -> List[str]:
@@ -125,10 +165,27 @@ def validate(train: Statistics, test: Statistics, schema: schema_pb2.Schema,
   against the schema."""
   return {
       names.TRAIN_SPLIT: tfdv.validate_statistics(
-          train, schema, previous_statistics=previous,
+          train, _comparable(schema, previous), previous_statistics=previous,
           serving_statistics=test),
       names.TEST_SPLIT: tfdv.validate_statistics(test, schema),
   }
+
+
+def _comparable(schema: schema_pb2.Schema,
+                previous: Optional[Statistics]) -> schema_pb2.Schema:
+  """The schema without drift comparators of features the previous
+  statistics lack (kept from before they were computed): TFDV would report
+  'previous data missing'; nothing is compared, as on the first run."""
+  if previous is None:
+    return schema
+  before = {'.'.join(f.path.step) or f.name
+            for f in previous.datasets[0].features}
+  comparable = schema_pb2.Schema()
+  comparable.CopyFrom(schema)
+  for feature in comparable.feature:
+    if feature.name not in before:
+      feature.ClearField('drift_comparator')
+  return comparable
 
 
 def describe(by_split: Dict[str, anomalies_pb2.Anomalies]

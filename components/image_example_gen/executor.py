@@ -1,7 +1,9 @@
 """The Beam executor: image files -> gzipped TFRecords of tf.Examples.
 
 Each example holds the file's bytes exactly as on disk (the model decodes
-them, as it will when served), the label, the label name and the path.
+them, as it will when served), the label, the label name and the path; the
+header's facts, and for a sample of each split the pixel statistics
+(imagedata.pixel_statistics), are for data validation.
 Unreadable files are skipped and listed; the run fails when a class ends up
 without training images or when too many files are bad.
 
@@ -44,6 +46,7 @@ from imgcls.imagedata import (
   class_folders,
   data_layout,
   dataset_facts,
+  pixel_statistics,
   tf_examples,
 )
 
@@ -103,7 +106,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 def _write_chunks(files: Sequence[data_layout.ImageFile], split: str,
                   work_dir: str) -> List[Tuple[int, int, str]]:
   """Writes the file lists of the chunks, in a class-mixing order, to
-  work_dir; returns (index, count, list file) for each.
+  work_dir, each file with whether it gets pixel statistics; returns
+  (index, count, list file) for each.
 
   Beam's elements are the list files' names: values given to beam.Create are
   pickled and compressed with the pipeline, which for a large dataset costs
@@ -111,13 +115,28 @@ def _write_chunks(files: Sequence[data_layout.ImageFile], split: str,
   """
   ordered = sorted(
       files, key=lambda f: hashlib.md5(f.relative_path.encode()).digest())
-  pieces = [ordered[i:i + _CHUNK] for i in range(0, len(ordered), _CHUNK)]
+  listed = [(f.path, f.relative_path, f.class_name, sampled)
+            for f, sampled in zip(ordered, _pixel_sample(ordered))]
+  pieces = [listed[i:i + _CHUNK] for i in range(0, len(listed), _CHUNK)]
   chunks = []
   for index, piece in enumerate(pieces):
     path = os.path.join(work_dir, f'{split}-{index:05d}.files.json')
-    _write_json(path, [(f.path, f.relative_path, f.class_name) for f in piece])
+    _write_json(path, piece)
     chunks.append((index, len(pieces), path))
   return chunks
+
+
+def _pixel_sample(ordered: Sequence[data_layout.ImageFile]) -> List[bool]:
+  """Whether each file gets pixel statistics: the first of each class in
+  the hashed order, up to pixel_statistics.per_class_quota."""
+  quota = pixel_statistics.per_class_quota(
+      list(collections.Counter(f.class_name for f in ordered).values()))
+  taken = collections.Counter()
+  sampled = []
+  for f in ordered:
+    taken[f.class_name] += 1
+    sampled.append(taken[f.class_name] <= quota)
+  return sampled
 
 
 def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
@@ -126,29 +145,33 @@ def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,
   """Writes one chunk's examples as a shard, and the chunk's report."""
   index, count, list_file = chunk
   with tf.io.gfile.GFile(list_file) as f:
-    files = [data_layout.ImageFile(*item) for item in json.load(f)]
+    listed = json.load(f)
+  files = [data_layout.ImageFile(*item[:3]) for item in listed]
+  sampled = [item[3] for item in listed]
   counts = collections.Counter()
   skipped = []
   shard = os.path.join(split_uri,
                        f'data_tfrecord-{index:05d}-of-{count:05d}.gz')
   with tf.io.TFRecordWriter(shard + '.tmp', options='GZIP') as writer:
-    for f, read in zip(files, _read_all([f.path for f in files],
+    for f, read in zip(files, _read_all([f.path for f in files], sampled,
                                         max_image_pixels)):
       if isinstance(read, class_folders.ImageProblem):
         skipped.append([f.relative_path, str(read)])
         continue
-      data, header = read
+      data, header, pixels = read
       counts[f.class_name] += 1
       writer.write(tf_examples.make_example(
           data, class_index[f.class_name], f.class_name, f.relative_path,
-          header).SerializeToString())
+          header, pixels).SerializeToString())
   tf.io.gfile.rename(shard + '.tmp', shard, overwrite=True)
   _write_json(os.path.join(work_dir, f'{split}-{index:05d}.report.json'),
               {'split': split, 'counts': counts, 'skipped': skipped})
 
 
-def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
-  """(bytes, header) or the ImageProblem of each path, in order.
+def _read_all(paths: Sequence[str], sampled: Sequence[bool],
+              max_image_pixels: int) -> Iterator[Any]:
+  """(bytes, header, pixel statistics) or the ImageProblem of each path, in
+  order; the statistics None where `sampled` is False.
 
   Checking a photo is most of ingest's work (a JPEG is decoded to be
   checked), and Pillow's decoders and file reads release the GIL: so files
@@ -163,7 +186,8 @@ def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
   storage.CONCURRENT_REQUESTS threads whatever their size: each is a round
   trip, which no CPU is busy waiting for.
   """
-  batches = [paths[i:i + _BATCH] for i in range(0, len(paths), _BATCH)]
+  items = list(zip(paths, sampled))
+  batches = [items[i:i + _BATCH] for i in range(0, len(items), _BATCH)]
   if not batches:
     return
   read = functools.partial(_read_batch, max_image_pixels=max_image_pixels)
@@ -188,15 +212,23 @@ def _read_all(paths: Sequence[str], max_image_pixels: int) -> Iterator[Any]:
       yield from pending.popleft().result()
 
 
-def _read_batch(paths: Sequence[str], max_image_pixels: int) -> List[Any]:
-  return [_read_one(path, max_image_pixels) for path in paths]
+def _read_batch(items: Sequence[Tuple[str, bool]],
+                max_image_pixels: int) -> List[Any]:
+  return [_read_one(path, max_image_pixels, sampled)
+          for path, sampled in items]
 
 
-def _read_one(path: str, max_image_pixels: int) -> Any:
+def _read_one(path: str, max_image_pixels: int, sampled: bool) -> Any:
   try:
-    return class_folders.read_image(path, max_image_pixels)
+    data, header = class_folders.read_image(path, max_image_pixels)
   except class_folders.ImageProblem as e:
     return e
+  if not sampled:
+    return data, header, None
+  try:
+    return data, header, pixel_statistics.of_image(data, header.format)
+  except Exception as e:  # PIL raises many; a PNG is checked undecoded
+    return class_folders.ImageProblem(f'not a readable image: {e}')
 
 
 def _write_json(path: str, value: Any, **options) -> None:

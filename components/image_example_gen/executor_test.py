@@ -2,8 +2,11 @@
 avro_executor_test.py runs its executor: class folders in, splits out, with
 the image facts each record carries, and every file accounted for when
 threads read them."""
+import collections
 import json
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from imgcls.components.image_example_gen import executor
 from imgcls.components.image_example_gen.options import ExampleGenOptions
 from imgcls.contract import names
 from imgcls.contract.errors import UserError
-from imgcls.imagedata import dataset_facts
+from imgcls.imagedata import dataset_facts, pixel_statistics
 from tests import images
 
 
@@ -170,3 +173,55 @@ def test_threaded_reading_keeps_every_file_and_every_skip(tmp_path):
   for example in records:
     red = tf.io.decode_png(_value(example, names.IMAGE_KEY))[0, 0, 0]
     assert int(red) == 255 * _value(example, names.LABEL_KEY)
+
+
+def _texts(example, key):
+  return [v.decode() for v in example.features.feature[key].bytes_list.value]
+
+
+def test_a_small_split_carries_the_pixel_statistics_of_every_image(
+    data, tmp_path):
+  examples = _run(data, tmp_path)
+  for split in (names.TRAIN_SPLIT, names.TEST_SPLIT):
+    for example in _records(examples, split):
+      found = pixel_statistics.of_image(_value(example, names.IMAGE_KEY),
+                                        'PNG')
+      assert _texts(example, names.PIXEL_MEAN_KEY) == found.mean
+      assert _texts(example, names.PIXEL_STD_KEY) == found.std
+      assert len(found.mean) == len(found.std) == 3
+
+
+def test_a_large_split_carries_them_for_as_many_images_of_each_class(
+    tmp_path, monkeypatch):
+  monkeypatch.setattr(pixel_statistics, 'MIN_SAMPLE', 12)
+  monkeypatch.setattr(pixel_statistics, 'MIN_PER_CLASS', 2)
+  monkeypatch.setattr(executor, '_CHUNK', 10)  # spread over shards
+  images.write_class_folders(str(tmp_path / 'data' / 'train'),
+                             {'cat': 40, 'dog': 8, 'owl': 10})
+  images.write_class_folders(str(tmp_path / 'data' / 'test'),
+                             {'cat': 1, 'dog': 1, 'owl': 1}, seed=1)
+  examples = _run(str(tmp_path / 'data'), tmp_path)
+  train = _records(examples, names.TRAIN_SPLIT)
+  sampled = collections.Counter(
+      _value(r, names.LABEL_NAME_KEY).decode() for r in train
+      if names.PIXEL_MEAN_KEY in r.features.feature)
+  # A sample of 12 shared equally by the classes, not in their shares.
+  assert sampled == {'cat': 4, 'dog': 4, 'owl': 4}
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+  return (struct.pack('>I', len(body)) + kind + body +
+          struct.pack('>I', zlib.crc32(kind + body)))
+
+
+def test_a_sampled_png_that_does_not_decode_is_skipped_and_listed(
+    data, tmp_path):
+  """Its chunks' CRCs hold, which is all an unsampled PNG is checked for."""
+  bad = (images.png_header(4, 4, colour_type=0) +
+         _png_chunk(b'IDAT', b'not zlib data') + _png_chunk(b'IEND', b''))
+  with open(os.path.join(data, 'train', 'cat', 'bad.png'), 'wb') as f:
+    f.write(bad)
+  examples = _run(data, tmp_path, ExampleGenOptions(max_bad_fraction=0.5))
+  assert len(_records(examples, names.TRAIN_SPLIT)) == 7
+  (skipped,) = dataset_facts.read(examples.uri).skipped
+  assert skipped[0] == 'train/cat/bad.png'
+  assert skipped[1].startswith('not a readable image: ')

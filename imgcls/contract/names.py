@@ -25,6 +25,15 @@ IMAGE_FORMAT_KEY = 'image_format'
 FILE_SIZE_KEY = 'file_size'
 IMAGE_FACT_KEYS = (IMAGE_WIDTH_KEY, IMAGE_HEIGHT_KEY, IMAGE_CHANNELS_KEY,
                    IMAGE_FORMAT_KEY, FILE_SIZE_KEY)
+# What the pixels themselves look like, for data validation's drift check:
+# the mean and the standard deviation of each channel's intensity, binned, as
+# bytes ('red 032-047', one value per channel; a grayscale image's three are
+# equal). The ExampleGen decodes a sample of the images for them
+# (imagedata.pixel_statistics), so the other examples lack both; the model
+# never reads them.
+PIXEL_MEAN_KEY = 'pixel_mean'
+PIXEL_STD_KEY = 'pixel_std'
+PIXEL_STATISTIC_KEYS = (PIXEL_MEAN_KEY, PIXEL_STD_KEY)
 # The most pixels (width x height) an image may declare in its header. Ingest
 # skips and lists larger files (--max-image-pixels may lower it), and the
 # model's decode refuses them in-graph before allocating anything, so that a

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from imgcls.contract import names
 from imgcls.imagedata import image_header
+from imgcls.imagedata.pixel_statistics import PixelStatistics
 
 TRAINING_FEATURES = {
     names.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -18,12 +19,15 @@ TRAINING_FEATURES = {
 
 
 def make_example(image_bytes: bytes, label: int, label_name: str, path: str,
-                 header: Optional[image_header.ImageHeader] = None
+                 header: Optional[image_header.ImageHeader] = None,
+                 pixels: Optional[PixelStatistics] = None
                 ) -> tf.train.Example:
-  """The image as on disk, its label, and the facts its header declares.
+  """The image as on disk, its label, the facts its header declares, and
+  for a sampled image its pixel statistics.
 
   `header` saves reading the header again when the caller has checked it;
-  the facts (names.IMAGE_FACT_KEYS) are for data validation, not the model.
+  the facts (names.IMAGE_FACT_KEYS, names.PIXEL_STATISTIC_KEYS) are for data
+  validation, not the model.
   """
   header = header or image_header.read_header(image_bytes)
 
@@ -33,7 +37,7 @@ def make_example(image_bytes: bytes, label: int, label_name: str, path: str,
   def _int(value: int):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
-  return tf.train.Example(features=tf.train.Features(feature={
+  features = {
       names.IMAGE_KEY: _bytes(image_bytes),
       names.LABEL_KEY: _int(label),
       names.LABEL_NAME_KEY: _bytes(label_name.encode()),
@@ -43,7 +47,13 @@ def make_example(image_bytes: bytes, label: int, label_name: str, path: str,
       names.IMAGE_CHANNELS_KEY: _int(header.channels),
       names.IMAGE_FORMAT_KEY: _bytes(header.format.encode()),
       names.FILE_SIZE_KEY: _int(len(image_bytes)),
-  }))
+  }
+  if pixels is not None:
+    for key, values in ((names.PIXEL_MEAN_KEY, pixels.mean),
+                        (names.PIXEL_STD_KEY, pixels.std)):
+      features[key] = tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[v.encode() for v in values]))
+  return tf.train.Example(features=tf.train.Features(feature=features))
 
 
 def parse_image_bytes(serialized: tf.Tensor) -> tf.Tensor:
