@@ -115,8 +115,9 @@ def _write_chunks(files: Sequence[data_layout.ImageFile], split: str,
   """
   ordered = sorted(
       files, key=lambda f: hashlib.md5(f.relative_path.encode()).digest())
-  listed = [(f.path, f.relative_path, f.class_name, sampled)
-            for f, sampled in zip(ordered, _pixel_sample(ordered))]
+  sampled = pixel_statistics.sampled([f.class_name for f in ordered])
+  listed = [(f.path, f.relative_path, f.class_name, s)
+            for f, s in zip(ordered, sampled)]
   pieces = [listed[i:i + _CHUNK] for i in range(0, len(listed), _CHUNK)]
   chunks = []
   for index, piece in enumerate(pieces):
@@ -124,19 +125,6 @@ def _write_chunks(files: Sequence[data_layout.ImageFile], split: str,
     _write_json(path, piece)
     chunks.append((index, len(pieces), path))
   return chunks
-
-
-def _pixel_sample(ordered: Sequence[data_layout.ImageFile]) -> List[bool]:
-  """Whether each file gets pixel statistics: the first of each class in
-  the hashed order, up to pixel_statistics.per_class_quota."""
-  quota = pixel_statistics.per_class_quota(
-      list(collections.Counter(f.class_name for f in ordered).values()))
-  taken = collections.Counter()
-  sampled = []
-  for f in ordered:
-    taken[f.class_name] += 1
-    sampled.append(taken[f.class_name] <= quota)
-  return sampled
 
 
 def _write_shard(chunk: Tuple[int, int, str], split: str, split_uri: str,

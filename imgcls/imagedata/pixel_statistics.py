@@ -17,6 +17,7 @@ as many images of each class (`per_class_quota`): the sample's class mix is
 the same whatever the data's, so that a class gaining share, which the label
 checks report, does not read as the pixels drifting.
 """
+import collections
 import dataclasses
 import io
 import math
@@ -61,6 +62,19 @@ def per_class_quota(class_sizes: Sequence[int]) -> int:
   sample = min(total, max(MIN_SAMPLE, math.ceil(total / SAMPLE_EVERY)))
   return max(MIN_PER_CLASS, min(statistics.median_low(sizes),
                                 math.ceil(sample / len(sizes))))
+
+
+def sampled(class_names: Sequence[str]) -> List[bool]:
+  """Whether each of a split's images, by its class, in the order given
+  (the ExampleGen's hashed order), is decoded: the first of each class, up
+  to the quota."""
+  quota = per_class_quota(list(collections.Counter(class_names).values()))
+  taken = collections.Counter()
+  chosen = []
+  for name in class_names:
+    taken[name] += 1
+    chosen.append(taken[name] <= quota)
+  return chosen
 
 
 def labels(width: int) -> List[str]:

@@ -93,3 +93,11 @@ def test_the_last_bins_hold_the_highest_values():
 ])
 def test_as_many_of_each_class_up_to_the_sample(sizes, quota):
   assert pixel_statistics.per_class_quota(sizes) == quota
+
+
+def test_the_first_images_of_each_class_are_sampled(monkeypatch):
+  monkeypatch.setattr(pixel_statistics, 'MIN_PER_CLASS', 2)
+  monkeypatch.setattr(pixel_statistics, 'MIN_SAMPLE', 4)
+  classes = ['a', 'b', 'a', 'a', 'b', 'a', 'b', 'b', 'a', 'a']
+  assert pixel_statistics.sampled(classes) == [
+      True, True, True, False, True, False, False, False, False, False]
