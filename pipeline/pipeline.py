@@ -36,6 +36,7 @@ from imgcls.components.serving_baseline import ServingBaseline
 from imgcls.contract import names
 from imgcls.pipeline.config import PipelineConfig
 from imgcls.trainer.config import TrainingConfig
+from imgcls.trainer.executor import ReplicatedTrainer
 
 # By import path: the environment and the image install the project, so TFX
 # needs no module file and builds no per-run wheel of one
@@ -148,14 +149,16 @@ def create_pipeline(
   gate = validation[-1]
   training = _training_config(config)
   tuner = _tuner(config, training, example_gen)
-  trainer = Trainer(
+  # With several workers, the Trainer runs its executor as replicas.
+  trainer_class = ReplicatedTrainer if training.workers > 1 else Trainer
+  trainer = trainer_class(
       run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
       hyperparameters=(tuner.outputs['best_hyperparameters'] if tuner
                        else None),
       train_args=trainer_pb2.TrainArgs(splits=['train']),
       eval_args=trainer_pb2.EvalArgs(splits=['test']),
-      custom_config=training.to_custom_config())
+      custom_config=training.to_custom_config()).with_id('Trainer')
   # A task dependency, not an input: the Trainer's cache key stays the data's.
   for node in (trainer, tuner):
     if node:

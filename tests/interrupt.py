@@ -14,10 +14,11 @@ import tensorflow as tf
 from imgcls.trainer import cluster
 
 
-def kill_after_backup(last_epoch: int,
-                      replica: Optional[int] = None) -> None:
+def kill_after_backup(last_epoch: int, replica: Optional[int] = None,
+                      signum: int = signal.SIGKILL) -> None:
   """Kills the process once `last_epoch` (from 1; 0: never) is backed up; with
-  `replica`, only the replica of that index does (trainer/cluster.py)."""
+  `replica`, only the replica of that index does (trainer/cluster.py).
+  `signum` SIGSTOP: the process hangs instead, alive."""
 
   class KillAfterBackup(tf.keras.callbacks.BackupAndRestore):
 
@@ -28,6 +29,6 @@ def kill_after_backup(last_epoch: int,
     def on_epoch_end(self, epoch, logs=None):
       super().on_epoch_end(epoch, logs)
       if epoch + 1 == last_epoch and replica in (None, cluster.replica().index):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signum)
 
   tf.keras.callbacks.BackupAndRestore = KillAfterBackup

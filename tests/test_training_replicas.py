@@ -7,6 +7,7 @@ BackupAndRestore has saved an epoch, as an OOM kill or a lost node would.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -27,10 +28,11 @@ _REPLICA = textwrap.dedent('''
     import json, sys
     from tests import interrupt
 
-    interrupt.kill_after_backup(int(sys.argv[1]), replica=int(sys.argv[2]))
+    interrupt.kill_after_backup(int(sys.argv[1]), replica=int(sys.argv[2]),
+                                signum=int(sys.argv[3]))
     from tests import training_data
     from imgcls.trainer import task
-    task.run_fn(training_data.fn_args(*json.loads(sys.argv[3])))
+    task.run_fn(training_data.fn_args(*json.loads(sys.argv[4])))
 ''')
 
 
@@ -43,7 +45,8 @@ def examples(tmp_path_factory):
   return uri
 
 
-def _train(tmp_path, examples, execution, kill_after=0, kill_index=0):
+def _train(tmp_path, examples, execution, kill_after=0, kill_index=0,
+           signum=signal.SIGKILL):
   """Runs run_fn as REPLICAS replicas; (their lines, the error or None)."""
   config = TrainingConfig(
       model_type='LenetModel', epochs=EPOCHS, batch_size=8,
@@ -53,7 +56,7 @@ def _train(tmp_path, examples, execution, kill_after=0, kill_index=0):
   scratch.mkdir(exist_ok=True)
   lines = []
   command = [sys.executable, '-c', _REPLICA, str(kill_after),
-             str(kill_index),
+             str(kill_index), str(int(signum)),
              json.dumps([examples, str(tmp_path / execution), config])]
   try:
     local_replicas.run(command, REPLICAS, cwd=_REPO,
@@ -117,13 +120,26 @@ def test_a_killed_replica_fails_the_training_and_a_retry_resumes(
           ).exists()
 
 
+@pytest.mark.slow
+def test_a_hung_replica_does_not_hang_the_others(tmp_path, examples):
+  """A replica stopped (SIGSTOP), alive but silent: the others' collective
+  ops fail once TensorFlow's coordination service misses its heartbeats,
+  and the training fails with their lines instead of waiting forever."""
+  lines, error = _train(tmp_path, examples, 'execution', kill_after=2,
+                        kill_index=1, signum=signal.SIGSTOP)
+  assert error is not None, '\n'.join(lines)
+  assert 'replica 0 of 2 exited with status 1' in str(error)
+  assert 'unhealthy' in str(error)
+  assert not (tmp_path / 'execution' / 'serving_model').exists()
+
+
 def test_the_trainer_modules_run_no_tensorflow_op_on_import():
   """MultiWorkerMirroredStrategy configures collective ops when it is made,
   which TensorFlow refuses once any op has run in the process."""
   code = textwrap.dedent('''
       from tfx.components.trainer import executor
       from imgcls import cli
-      from imgcls.trainer import standalone, task
+      from imgcls.trainer import executor, standalone, task
       from tensorflow.python.eager import context
       print(context.context()._context_handle is None)
   ''')

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Dict, Tuple
 
 from imgcls.contract import deployment, names, settings
+from imgcls.contract.errors import UserError
 
 AUGMENT_CHOICES = ('none', 'default')
 LR_SCHEDULE_CHOICES = ('constant', 'cosine')
@@ -96,6 +97,19 @@ class TrainingConfig:
       'last finished epoch when run again; a path all retries see (on '
       'Kubeflow, a mounted volume)', shown_default='beside the model (imgcls '
       'train) or in the pipeline root (imgcls run)')
+  # Replicas of one training under MultiWorkerMirroredStrategy
+  # (trainer/executor.py, trainer/local_replicas.py).
+  workers: int = settings.setting(
+      1, 'train as this many replicas: processes on this machine (imgcls '
+      'run, train), pods on Kubeflow (imgcls compile); they split each '
+      'batch, so the steps and the learning rate stay those of one',
+      check=settings.in_range(1))
+
+  def __post_init__(self):
+    if self.batch_size < self.workers:
+      raise UserError(f'--batch-size {self.batch_size}: at least --workers '
+                      f'({self.workers}), since each replica takes a share '
+                      'of every batch')
 
   def to_custom_config(self) -> Dict[str, Any]:
     """A JSON-serialisable dict, as TFX's custom_config must be."""

@@ -4,7 +4,10 @@ What the original train_model.py and eval_model.py scripts did; the TFX
 pipeline does the same through its components.
 """
 import dataclasses
+import json
+import logging
 import os
+import sys
 from typing import Dict, List, Sequence
 
 import tensorflow as tf
@@ -13,7 +16,7 @@ from imgcls.contract import names, saved_model
 from imgcls.contract.errors import UserError
 from imgcls.imagedata import class_folders, preprocessing
 from imgcls.serving_dir import versions as model_versions
-from imgcls.trainer import dataset, training
+from imgcls.trainer import cluster, dataset, local_replicas, models, training
 from imgcls.trainer.config import TrainingConfig
 
 # Beside the versions; not an integer, so neither TF Serving nor the version
@@ -30,13 +33,18 @@ def train(train_dir: str, test_dir: str, model_dir: str,
   ModelCheckpoint writes the best model so far to `<model_dir>/<ModelType>/
   checkpoints/`; each checkpoint is a servable SavedModel. An interrupted
   run, started again with the same command, resumes from its last finished
-  epoch (the backup in `<model_dir>/<ModelType>/backup/`).
+  epoch (the backup in `<model_dir>/<ModelType>/backup/`). With
+  config.workers above 1, the training runs as that many processes here
+  (trainer/local_replicas.py), each a replica of this function.
   """
+  if config.workers > 1 and not cluster.replica().several:
+    return _train_as_replicas(train_dir, test_dir, model_dir, config)
+  where = training.devices()  # first: see training.devices
   train_split, test_split = class_folders.read_train_test(train_dir, test_dir)
-  where = training.devices()
   model = training.build_model(config, train_split.class_names, where)
   inputs = dataset.files_inputs(train_split, test_split, config,
-                                config.batch_size * where.replicas)
+                                where.global_batch(config.batch_size),
+                                where.shard)
   base_dir = os.path.join(model_dir, type(model).__name__)
   checkpoint = tf.keras.callbacks.ModelCheckpoint(
       os.path.join(base_dir, 'checkpoints', 'best'), monitor='val_loss',
@@ -45,11 +53,34 @@ def train(train_dir: str, test_dir: str, model_dir: str,
       config.backup_root or os.path.join(base_dir, BACKUP_DIR),
       training.backup_key(os.path.abspath(train_dir),
                           os.path.abspath(test_dir),
-                          config.to_custom_config())))
+                          config.to_custom_config())), where.replica)
   training.fit(model, config, inputs, backup, [checkpoint], where)
-  version = model_versions.publish(base_dir, model.save)
+  path = _publish(where, base_dir, model)
   backup.remove()
-  return os.path.join(base_dir, str(version))
+  training.wait_for_all(where)
+  return path
+
+
+def _publish(where: training.Devices, base_dir: str, model) -> str:
+  """The new version's path; '' on a replica other than the chief, which
+  saves all the same (training.save_on_every_replica) but keeps nothing."""
+  if not where.replica.is_chief:
+    training.save_on_every_replica(where.replica, base_dir, model.save)
+    return ''
+  return os.path.join(base_dir,
+                      str(model_versions.publish(base_dir, model.save)))
+
+
+def _train_as_replicas(train_dir: str, test_dir: str, model_dir: str,
+                       config: TrainingConfig) -> str:
+  """Returns the newest version once the replicas have finished: the one
+  their chief published."""
+  local_replicas.run(
+      [sys.executable, '-m', 'imgcls.trainer.standalone',
+       json.dumps([train_dir, test_dir, model_dir,
+                   config.to_custom_config()])], config.workers)
+  return model_versions.latest_version_dir(os.path.join(
+      model_dir, models.model_class(config.model_type).__name__))
 
 
 @dataclasses.dataclass
@@ -111,3 +142,16 @@ def _score(truth: Sequence[str], predicted: List[str],
     per_class[name] = sum(hits) / len(hits)
   correct = sum(t == p for t, p in zip(truth, predicted))
   return SignatureResult(correct / len(truth), per_class, predicted)
+
+
+def _replica_main(argv: Sequence[str]) -> None:
+  """One replica of `train`: the arguments as _train_as_replicas gives them.
+  Its lines go to the launcher, which prefixes and passes them on."""
+  logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
+  train_dir, test_dir, model_dir, config = json.loads(argv[0])
+  train(train_dir, test_dir, model_dir,
+        TrainingConfig.from_custom_config(config))
+
+
+if __name__ == '__main__':
+  _replica_main(sys.argv[1:])

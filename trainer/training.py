@@ -105,7 +105,7 @@ def after_export(where: Devices, path: str) -> None:
   """
   if not where.replica.several:
     return
-  _barrier(where.strategy)
+  wait_for_all(where)
   if not tf.io.gfile.exists(path):
     raise RuntimeError(
         f'replica {where.replica.index} of {where.replica.count}: the '
@@ -113,8 +113,11 @@ def after_export(where: Devices, path: str) -> None:
         'pipeline root on storage they all share')
 
 
-def _barrier(strategy: tf.distribute.Strategy) -> None:
-  """A sum over all replicas: it ends once every replica has reached it."""
+def wait_for_all(where: Devices) -> None:
+  """Returns once every replica has called it: a sum over all of them."""
+  if not where.replica.several:
+    return
+  strategy = where.strategy
   ones = strategy.run(tf.function(lambda: tf.distribute.get_replica_context(
   ).all_reduce(tf.distribute.ReduceOp.SUM, tf.constant(1))))
   strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
