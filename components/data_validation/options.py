@@ -34,8 +34,8 @@ class DataValidationOptions:
       'for a newly inferred schema')
   # 0 for the same distribution, 1 for disjoint ones.
   max_numeric_divergence: float = settings.setting(
-      0.1, 'Jensen-Shannon drift/skew threshold of the image sizes, channels '
-      'and file sizes, for a newly inferred schema')
+      0.1, 'Jensen-Shannon drift/skew threshold of the image sizes, channels, '
+      'file sizes and pixel statistics, for a newly inferred schema')
 
   def to_parameter(self) -> str:
     return json.dumps(settings.to_json(self), sort_keys=True)
