@@ -130,3 +130,41 @@ def test_keep_n_history_and_rollback_in_a_bucket(gcs, saved):
   assert result.returncode == 2
   assert 'was pruned' in result.stderr
   assert served_by_config(gcs) == 4
+
+# The versions the server at 127.0.0.1:argv[1] reports AVAILABLE for Lenet.
+_AVAILABLE = textwrap.dedent("""
+    import json, sys, urllib.request
+    url = f'http://127.0.0.1:{sys.argv[1]}/v1/models/Lenet'
+    try:
+      with urllib.request.urlopen(url, timeout=5) as reply:
+        status = json.load(reply)['model_version_status']
+    except OSError:
+      status = []
+    print(sorted(int(s['version']) for s in status
+                 if s['state'] == 'AVAILABLE'))
+""")
+
+
+def test_serve_follows_the_model_config_in_the_bucket(gcs, saved):
+  gcs.create_bucket('models')
+  writer = publish(gcs, saved)
+  assert writer.communicate(timeout=120) and writer.returncode == 0
+  port = served_models.free_port()
+  server = gcs.popen(
+      ['python', '-m', 'imgcls.cli', 'serve', '--model_config_file', CONFIG,
+       '--model_config_file_poll_wait_seconds', '1', '--rest_api_port',
+       str(port), '--port', '0'],
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+  def available():
+    result = gcs.run(['python', '-c', _AVAILABLE, str(port)])
+    return json.loads(result.stdout.strip() or '[]')
+
+  try:
+    assert served_models.wait_for(lambda: available() == [1], 180, 1)
+    writer = publish(gcs, saved)
+    assert writer.communicate(timeout=120) and writer.returncode == 0
+    assert served_models.wait_for(lambda: available() == [2], 180, 1)
+  finally:
+    server.terminate()
+    server.communicate(timeout=60)

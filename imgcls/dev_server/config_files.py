@@ -21,6 +21,7 @@ from google.protobuf import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from imgcls.contract import storage
 from imgcls.contract.errors import UserError
 
 _PACKAGE = 'tensorflow.serving'
@@ -91,8 +92,8 @@ _MonitoringConfig = _message_classes('imgcls/monitoring_config.proto',
 
 def _parse_text_file(path: str, message, flag: str):
   try:
-    with open(path, encoding='utf-8') as f:
-      return text_format.Parse(f.read(), message)
+    return text_format.Parse(storage.read_bytes(path).decode('utf-8'),
+                             message)
   except OSError as e:
     raise UserError(f'{flag}: cannot read {path}: {e.strerror or e}') from e
   except text_format.ParseError as e:
@@ -168,7 +169,10 @@ def _model_problem(model, earlier: List[ModelConfig]) -> Optional[str]:
             f'{model.model_platform}')
   if any(m.name == model.name for m in earlier):
     return f'Illegal to list model {model.name} multiple times in config list'
-  if not os.path.isabs(model.base_path):
+  # A URI with a scheme (gs://) is absolute (model_servers/server_core.cc,
+  # UriIsRelativePath).
+  if not (os.path.isabs(model.base_path) or
+          storage.is_remote(model.base_path)):
     return (f'Expected model {model.name} to have an absolute path or URI; '
             f'got base_path()={model.base_path}')
   return None

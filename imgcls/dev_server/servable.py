@@ -25,6 +25,7 @@ from imgcls.clients.status import (
   code_from_number,
   invalid_argument,
 )
+from imgcls.contract import storage
 from imgcls.dev_server import image_budget
 from imgcls.dev_server.batching import BatchScheduler
 
@@ -184,8 +185,8 @@ class Servable:
 
 def _serving_signature_defs(path: str):
   """The signature defs of the 'serve' meta graph, which TF Serving loads."""
-  with open(os.path.join(path, 'saved_model.pb'), 'rb') as f:
-    saved_model = saved_model_pb2.SavedModel.FromString(f.read())
+  saved_model = saved_model_pb2.SavedModel.FromString(
+      storage.read_bytes(os.path.join(path, 'saved_model.pb')))
   for meta_graph in saved_model.meta_graphs:
     if _SERVE_TAG in meta_graph.meta_info_def.tags:
       return meta_graph.signature_def

@@ -28,6 +28,7 @@ import grpc
 from imgcls.clients.client import address
 from imgcls.clients.status import ServingError
 from imgcls.contract import names as defaults
+from imgcls.contract import storage
 from imgcls.contract.errors import UserError
 from imgcls.dev_server import config_files, grpc_service, limits, warmup
 from imgcls.dev_server.batching import BatchingOptions, BatchScheduler
@@ -83,7 +84,7 @@ class ServerConfig:
   def check(self) -> None:
     if not self.model_config_file:
       _check_model_name(self.model_name)
-      if os.path.exists(self.model_base_path) and not os.path.isdir(
+      if storage.exists(self.model_base_path) and not storage.isdir(
           self.model_base_path):
         raise UserError(f'{self.model_base_path} is not a directory')
     if self.batching_parameters_file and not self.enable_batching:
@@ -177,7 +178,7 @@ class ModelServer:
     except ServingError as e:
       raise UserError(f'Failed to start server. Error: {e}') from e
     for config in configs:
-      if not os.path.isdir(config.base_path):
+      if not storage.isdir(config.base_path):
         _log.warning('%s does not exist (yet); serving model %s once a '
                      'version appears there', config.base_path, config.name)
 

@@ -20,6 +20,7 @@ import time
 from typing import Callable, Dict, Optional, Set, Tuple
 
 from imgcls.clients.status import code_from_number
+from imgcls.contract import storage
 from imgcls.dev_server.config_files import VersionPolicy
 from imgcls.serving_dir.versions import version_dirs
 
@@ -38,13 +39,11 @@ class VersionState:
 
 def _fingerprint(path: str) -> Tuple:
   """What changes when files under `path` are added, removed or rewritten."""
-  files = []
-  for root, _, names in os.walk(path):
-    for name in names:
-      stat = os.stat(os.path.join(root, name))
-      files.append((os.path.relpath(os.path.join(root, name), path),
-                    stat.st_size, stat.st_mtime_ns))
-  return tuple(sorted(files))
+  paths = [os.path.join(root, name)
+           for root, _, names in storage.walk(path) for name in names]
+  return tuple(sorted(
+      (os.path.relpath(p, path), *stat)
+      for p, stat in zip(paths, storage.sizes_and_mtimes_ns(paths))))
 
 
 class ModelVersions:

@@ -21,7 +21,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from imgcls.clients.status import ServingError, invalid_argument
-from imgcls.contract import names
+from imgcls.contract import names, storage
 from imgcls.dev_server.metrics import Metrics
 from imgcls.dev_server.predict import run_predict
 from imgcls.dev_server.servable import Servable
@@ -43,7 +43,7 @@ def replay(version_dir: str, servable: Servable, model_name: str,
     ServingError: with TF Serving's status and message, failing the load.
   """
   path = requests_path(version_dir)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return
   started = time.monotonic()
   status = 'OK'
