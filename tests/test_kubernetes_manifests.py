@@ -38,7 +38,7 @@ import pytest
 from tensorflow_serving.config import model_server_config_pb2
 import yaml
 
-from imgcls.contract import deployment
+from imgcls.contract import deployment, names
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _KUBERNETES = _REPO / 'kubernetes'
@@ -46,7 +46,7 @@ _KUBERNETES = _REPO / 'kubernetes'
 # (1.27) and CronJob time zones (1.27).
 _KUBERNETES_VERSION = '1.32'
 _SERVING = ('base', 'overlays/gpu', 'overlays/hpa', 'overlays/local')
-_ALL = _SERVING + ('retrain', 'storage', 'admin')
+_ALL = _SERVING + ('overlays/bucket', 'retrain', 'storage', 'admin')
 # What a profile's owner applies (docs/kubeflow.md); `admin` is the rest.
 _OWNERS = _SERVING + ('retrain', 'storage')
 _PARAMS = deployment.params(str(_KUBERNETES / 'params' / 'params.env'))
@@ -1425,3 +1425,23 @@ def test_limit_range_asks_for_little_disk_and_lets_a_step_stage_its_data():
                 for name in ('main', 'wait'))
   assert requested < 2**30
   assert staging >= 16 * 2**30
+
+
+def test_bucket_overlay_serves_the_config_the_pusher_writes_in_the_bucket():
+  """overlays/bucket: no model volume; TF Serving re-reads the models.config
+  that a push to a gs:// serving directory rewrites (serving_dir/bucket.py),
+  as a ServiceAccount that Workload Identity maps to a Google one."""
+  objects = _rendered('overlays/bucket')
+  pod_spec = _pod_spec(objects)
+  container = _container(pod_spec)
+  flags = _args(container)
+  assert re.fullmatch(r'gs://[^/]+/.+/' + re.escape(
+      names.MODEL_CONFIG_FILE), flags['model_config_file'])
+  assert int(flags['model_config_file_poll_wait_seconds']) > 0
+  assert not [v for v in pod_spec['volumes'] if 'persistentVolumeClaim' in v]
+  assert ({m['name'] for m in container['volumeMounts']} ==
+          {v['name'] for v in pod_spec['volumes']})
+  assert 'tfserving-models' not in {
+      c['metadata']['name'] for c in _all_of(objects, 'ConfigMap')}
+  account = _one(objects, 'ServiceAccount', pod_spec['serviceAccountName'])
+  assert account['metadata']['annotations']['iam.gke.io/gcp-service-account']
