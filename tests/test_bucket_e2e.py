@@ -54,4 +54,4 @@ def test_run_predict_and_retrain_on_buckets(gcs, tmp_path):
   assert 'versions: 2\n' in gcs.read(SERVING + '/models.config').decode()
   assert f'{BASE[len("gs://models/"):]}/2/saved_model.pb' in gcs.names(BASE)
   out = imgcls('versions', '--model-base-path', BASE)
-  assert out.startswith('version 2  serving')
+  assert out.startswith('version 2  serving (models.config)')

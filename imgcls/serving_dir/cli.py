@@ -5,7 +5,7 @@ import dataclasses
 import json
 import sys
 
-from imgcls.contract import storage
+from imgcls.contract import names, storage
 from imgcls.contract.errors import UserError
 from imgcls.serving_dir import history as history_lib
 
@@ -56,7 +56,9 @@ def _versions(args: argparse.Namespace) -> int:
   elif not records:
     print(f'{args.model_base_path}: nothing published yet')
   else:
-    print('\n'.join(_describe(r) for r in records))
+    served_by = (names.MODEL_CONFIG_FILE if storage.is_remote(
+        args.model_base_path) else 'latest policy')
+    print('\n'.join(_describe(r, served_by) for r in records))
   return 0
 
 
@@ -73,10 +75,10 @@ def _as_json(record: history_lib.VersionRecord) -> dict:
           'problem': record.problem, **dataclasses.asdict(record.provenance)}
 
 
-def _describe(record: history_lib.VersionRecord) -> str:
+def _describe(record: history_lib.VersionRecord, served_by: str) -> str:
   """A few lines per version: what it is, where from, how good."""
   p = record.provenance
-  state = {history_lib.SERVING: 'serving (latest policy)',
+  state = {history_lib.SERVING: f'serving ({served_by})',
            history_lib.PUBLISHED: 'published',
            history_lib.PRUNED: f'pruned {p.pruned_at}'.rstrip()}[record.state]
   head = f'version {record.version}  {state}'
