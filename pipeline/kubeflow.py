@@ -130,9 +130,12 @@ def compile_pipeline(config: PipelineConfig, options: KubeflowOptions,
   }
   platform = pipeline_spec_pb2.PlatformSpec()
   for node in tfx_pipeline.components:
+    # By isinstance: with --workers the Trainer is a subclass of TFX's.
+    node_mounts = next((m for cls, m in mounts.items()
+                        if isinstance(node, cls)), [])
     _set_executor_config(platform, executor_label(spec, node.id),
-                         _executor_config(mounts.get(type(node), []),
-                                          options, gpus=node is trainer))
+                         _executor_config(node_mounts, options,
+                                          gpus=node is trainer))
   if config.serving_check:
     (pusher,) = [node.id for node in tfx_pipeline.components
                  if isinstance(node, VersionedPusher)]
