@@ -304,18 +304,25 @@ def cluster_api():
 
 
 class Staging:
-  """The folder on the shared volume where the replicas find the step's
-  inputs and leave their outputs."""
+  """The folders on the shared volume where the replicas find the step's
+  inputs and leave their outputs: under `base`, the launch's own (its
+  heartbeat and outputs), and the inputs at their path in the step's pod.
 
-  def __init__(self, root: str):
-    self.root = root
-    self.heartbeat = os.path.join(root, HEARTBEAT_FILE)
+  At the same path on every retry of the step, the inputs keep the key of
+  the Trainer's backup (trainer.task.backup_dir), so a retried step resumes
+  from its last finished epoch; each run's artifacts have paths of their
+  own (its ID is in them, and the compiled pipeline caches nothing).
+  """
+
+  def __init__(self, base: str, launch: str):
+    self.base = base
+    self.root = os.path.join(base, launch)
+    self.heartbeat = os.path.join(self.root, HEARTBEAT_FILE)
+    self._inputs: List[str] = []
 
   def stage_in(self, artifacts: Dict[str, list]) -> Dict[str, List[str]]:
     """Copies each input artifact in; returns the staged URIs."""
-    return {key: [self._copy(a.uri, os.path.join(self.root, 'inputs', key,
-                                                 str(i)))
-                  for i, a in enumerate(items)]
+    return {key: [self._copy(a.uri) for a in items]
             for key, items in artifacts.items()}
 
   def outputs(self, artifacts: Dict[str, list]) -> Dict[str, List[str]]:
@@ -336,10 +343,20 @@ class Staging:
       os.utime(self.heartbeat)
 
   def remove(self) -> None:
+    """The launch's folder, and its inputs with their emptied parents."""
     shutil.rmtree(self.root, ignore_errors=True)
+    for path in self._inputs:
+      shutil.rmtree(path, ignore_errors=True)
+      parent = os.path.dirname(path)
+      while (parent.startswith(self.base + os.sep) and os.path.isdir(parent)
+             and not os.listdir(parent)):
+        os.rmdir(parent)
+        parent = os.path.dirname(parent)
 
-  @staticmethod
-  def _copy(source: str, target: str) -> str:
+  def _copy(self, source: str) -> str:
+    target = os.path.join(self.base, 'inputs', source.lstrip('/'))
+    shutil.rmtree(target, ignore_errors=True)  # a failed attempt's copy
+    self._inputs.append(target)
     if os.path.isdir(source):
       shutil.copytree(source, target)
     elif os.path.exists(source):
@@ -355,8 +372,8 @@ def run_from_step(count: int, command, input_dict: Dict[str, list],
   api_client, namespace = cluster_api()
   launch = Launch(api_client, namespace, os.environ[POD_NAME_ENV], output)
   from imgcls.contract import deployment
-  staging = Staging(os.path.join(deployment.data_mount(), STAGING_DIR,
-                                 launch.name))
+  staging = Staging(os.path.join(deployment.data_mount(), STAGING_DIR),
+                    launch.name)
   run(launch, staging, count, command, input_dict, output_dict)
 
 

@@ -121,7 +121,8 @@ def _running(fake, launch, tmp_path, command=lambda i, o: ['train']):
   inputs = {'examples': [_Artifact(str(examples))]}
   outputs = {'model': [_Artifact(str(tmp_path / 'minio' / 'model'))],
              'model_run': [_Artifact(str(tmp_path / 'minio' / 'run'))]}
-  staging = job_replicas.Staging(str(tmp_path / 'data' / 'staging'))
+  staging = job_replicas.Staging(str(tmp_path / 'data' / 'staging'),
+                                 launch.name)
   outcome = _in_background(lambda: job_replicas.run(
       launch, staging, COUNT, command, inputs, outputs))
   pods = _wait_for(lambda: len(fake.pods_of(NS, launch.name)) == COUNT and
@@ -190,9 +191,13 @@ def test_a_completed_job_stages_the_chiefs_outputs_back_and_cleans_up(
     return ['train']
   outcome, pods, staging = _running(fake, launch, tmp_path, command)
   ((staged_inputs, staged_outputs),) = commands
-  # The replicas see the inputs on the shared volume.
-  assert open(os.path.join(staged_inputs['examples'][0], 'Split-train',
-                           'data.gz'), 'rb').read() == b'records'
+  # The replicas see the inputs on the shared volume, at a path that a
+  # retried step's launch stages them at too: the backup's key stays.
+  (staged_examples,) = staged_inputs['examples']
+  assert open(os.path.join(staged_examples, 'Split-train', 'data.gz'),
+              'rb').read() == b'records'
+  assert staged_examples == str(tmp_path / 'data' / 'staging' / 'inputs') + (
+      str(tmp_path / 'minio' / 'examples'))
   for index, pod in enumerate(pods):
     fake.log(NS, pod['metadata']['name'], f'epoch 1 on replica {index}')
   # The chief exports, as run_fn does, into the staged output.
@@ -208,7 +213,7 @@ def test_a_completed_job_stages_the_chiefs_outputs_back_and_cleans_up(
   assert '[replica 1] epoch 1 on replica 1' in launch.lines
   assert fake.names('jobs', NS) == fake.names('services', NS) == []
   assert fake.names('pods', NS) == [STEP]  # the Job's pods went with it
-  assert not os.path.exists(staging.root)
+  assert os.listdir(staging.base) == []
 
 
 def test_a_failed_replica_fails_the_step_with_its_lines(fake, launch,
@@ -227,7 +232,7 @@ def test_a_failed_replica_fails_the_step_with_its_lines(fake, launch,
   assert not (tmp_path / 'minio' / 'model').exists()  # nothing kept
   assert fake.names('jobs', NS) == fake.names('services', NS) == []
   assert fake.names('pods', NS) == [STEP]
-  assert not os.path.exists(staging.root)
+  assert os.listdir(staging.base) == []
 
 
 def test_deleting_the_steps_pod_deletes_the_job_and_service(fake, launch):
