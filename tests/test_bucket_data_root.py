@@ -106,3 +106,19 @@ def test_the_hash_split_and_the_fingerprint_follow_the_objects(gcs, tmp_path):
   gcs.upload('gs://plain/set/train/cat/0-0.png',
              images.encode(images.digit_like(0, seed=99)))
   assert plan_of('gs://plain/set')[1] != before
+
+
+def test_an_object_gone_before_it_is_read_is_skipped_as_on_disk(gcs):
+  """Listed, then deleted before the ExampleGen reads it: the same skip
+  reason as a file deleted from disk, never a TF traceback."""
+  gcs.create_bucket('photos')
+  result = gcs.run(['python', '-c', textwrap.dedent("""
+      from imgcls.imagedata import class_folders
+      try:
+        class_folders.read_image('gs://photos/set/train/cat/gone.png')
+      except class_folders.ImageProblem as e:
+        print(e)
+  """)])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.startswith('cannot read: '), result.stdout
+  assert 'gs://photos/set/train/cat/gone.png' in result.stdout

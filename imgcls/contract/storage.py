@@ -218,7 +218,11 @@ def size_and_mtime_ns(path: str) -> Tuple[int, int]:
   if not is_remote(path):
     stat = os.stat(path)
     return stat.st_size, stat.st_mtime_ns
-  stat = _gfile().stat(path)
+  import tensorflow as tf
+  try:
+    stat = _gfile().stat(path)
+  except tf.errors.NotFoundError:  # as os.stat says it
+    raise FileNotFoundError(None, 'no such object', path) from None
   return stat.length, stat.mtime_nsec
 
 
