@@ -10,6 +10,7 @@ from typing import Tuple
 
 from bench import (
   accuracy,
+  bucket_ingest,
   common,
   doc,
   ingest,
@@ -22,8 +23,9 @@ from imgcls.imagedata import sample_data
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # In the order of the page.
 BENCHMARKS = {
-    module.NAME: module for module in (ingest, input_pipeline, whole_pipeline,
-                                       serve_latency, accuracy)
+    module.NAME: module for module in (ingest, bucket_ingest, input_pipeline,
+                                       whole_pipeline, serve_latency,
+                                       accuracy)
 }
 
 
